@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import http_sf
 
@@ -59,12 +60,21 @@ def aauth_requirement(requirement: str, params: Mapping[str, str] | None = None)
     return out
 
 
+def reject_duplicate(key: str, context: str) -> None:
+    """``on_duplicate_key`` hook for http_sf: refuse instead of "last one wins".
+
+    RFC 9651 lets the last duplicate win; a signer and a verifier using different parsers
+    could then disagree on what was signed or which digest counts, so signed fields refuse.
+    """
+    raise ValueError(f"duplicate {context} key {key!r}")
+
+
 def _parse_dict(value: str) -> dict[str, tuple[object, dict[str, object]]]:
     try:
-        parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
+        parsed: Any = http_sf.parse(value.encode("ascii"), tltype="dictionary")
     except (UnicodeEncodeError, http_sf.StructuredFieldError, ValueError) as exc:
         raise FieldError(str(exc)) from exc
-    return parsed  # type: ignore[no-any-return]
+    return cast(dict[str, tuple[object, dict[str, object]]], parsed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +135,7 @@ def parse_token_list(value: str | None) -> tuple[str, ...]:
     if not value:
         return ()
     try:
-        parsed = http_sf.parse(value.encode("ascii"), tltype="list")
+        parsed: Any = http_sf.parse(value.encode("ascii"), tltype="list")
     except (UnicodeEncodeError, http_sf.StructuredFieldError, ValueError) as exc:
         raise FieldError(str(exc)) from exc
     return tuple(str(m[0]) for m in parsed if isinstance(m[0], http_sf.Token))

@@ -27,6 +27,9 @@ class HttpRequest:
     url: str
     headers: Headers = field(default_factory=list)
     body: bytes = b""
+    # Lower-cased name -> combined value, built on first lookup: verification reads a
+    # dozen fields per request.  Treat ``headers`` as immutable once a lookup happened.
+    _combined: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def header_values(self, name: str) -> list[str]:
         """Every value of ``name`` (case-insensitive), in wire order."""
@@ -35,10 +38,15 @@ class HttpRequest:
 
     def header(self, name: str) -> str | None:
         """The field value as RFC 9110 combines repeated lines (``", "``), or None."""
-        values = self.header_values(name)
-        if not values:
-            return None
-        return ", ".join(v.strip() for v in values)
+        combined = self._combined
+        if combined is None:
+            combined = {}
+            for k, v in self.headers:
+                lname = k.lower()
+                value = v.strip()
+                combined[lname] = combined[lname] + ", " + value if lname in combined else value
+            self._combined = combined
+        return combined.get(name.lower())
 
     @property
     def path(self) -> str:

@@ -1,0 +1,399 @@
+"""RFC 9421 HTTP Message Signatures for requests: parse, build the base, sign, verify.
+
+Only the RFC 9421 core lives here.  Which components must be covered, the ``created``
+window and key resolution are the verifier's business (digest section 2.6); this module
+answers "is this signature over this request valid under this key".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import SplitResult, urlsplit
+
+import http_sf
+from http_sf.innerlist import ser_innerlist, ser_item_or_inner_list
+from http_sf.item import ser_item
+
+from ..errors import SignatureFailure
+from ..fields import FieldError, reject_duplicate, sf_key
+from ..http import HttpRequest
+from .digest import content_digest, verify_content_digest
+
+
+class Signer(Protocol):
+    alg: str
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+class Verifier(Protocol):
+    alg: str
+
+    def verify(self, signature: bytes, data: bytes) -> bool: ...
+
+
+AAUTH_COMPONENTS: tuple[str, ...] = ("@method", "@authority", "@path", "signature-key")
+BODY_COMPONENTS: tuple[str, ...] = ("content-type", "content-digest")
+
+Params = tuple[tuple[str, object], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedSignature:
+    label: str
+    components: tuple[str, ...]
+    component_params: tuple[Params, ...]
+    created: int | None
+    expires: int | None
+    keyid: str | None
+    alg: str | None
+    signature_params: str
+    signature: bytes
+
+
+def _fail(detail: str) -> SignatureFailure:
+    return SignatureFailure("invalid_signature", detail)
+
+
+SfDict = dict[str, tuple[Any, dict[str, Any]]]
+
+
+def _parse_dict(name: str, value: str | None) -> SfDict:
+    if value is None:
+        raise _fail(f"{name} is missing")
+    try:
+        parsed: SfDict = http_sf.parse(
+            value.encode("ascii"), tltype="dictionary", on_duplicate_key=reject_duplicate
+        )  # type: ignore[assignment]
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise _fail(f"{name} is not a valid Structured Field Dictionary") from exc
+    return parsed
+
+
+_B64URL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _decode_base64url(text: str) -> bytes:
+    # Unpadded only: the quirk we tolerate is one specific encoder's output, not any base64.
+    if not text or len(text) % 4 == 1 or not _B64URL_CHARS.issuperset(text):
+        raise _fail("Signature is not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise _fail("Signature is not unpadded base64url") from exc
+
+
+def _choose_label(inputs: SfDict) -> str:
+    if len(inputs) == 1:
+        return next(iter(inputs))
+    if "sig" in inputs:
+        return "sig"
+    if not inputs:
+        raise _fail("Signature-Input has no members")
+    return next(iter(inputs))
+
+
+# Fast path for the overwhelmingly common wire form: one member, canonical serialisation,
+# plain component names and the usual parameters.  Anything else (several members, odd
+# whitespace, duplicates, component parameters, non-canonical integers) takes the full
+# Structured Field parser below, so both paths accept and reject exactly the same inputs.
+_FAST_INPUT = re.compile(
+    r'([a-z*][a-z0-9_\-.*]{0,63})=(\(((?:"[a-z0-9@_.\-]{1,64}")(?: "[a-z0-9@_.\-]{1,64}")*)?\)'
+    r"((?:;(?:created|expires)=(?:0|[1-9][0-9]{0,14})"
+    r'|;(?:keyid|alg|nonce|tag)="[\x20\x21\x23-\x5b\x5d-\x7e]{0,256}")*))'
+)
+_FAST_SIGNATURE = re.compile(r"([a-z*][a-z0-9_\-.*]{0,63})=:([A-Za-z0-9+/]{4,}={0,2}):")
+
+
+def _parse_fast(
+    input_value: str, signature_value: str, label: str | None
+) -> ParsedSignature | None:
+    m_in = _FAST_INPUT.fullmatch(input_value)
+    if m_in is None:
+        return None
+    m_sig = _FAST_SIGNATURE.fullmatch(signature_value)
+    chosen = m_in.group(1)
+    if m_sig is None or m_sig.group(1) != chosen or (label is not None and label != chosen):
+        return None
+    b64 = m_sig.group(2)
+    if len(b64) % 4:
+        return None
+    names = tuple(c[1:-1] for c in m_in.group(3).split(" ")) if m_in.group(3) else ()
+    if len(set(names)) != len(names):
+        return None
+    params: dict[str, str | int] = {}
+    for item in m_in.group(4).split(";")[1:]:
+        key, _, raw = item.partition("=")
+        if key in params:
+            return None
+        params[key] = raw[1:-1] if raw.startswith('"') else int(raw)
+    try:
+        signature = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    created, expires = params.get("created"), params.get("expires")
+    keyid, alg = params.get("keyid"), params.get("alg")
+    return ParsedSignature(
+        label=chosen,
+        components=names,
+        component_params=((),) * len(names),
+        created=created if isinstance(created, int) else None,
+        expires=expires if isinstance(expires, int) else None,
+        keyid=keyid if isinstance(keyid, str) else None,
+        alg=alg if isinstance(alg, str) else None,
+        signature_params=m_in.group(2),
+        signature=signature,
+    )
+
+
+def parse_signature(
+    request: HttpRequest, *, label: str | None = None, accept_base64url: bool = True
+) -> ParsedSignature:
+    """Read the signature ``label`` (or the one a verifier should pick) from the request."""
+    input_value = request.header("Signature-Input")
+    signature_value = request.header("Signature")
+    if input_value is not None and signature_value is not None:
+        fast = _parse_fast(input_value, signature_value, label)
+        if fast is not None:
+            return fast
+    inputs = _parse_dict("Signature-Input", input_value)
+    signatures = _parse_dict("Signature", signature_value)
+    chosen = _choose_label(inputs) if label is None else label
+    if chosen not in inputs:
+        raise _fail(f"Signature-Input has no member {chosen!r}")
+    if chosen not in signatures:
+        raise _fail(f"Signature has no member {chosen!r}")
+
+    member = inputs[chosen]
+    items, sig_params = member
+    if not isinstance(items, list):
+        raise _fail("Signature-Input member is not an Inner List")
+    names: list[str] = []
+    comp_params: list[Params] = []
+    seen: set[tuple[str, frozenset[tuple[str, object]]]] = set()
+    for name, params in items:
+        if not isinstance(name, str):
+            raise _fail("component identifiers must be Strings")
+        identity = (name, frozenset(params.items()))
+        if identity in seen:
+            raise _fail(f"component {name!r} is covered twice")
+        seen.add(identity)
+        names.append(name)
+        comp_params.append(tuple(params.items()))
+
+    created = sig_params.get("created")
+    expires = sig_params.get("expires")
+    keyid = sig_params.get("keyid")
+    alg = sig_params.get("alg")
+    # bool is an int subclass: `created=?1` must not pass as 1.
+    for pname, pvalue in (("created", created), ("expires", expires)):
+        if pvalue is not None and type(pvalue) is not int:
+            raise _fail(f"{pname} must be an Integer")
+    for pname, pvalue in (("keyid", keyid), ("alg", alg)):
+        if pvalue is not None and type(pvalue) is not str:
+            raise _fail(f"{pname} must be a String")
+
+    raw_sig = signatures[chosen][0]
+    if isinstance(raw_sig, bytes):
+        signature = raw_sig
+    elif accept_base64url and isinstance(raw_sig, (str, http_sf.Token)):
+        signature = _decode_base64url(str(raw_sig))
+    else:
+        raise _fail("Signature member is not a Byte Sequence")
+    if not signature:
+        raise _fail("Signature is empty")
+
+    return ParsedSignature(
+        label=chosen,
+        components=tuple(names),
+        component_params=tuple(comp_params),
+        created=created,
+        expires=expires,
+        keyid=keyid,
+        alg=alg,
+        signature_params=ser_innerlist(member),
+        signature=signature,
+    )
+
+
+# --- derived components (RFC 9421 section 2.2) ---------------------------------------
+
+_DEFAULT_PORTS = {"https": "443", "http": "80"}
+
+
+def _authority(request: HttpRequest, url: SplitResult) -> str:
+    netloc = url.netloc.rpartition("@")[2].lower()
+    if netloc.startswith("["):
+        host, _, rest = netloc.partition("]")
+        host += "]"
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = netloc.partition(":")
+    if not host:
+        raise _fail("request URL has no host")
+    if not port or port == _DEFAULT_PORTS.get(url.scheme.lower()):
+        return host
+    return f"{host}:{port}"
+
+
+def _target_uri(request: HttpRequest, url: SplitResult) -> str:
+    uri = request.url.partition("#")[0]
+    if url.path:
+        return uri
+    # An absent path is "/" (RFC 9110 4.2.3); everything before any "?" is scheme://authority.
+    base, mark, query = uri.partition("?")
+    return f"{base}/{mark}{query}"
+
+
+def _request_target(request: HttpRequest, url: SplitResult) -> str:
+    # urlsplit drops an empty query, but "/p?" and "/p" are different targets.
+    has_query = "?" in request.url.partition("#")[0]
+    return f"{url.path or '/'}?{url.query}" if has_query else url.path or "/"
+
+
+_DERIVED: dict[str, Callable[[HttpRequest, SplitResult], str]] = {
+    "@method": lambda request, url: request.method,
+    "@authority": _authority,
+    "@path": lambda request, url: url.path or "/",
+    "@query": lambda request, url: "?" + url.query,
+    "@target-uri": _target_uri,
+    "@scheme": lambda request, url: url.scheme.lower(),
+    "@request-target": _request_target,
+}
+
+# Known Structured Field types for the `sf` parameter; other fields cannot be re-serialised.
+_SF_TYPES = {
+    "signature-key": "dictionary",
+    "content-digest": "dictionary",
+    "signature-input": "dictionary",
+    "signature": "dictionary",
+    "aauth-capabilities": "list",
+}
+
+
+def _structured_value(name: str, value: str, params: Params) -> str:
+    """The `sf` / `key` forms of a field (RFC 9421 sections 2.1.1 and 2.1.2)."""
+    keys = {k for k, _ in params}
+    if keys - {"sf", "key"}:
+        raise _fail(f"unsupported parameters on component {name!r}")
+    opts = dict(params)
+    if "sf" in opts and opts["sf"] is not True:
+        raise _fail("the sf parameter must be a bare Boolean")
+    key = opts.get("key")
+    tltype = "dictionary" if key is not None else _SF_TYPES.get(name)
+    if tltype is None:
+        raise _fail(f"the Structured Field type of {name!r} is unknown")
+    try:
+        parsed: Any = http_sf.parse(value.encode("ascii"), tltype=tltype)
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise _fail(f"{name} is not a valid Structured Field") from exc
+    if key is None:
+        return http_sf.ser(parsed)
+    if not isinstance(key, str) or key not in parsed:
+        raise _fail(f"{name} has no member {key!r}")
+    return ser_item_or_inner_list(parsed[key])
+
+
+def _identifier(name: str, params: Params) -> str:
+    if params:
+        return ser_item((name, dict(params)))  # type: ignore[arg-type]
+    return f'"{name}"'
+
+
+def signature_base(request: HttpRequest, parsed: ParsedSignature) -> bytes:
+    """The RFC 9421 section 2.5 signature base, as bytes."""
+    url: SplitResult | None = None
+    lines: list[str] = []
+    for name, params in zip(parsed.components, parsed.component_params, strict=True):
+        if name.startswith("@"):
+            derive = _DERIVED.get(name)
+            if derive is None:
+                raise _fail(f"unsupported derived component {name!r}")
+            if params:
+                raise _fail(f"parameters on derived component {name!r} are not supported")
+            if url is None:
+                url = urlsplit(request.url)
+            value = derive(request, url)
+        else:
+            if name != name.lower() or '"' in name or "\\" in name:
+                raise _fail(f"invalid field component {name!r}")
+            value_or_none = request.header(name)
+            if value_or_none is None:
+                raise _fail(f"covered field {name!r} is absent")
+            value = _structured_value(name, value_or_none, params) if params else value_or_none
+        if "\n" in value or "\r" in value:
+            raise _fail(f"component {name!r} contains a line break")
+        lines.append(f"{_identifier(name, params)}: {value}")
+    lines.append(f'"@signature-params": {parsed.signature_params}')
+    try:
+        return "\n".join(lines).encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise _fail("signature base is not ASCII") from exc
+
+
+def sign_request(
+    request: HttpRequest,
+    signer: Signer,
+    *,
+    label: str = "sig",
+    components: Sequence[str] = AAUTH_COMPONENTS,
+    created: int,
+    expires: int | None = None,
+    keyid: str | None = None,
+    digest_alg: str = "sha-256",
+) -> list[tuple[str, str]]:
+    """The header lines to add to ``request`` so it carries a signature by ``signer``.
+
+    Never emits the ``alg`` parameter: AAuth takes the algorithm from the key.
+    """
+    try:
+        sf_key(label)
+    except FieldError as exc:
+        raise ValueError(str(exc)) from exc
+    if len(set(components)) != len(components):
+        raise ValueError("a component is listed twice")
+    added: list[tuple[str, str]] = []
+    target = request
+    if "content-digest" in components and request.header("Content-Digest") is None:
+        added.append(("Content-Digest", content_digest(request.body, digest_alg)))
+        target = HttpRequest(request.method, request.url, [*request.headers, *added], request.body)
+
+    sig_params: dict[str, object] = {"created": created}
+    if expires is not None:
+        sig_params["expires"] = expires
+    if keyid is not None:
+        sig_params["keyid"] = keyid
+    serialized = ser_innerlist(([(c, {}) for c in components], sig_params))  # type: ignore[arg-type]
+    draft = ParsedSignature(
+        label=label,
+        components=tuple(components),
+        component_params=tuple(() for _ in components),
+        created=created,
+        expires=expires,
+        keyid=keyid,
+        alg=None,
+        signature_params=serialized,
+        signature=b"",
+    )
+    signature = signer.sign(signature_base(target, draft))
+    added.append(("Signature-Input", f"{label}={serialized}"))
+    added.append(("Signature", f"{label}=:{base64.b64encode(signature).decode('ascii')}:"))
+    return added
+
+
+def verify_signature(request: HttpRequest, parsed: ParsedSignature, key: Verifier) -> None:
+    """Verify ``parsed`` over ``request`` with ``key``; a covered digest must match the body."""
+    base = signature_base(request, parsed)
+    try:
+        ok = key.verify(parsed.signature, base)
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise _fail("signature does not verify")
+    if "content-digest" in parsed.components:
+        verify_content_digest(request.header("Content-Digest"), request.body)

@@ -1,0 +1,432 @@
+"""The AAuth request verifier: digest section 2.6, in order, with one error code per failure.
+
+Key resolution is the only I/O.  The verification itself is written once, as a generator
+that yields a :class:`KeyNeed` whenever it needs a key from discovery and receives the
+:class:`PublicKey`; :meth:`RequestVerifier.verify` and :meth:`RequestVerifier.averify`
+are the sync and async drivers.  Everything else is pure.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import OrderedDict
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
+
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import SignatureFailure
+from .http import HttpRequest
+from .identifiers import is_server_identifier
+from .keys.discovery import KeyDiscovery
+from .keys.jwk import SUPPORTED_ALGS, PublicKey, jwk_thumbprint
+from .signatures.message import (
+    AAUTH_COMPONENTS,
+    BODY_COMPONENTS,
+    ParsedSignature,
+    parse_signature,
+    verify_signature,
+)
+from .signatures.signature_key import SignatureKey, select_signature_key
+from .tokens.aauth import EXPECTED_DWK, TYP_AGENT, check_claims, check_header
+from .tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
+
+#: Schemes this package can resolve to a verified key.  ``self-jwt``, ``x509`` and
+#: ``cached`` are parsed but always answer ``unsupported_scheme`` (documented choice).
+RESOLVABLE_SCHEMES = ("jwt", "jwks_uri", "jwks", "hwk", "jkt-jwt")
+
+SIGNATURE_FIELDS = ("signature", "signature-input", "signature-key")
+
+#: A JWT whose ``typ`` names it a jkt-jwt (signature-key -08, 3.2).
+_JKT_TYPS = {"jkt-s256+jwt": "sha-256", "jkt-s512+jwt": "sha-512"}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyNeed:
+    """A key the verification needs from discovery: by issuer metadata or by a JWKS URL."""
+
+    issuer: str | None
+    dwk: str | None
+    kid: str
+    jwks_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedRequest:
+    """What a successful verification established about the request's signer."""
+
+    label: str
+    scheme: str
+    key: PublicKey
+    created: int
+    components: tuple[str, ...]
+    typ: str | None = None
+    token: str | None = None
+    claims: Mapping[str, object] = field(default_factory=dict)
+    issuer: str | None = None
+
+    @property
+    def jkt(self) -> str:
+        return self.key.thumbprint
+
+
+@dataclass(frozen=True, slots=True)
+class VerifierConfig:
+    """How strict a verifier is.  Defaults are the AAuth profile for agent-signed requests."""
+
+    accept_schemes: tuple[str, ...] = ("jwt",)
+    accept_algs: tuple[str, ...] = SUPPORTED_ALGS
+    token_types: tuple[str, ...] = (TYP_AGENT,)
+    window: int = 60
+    required_components: tuple[str, ...] = AAUTH_COMPONENTS
+    #: Require ``content-type`` + ``content-digest`` on requests with a body (PS/AS endpoints).
+    require_body_coverage: bool = False
+    accept_base64url: bool = True
+    allow_eddsa: bool = False
+    dev_loopback: bool = False
+    audience: str | None = None
+    max_header_bytes: int = 16384
+    token_cache_size: int = 4096
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.accept_schemes if s not in RESOLVABLE_SCHEMES]
+        if unknown:
+            raise ValueError(f"schemes this verifier cannot resolve: {unknown}")
+        bad_algs = [a for a in self.accept_algs if a not in SUPPORTED_ALGS]
+        if bad_algs:
+            raise ValueError(f"unsupported algorithms: {bad_algs}")
+        if self.window <= 0:
+            raise ValueError("window must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class _VerifiedToken:
+    typ: str
+    claims: Mapping[str, object]
+    key: PublicKey
+    exp: float
+    issuer: str
+
+
+RevocationCheck = Callable[[str, str], bool]
+"""``(iss, jti) -> revoked?`` consulted on every request, cached token or not."""
+
+#: Every JWK member PublicKey.from_jwk reads (see keys/jwk.py); the parsed-key cache key.
+_KEY_MEMBERS = ("kty", "crv", "x", "y", "n", "e", "alg", "kid")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_Steps = Generator[KeyNeed, PublicKey, VerifiedRequest]
+
+
+class RequestVerifier:
+    def __init__(
+        self,
+        discovery: KeyDiscovery,
+        config: VerifierConfig | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        is_revoked: RevocationCheck | None = None,
+    ) -> None:
+        self.discovery = discovery
+        self.config = config or VerifierConfig()
+        self.clock = clock
+        self.is_revoked = is_revoked
+        # Verified-token cache: an agent presents the same agent token on every call, so the
+        # token's own signature and claims are checked once; the request signature never is cached.
+        self._tokens: OrderedDict[str, _VerifiedToken] = OrderedDict()
+        self._keys: dict[tuple[object, ...], PublicKey] = {}
+
+    # -- drivers -------------------------------------------------------------------------
+
+    def verify(self, request: HttpRequest) -> VerifiedRequest:
+        steps = self._steps(request)
+        try:
+            need = next(steps)
+            while True:
+                need = steps.send(self._resolve(need))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def averify(self, request: HttpRequest) -> VerifiedRequest:
+        steps = self._steps(request)
+        try:
+            need = next(steps)
+            while True:
+                need = steps.send(await self._aresolve(need))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _resolve(self, need: KeyNeed) -> PublicKey:
+        if need.jwks_url is not None:
+            return self.discovery.jwks_key(need.jwks_url, need.kid)
+        assert need.issuer is not None and need.dwk is not None
+        return self.discovery.key(need.issuer, need.dwk, need.kid)
+
+    async def _aresolve(self, need: KeyNeed) -> PublicKey:
+        if need.jwks_url is not None:
+            return await self.discovery.ajwks_key(need.jwks_url, need.kid)
+        assert need.issuer is not None and need.dwk is not None
+        return await self.discovery.akey(need.issuer, need.dwk, need.kid)
+
+    # -- the verification order of digest 2.6 ---------------------------------------------
+
+    def _steps(self, request: HttpRequest) -> _Steps:
+        cfg = self.config
+        # 1. all three fields present
+        for name in SIGNATURE_FIELDS:
+            value = request.header(name)
+            if value is None:
+                raise SignatureFailure("invalid_signature", f"missing {name} header")
+            if len(value) > cfg.max_header_bytes:
+                raise SignatureFailure("invalid_signature", f"{name} header too large")
+        parsed = parse_signature(request, accept_base64url=cfg.accept_base64url)
+
+        # 2. coverage
+        required = self.required_components(request)
+        covered = set(parsed.components)
+        if not covered.issuperset(required):
+            missing = [c for c in required if c not in covered]
+            raise SignatureFailure(
+                "invalid_input",
+                "signature does not cover " + ", ".join(missing),
+                required_input=required,
+            )
+
+        # 3. freshness
+        now = self.clock.now()
+        created = self._check_freshness(parsed, now)
+
+        # 4. scheme selection
+        entry = select_signature_key(
+            request.header("signature-key"), parsed.label, accept_schemes=cfg.accept_schemes
+        )
+
+        # 5. key resolution per scheme
+        resolved = yield from self._resolve_scheme(entry, now)
+
+        # 6. algorithm from the resolved key
+        key = resolved.key
+        if key.alg not in cfg.accept_algs:
+            raise SignatureFailure(
+                "unsupported_algorithm",
+                f"algorithm {key.alg} is not accepted",
+                accept_algs=cfg.accept_algs,
+            )
+
+        # 7. the signature itself, always verified
+        verify_signature(request, parsed, key)
+        return VerifiedRequest(
+            label=parsed.label,
+            scheme=entry.scheme,
+            key=key,
+            created=created,
+            components=parsed.components,
+            typ=resolved.typ,
+            token=resolved.token,
+            claims=resolved.claims,
+            issuer=resolved.issuer,
+        )
+
+    def required_components(self, request: HttpRequest) -> list[str]:
+        cfg = self.config
+        required = list(cfg.required_components)
+        if cfg.require_body_coverage and request.body:
+            required.extend(c for c in BODY_COMPONENTS if c not in required)
+        authz = request.header("authorization")
+        if (
+            authz is not None
+            and authz.lstrip()[:6].lower() == "aauth "
+            and "authorization" not in required
+        ):
+            required.append("authorization")
+        return required
+
+    def _check_freshness(self, parsed: ParsedSignature, now: float) -> int:
+        created = parsed.created
+        if created is None:
+            raise SignatureFailure("invalid_signature", "signature has no created parameter")
+        window = self.config.window
+        if created - now > window:
+            raise SignatureFailure("clock_skew", "created is in the future")
+        if now - created > window:
+            raise SignatureFailure("invalid_signature", "signature is too old")
+        if parsed.expires is not None and now >= parsed.expires:
+            raise SignatureFailure("invalid_signature", "signature has expired")
+        return created
+
+    # -- schemes -------------------------------------------------------------------------
+
+    def _resolve_scheme(
+        self, entry: SignatureKey, now: float
+    ) -> Generator[KeyNeed, PublicKey, _Resolved]:
+        scheme = entry.scheme
+        if scheme == "jwt":
+            return (yield from self._scheme_jwt(entry, now))
+        if scheme == "jwks_uri":
+            ident = _str_param(entry, "id")
+            if not is_server_identifier(ident, dev_loopback=self.config.dev_loopback):
+                raise SignatureFailure("invalid_key", "id is not a server identifier")
+            key = yield KeyNeed(ident, _str_param(entry, "dwk"), _str_param(entry, "kid"))
+            return _Resolved(key, issuer=ident)
+        if scheme == "jwks":
+            url = _str_param(entry, "url")
+            key = yield KeyNeed(None, None, _str_param(entry, "kid"), jwks_url=url)
+            return _Resolved(key, issuer=url)
+        if scheme == "hwk":
+            jwk = {k: v for k, v in entry.params.items() if isinstance(v, str)}
+            return _Resolved(self._key_from_jwk(jwk))
+        if scheme == "jkt-jwt":
+            return self._scheme_jkt_jwt(entry, now)
+        raise SignatureFailure(  # pragma: no cover - config validation forbids it
+            "unsupported_scheme", scheme, accept_schemes=self.config.accept_schemes
+        )
+
+    def _key_from_jwk(self, jwk: Mapping[str, object]) -> PublicKey:
+        # An agent keeps its key while its tokens rotate: parse each key once.  The cache key
+        # holds every member from_jwk reads; a JWK with private material never hits it.
+        cache_key: tuple[object, ...] | None = None
+        if "d" not in jwk:
+            members = tuple(jwk.get(m) for m in _KEY_MEMBERS)
+            if all(v is None or type(v) is str for v in members):
+                cache_key = members
+                hit = self._keys.get(members)
+                if hit is not None:
+                    return hit
+        key = PublicKey.from_jwk(
+            jwk, accept_algs=self.config.accept_algs, allow_eddsa=self.config.allow_eddsa
+        )
+        if cache_key is not None:
+            if len(self._keys) >= self.config.token_cache_size:
+                self._keys.pop(next(iter(self._keys)))
+            self._keys[cache_key] = key
+        return key
+
+    def _scheme_jwt(
+        self, entry: SignatureKey, now: float
+    ) -> Generator[KeyNeed, PublicKey, _Resolved]:
+        raw = _str_param(entry, "jwt")
+        cached = self._tokens.get(raw)
+        if cached is not None and now < cached.exp:
+            self._check_revocation(cached.issuer, cached.claims)
+            return _Resolved(cached.key, cached.typ, raw, cached.claims, cached.issuer)
+        token = self._token(decode_unverified, raw)
+        typ = self._token(check_header, token, self.config.token_types)
+        payload = token.payload
+        iss, dwk = payload.get("iss"), payload.get("dwk")
+        # Validate what decides the fetch before fetching: the token names the URL.
+        if not isinstance(iss, str) or not is_server_identifier(
+            iss, dev_loopback=self.config.dev_loopback
+        ):
+            raise SignatureFailure("invalid_jwt", "iss is not a server identifier")
+        if not isinstance(dwk, str) or dwk not in EXPECTED_DWK[typ]:
+            raise SignatureFailure("invalid_jwt", f"dwk does not fit {typ}")
+        kid = token.header.get("kid")
+        if not isinstance(kid, str):
+            raise SignatureFailure("invalid_jwt", "token header has no kid")
+        issuer_key = yield KeyNeed(iss, dwk, kid)
+        self._token(verify_jwt_signature, token, issuer_key, allow_eddsa=self.config.allow_eddsa)
+        claims = self._token(
+            check_claims,
+            token,
+            typ=typ,
+            now=now,
+            audience=self.config.audience if typ != TYP_AGENT else None,
+            clock_skew=self.config.window,
+            dev_loopback=self.config.dev_loopback,
+            allow_eddsa=self.config.allow_eddsa,
+        )
+        cnf = claims.get("cnf")
+        jwk = cnf.get("jwk") if isinstance(cnf, dict) else None
+        if not isinstance(jwk, dict):
+            raise SignatureFailure("invalid_jwt", "token has no cnf.jwk")
+        key = self._key_from_jwk(jwk)
+        self._check_revocation(iss, claims)
+        exp = claims["exp"]
+        assert isinstance(exp, int | float)
+        self._remember(raw, _VerifiedToken(typ, claims, key, float(exp), iss))
+        return _Resolved(key, typ, raw, claims, iss)
+
+    def _scheme_jkt_jwt(self, entry: SignatureKey, now: float) -> _Resolved:
+        raw = _str_param(entry, "jwt")
+        token = self._token(decode_unverified, raw)
+        typ = token.header.get("typ")
+        if typ not in _JKT_TYPS:
+            raise SignatureFailure(
+                "invalid_jwt", "jkt-jwt typ must be jkt-s256+jwt or jkt-s512+jwt"
+            )
+        header_jwk = token.header.get("jwk")
+        if not isinstance(header_jwk, dict):
+            raise SignatureFailure("invalid_jwt", "jkt-jwt header has no jwk")
+        identity_key = self._key_from_jwk(header_jwk)
+        hash_name = _JKT_TYPS[str(typ)]
+        expected_iss = f"urn:jkt:{hash_name}:" + jwk_thumbprint(identity_key.jwk, hash_name)
+        iss = token.payload.get("iss")
+        if not isinstance(iss, str) or not hmac.compare_digest(iss, expected_iss):
+            raise SignatureFailure("invalid_jwt", "jkt-jwt iss does not match its header jwk")
+        self._token(verify_jwt_signature, token, identity_key, allow_eddsa=self.config.allow_eddsa)
+        exp, iat = token.payload.get("exp"), token.payload.get("iat")
+        if not isinstance(exp, int) or isinstance(exp, bool):
+            raise SignatureFailure("invalid_jwt", "jkt-jwt has no exp")
+        if now >= exp:
+            raise SignatureFailure("expired_jwt", "jkt-jwt has expired")
+        if isinstance(iat, int) and iat - now > self.config.window:
+            raise SignatureFailure("clock_skew", "jkt-jwt iat is in the future")
+        if entry.params.get("cache") is True and not isinstance(token.payload.get("jti"), str):
+            raise SignatureFailure("invalid_jwt", "cacheable jkt-jwt needs jti")
+        cnf = token.payload.get("cnf")
+        jwk = cnf.get("jwk") if isinstance(cnf, dict) else None
+        if not isinstance(jwk, dict):
+            raise SignatureFailure("invalid_jwt", "jkt-jwt has no cnf.jwk")
+        return _Resolved(self._key_from_jwk(jwk), str(typ), raw, token.payload, iss)
+
+    def _token(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """Run a token-layer check, turning its TokenError into the matching Signature-Error."""
+        try:
+            return fn(*args, **kwargs)
+        except TokenError as exc:
+            accept = self.config.accept_algs if exc.code == "unsupported_algorithm" else None
+            raise SignatureFailure(exc.code, exc.detail, accept_algs=accept) from exc
+
+    def _check_revocation(self, iss: str, claims: Mapping[str, object]) -> None:
+        if self.is_revoked is None:
+            return
+        jti = claims.get("jti")
+        if isinstance(jti, str) and self.is_revoked(iss, jti):
+            raise SignatureFailure("revoked_jwt", "token has been revoked")
+
+    def _remember(self, raw: str, verified: _VerifiedToken) -> None:
+        tokens = self._tokens
+        tokens[raw] = verified
+        if len(tokens) > self.config.token_cache_size:
+            now = self.clock.now()
+            for stale in [t for t, v in tokens.items() if v.exp <= now]:
+                del tokens[stale]
+            while len(tokens) > self.config.token_cache_size:
+                tokens.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    key: PublicKey
+    typ: str | None = None
+    token: str | None = None
+    claims: Mapping[str, object] = field(default_factory=dict)
+    issuer: str | None = None
+
+
+def _str_param(entry: SignatureKey, name: str) -> str:
+    value = entry.params.get(name)
+    if not isinstance(value, str) or not value:
+        raise SignatureFailure("invalid_signature", f"{entry.scheme} needs a {name} parameter")
+    return value
+
+
+__all__: Sequence[str] = [
+    "RESOLVABLE_SCHEMES",
+    "KeyNeed",
+    "RequestVerifier",
+    "RevocationCheck",
+    "VerifiedRequest",
+    "VerifierConfig",
+]
