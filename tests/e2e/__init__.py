@@ -1,0 +1,3 @@
+"""End-to-end tests against the example apps running as real servers."""
+
+from __future__ import annotations
