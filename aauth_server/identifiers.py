@@ -6,6 +6,7 @@ a value is either already in canonical form or it is rejected.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -44,6 +45,9 @@ def _is_a_label(label: str) -> bool:
     )
 
 
+# Every token names the same few hosts again and again (iss, sub's domain, ps): remember
+# the verdicts.  Bounded, and a pure function of its argument, so nothing goes stale.
+@functools.lru_cache(maxsize=4096)
 def _is_host(host: str) -> bool:
     """A lowercase DNS name in A-label form: no port, no IP literal brackets, no trailing dot."""
     if not host or len(host) > _MAX_HOST:
