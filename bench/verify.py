@@ -29,12 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from aauth_server.clock import FixedClock  # noqa: E402
-from aauth_server.resource import ResourceGuard  # noqa: E402
-from aauth_server.signatures.message import parse_signature, signature_base  # noqa: E402
-from tests.support import World  # noqa: E402
+from aauth_server.clock import FixedClock
+from aauth_server.resource import ResourceGuard
+from aauth_server.signatures.message import parse_signature, signature_base
+from tests.support import World
 
 T0 = 1_800_000_000
 

@@ -4,13 +4,14 @@ reads the provider's documents from a StaticFetcher."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aauth_server.agent import AgentProvider
 from aauth_server.clock import SYSTEM_CLOCK, Clock
-from aauth_server.http import HttpRequest
+from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.discovery import KeyDiscovery
 from aauth_server.keys.fetcher import AsyncStaticFetcher, StaticFetcher
 from aauth_server.keys.jwk import PrivateKey
@@ -31,7 +32,9 @@ class World:
     extra_documents: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.provider = AgentProvider(AP_ISSUER, PrivateKey.generate("Ed25519", kid="ap-1"), clock=self.clock)
+        self.provider = AgentProvider(
+            AP_ISSUER, PrivateKey.generate("Ed25519", kid="ap-1"), clock=self.clock
+        )
         self.agent_key = PrivateKey.generate("Ed25519")
         self.agent_token = self.provider.issue(self.agent_key.public, "assistant")
 
@@ -47,7 +50,9 @@ class World:
         return KeyDiscovery(StaticFetcher(docs), AsyncStaticFetcher(docs), clock=self.clock)
 
     def resource_config(self, **overrides: Any) -> ResourceConfig:
-        return ResourceConfig(issuer=RESOURCE, discovery=self.discovery(), clock=self.clock, **overrides)
+        return ResourceConfig(
+            issuer=RESOURCE, discovery=self.discovery(), clock=self.clock, **overrides
+        )
 
     def now(self) -> int:
         return int(self.clock.now())
@@ -74,12 +79,18 @@ class World:
         sk = signature_key
         if sk is None:
             sk = serialize_signature_key(
-                [SignatureKey(label, "jwt", {"jwt": token if token is not None else self.agent_token})]
+                [
+                    SignatureKey(
+                        label, "jwt", {"jwt": token if token is not None else self.agent_token}
+                    )
+                ]
             )
         hdrs.append(("Signature-Key", sk))
         request = HttpRequest(method, origin + path, hdrs, body)
         if components is None:
-            components = list(AAUTH_COMPONENTS) + (["content-type", "content-digest"] if body else [])
+            components = list(AAUTH_COMPONENTS) + (
+                ["content-type", "content-digest"] if body else []
+            )
         signed = sign_request(
             request,
             key or self.agent_key,
@@ -118,30 +129,92 @@ def scenarios() -> list[Scenario]:
         return replace(req, url=req.url.replace("/whoami", "/whoami"), method="POST")
 
     return [
-        Scenario("unsigned", lambda w: HttpRequest("GET", RESOURCE + "/whoami", []), 401,
-                 "agent_token_required", {"aauth-requirement": "requirement=agent-token"}),
+        Scenario(
+            "unsigned",
+            lambda w: HttpRequest("GET", RESOURCE + "/whoami", []),
+            401,
+            "agent_token_required",
+            {"aauth-requirement": "requirement=agent-token"},
+        ),
         Scenario("signed", lambda w: w.signed(), 200),
-        Scenario("tampered-method", tampered, 401, "invalid_signature",
-                 {"signature-error": "error=invalid_signature"}),
-        Scenario("missing-signature", lambda w: with_header(w.signed(), "Signature", None), 401,
-                 "invalid_signature", {"signature-error": "error=invalid_signature"}),
-        Scenario("uncovered-signature-key",
-                 lambda w: w.signed(components=["@method", "@authority", "@path"]), 401,
-                 "invalid_input",
-                 {"signature-error": 'error=invalid_input, required_input=("@method" "@authority" "@path" "signature-key")'}),
-        Scenario("stale", lambda w: w.signed(created=w.now() - 120), 401, "invalid_signature",
-                 {"signature-error": "error=invalid_signature"}),
-        Scenario("future", lambda w: w.signed(created=w.now() + 120), 401, "clock_skew",
-                 {"signature-error": "error=clock_skew"}),
-        Scenario("hwk-scheme",
-                 lambda w: w.signed(signature_key='sig=hwk;kty="OKP";crv="Ed25519";x="'
-                                    + str(w.agent_key.public.jwk["x"]) + '";alg="Ed25519"'),
-                 401, "unsupported_scheme",
-                 {"signature-error": "error=unsupported_scheme", "accept-signature-scheme": "jwt"}),
-        Scenario("wrong-key", lambda w: w.signed(key=PrivateKey.generate("Ed25519")), 401,
-                 "invalid_signature", {"signature-error": "error=invalid_signature"}),
-        Scenario("optional-unsigned", lambda w: HttpRequest("GET", RESOURCE + "/optional", []), 200,
-                 path="/optional"),
+        Scenario(
+            "tampered-method",
+            tampered,
+            401,
+            "invalid_signature",
+            {"signature-error": "error=invalid_signature"},
+        ),
+        Scenario(
+            "missing-signature",
+            lambda w: with_header(w.signed(), "Signature", None),
+            401,
+            "invalid_signature",
+            {"signature-error": "error=invalid_signature"},
+        ),
+        Scenario(
+            "uncovered-signature-key",
+            lambda w: w.signed(components=["@method", "@authority", "@path"]),
+            401,
+            "invalid_input",
+            {
+                "signature-error": "error=invalid_input, required_input="
+                '("@method" "@authority" "@path" "signature-key")'
+            },
+        ),
+        Scenario(
+            "stale",
+            lambda w: w.signed(created=w.now() - 120),
+            401,
+            "invalid_signature",
+            {"signature-error": "error=invalid_signature"},
+        ),
+        Scenario(
+            "future",
+            lambda w: w.signed(created=w.now() + 120),
+            401,
+            "clock_skew",
+            {"signature-error": "error=clock_skew"},
+        ),
+        Scenario(
+            "hwk-scheme",
+            lambda w: w.signed(
+                signature_key='sig=hwk;kty="OKP";crv="Ed25519";x="'
+                + str(w.agent_key.public.jwk["x"])
+                + '";alg="Ed25519"'
+            ),
+            401,
+            "unsupported_scheme",
+            {"signature-error": "error=unsupported_scheme", "accept-signature-scheme": "jwt"},
+        ),
+        Scenario(
+            "wrong-key",
+            lambda w: w.signed(key=PrivateKey.generate("Ed25519")),
+            401,
+            "invalid_signature",
+            {"signature-error": "error=invalid_signature"},
+        ),
+        Scenario(
+            "optional-unsigned",
+            lambda w: HttpRequest("GET", RESOURCE + "/optional", []),
+            200,
+            path="/optional",
+        ),
         Scenario("optional-signed", lambda w: w.signed(path="/optional"), 200, path="/optional"),
         Scenario("post-with-body", lambda w: w.signed("POST", body=b'{"a":1}'), 200),
     ]
+
+
+def assert_scenario(scenario: Scenario, response: HttpResponse, world: World) -> None:
+    """What every adapter must answer for ``scenario`` (status, headers, body ``error``)."""
+    assert response.status == scenario.status
+    for name, value in scenario.headers.items():
+        assert response.header(name) == value
+    payload = json.loads(response.body)
+    if scenario.error is not None:
+        assert response.header("content-type") == "application/problem+json"
+        assert payload["error"] == scenario.error
+        assert payload["detail"]
+    elif scenario.name == "optional-unsigned":
+        assert payload == {"agent": None}
+    else:
+        assert payload == {"agent": world.agent_id}

@@ -27,7 +27,7 @@ from aauth_server.http import HttpRequest
 from aauth_server.keys.jwk import jwk_thumbprint
 from aauth_server.resource import ResourceGuard
 from tests.adapters.harness_django import configure_django, send, send_async
-from tests.support import RESOURCE, Scenario, World, scenarios
+from tests.support import RESOURCE, Scenario, World, assert_scenario, scenarios
 
 configure_django()
 
@@ -48,17 +48,7 @@ def error_ids(**aauth: object) -> list[str]:
 def test_scenario(scenario: Scenario) -> None:
     world = World()
     response = send(world.resource_config(), scenario.build(world))
-    assert response.status == scenario.status
-    for name, value in scenario.headers.items():
-        assert response.header(name) == value
-    payload = json.loads(response.body)
-    if scenario.error is not None:
-        assert response.header("content-type") == "application/problem+json"
-        assert payload["error"] == scenario.error
-    elif scenario.name == "optional-unsigned":
-        assert payload == {"agent": None}
-    else:
-        assert payload == {"agent": world.agent_id}
+    assert_scenario(scenario, response, world)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from aauth_server.errors import AAuthError, Forbidden
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.resource import ResourceGuard
 from tests.adapters.harness_flask import send
-from tests.support import RESOURCE, Scenario, World, scenarios
+from tests.support import RESOURCE, Scenario, World, assert_scenario, scenarios
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -42,17 +42,7 @@ def _send_via(app: Flask, req: HttpRequest) -> Any:
 def test_scenario(scenario: Scenario) -> None:
     world = World()
     response = send(world.resource_config(), scenario.build(world))
-    assert response.status == scenario.status
-    for name, value in scenario.headers.items():
-        assert response.header(name) == value
-    payload = json.loads(response.body)
-    if scenario.error is not None:
-        assert response.header("content-type") == "application/problem+json"
-        assert payload["error"] == scenario.error
-    elif scenario.name == "optional-unsigned":
-        assert payload == {"agent": None}
-    else:
-        assert payload == {"agent": world.agent_id}
+    assert_scenario(scenario, response, world)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.jwk import jwk_thumbprint
 from aauth_server.resource import ConfigurationError, ResourceConfig, ResourceGuard
 from tests.adapters.harness_starlette import send, send_to
-from tests.support import AP_ISSUER, RESOURCE, Scenario, World, scenarios
+from tests.support import AP_ISSUER, RESOURCE, Scenario, World, assert_scenario, scenarios
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -38,17 +38,7 @@ REPO = Path(__file__).resolve().parents[3]
 def test_scenario(scenario: Scenario) -> None:
     world = World()
     response = send(world.resource_config(), scenario.build(world))
-    assert response.status == scenario.status
-    for name, value in scenario.headers.items():
-        assert response.header(name) == value
-    payload = json.loads(response.body)
-    if scenario.error is not None:
-        assert response.header("content-type") == "application/problem+json"
-        assert payload["error"] == scenario.error
-    elif scenario.name == "optional-unsigned":
-        assert payload == {"agent": None}
-    else:
-        assert payload == {"agent": world.agent_id}
+    assert_scenario(scenario, response, world)
 
 
 @pytest.mark.parametrize(
