@@ -157,3 +157,51 @@ class Forbidden(AAuthError):
 class ServerError(AAuthError):
     status = 500
     error = "server_error"
+
+
+class Deferred(AAuthError):
+    """A ``202 Accepted`` deferred response (digest 5.5): poll ``Location``.
+
+    Raised like an error so it leaves the decision logic the same way a challenge does,
+    but it renders as ``application/json`` ``{"status": ...}`` with the headers every
+    pending response carries (``Location``, ``Retry-After``, ``Cache-Control: no-store``).
+    """
+
+    status = 202
+    error = "pending"
+
+    def __init__(
+        self,
+        location: str,
+        *,
+        requirement: str | None = None,
+        params: Mapping[str, str] | None = None,
+        retry_after: int = 0,
+        body_status: str = "pending",
+        extra: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__("", extra=extra)
+        self.location = location
+        self.requirement = requirement
+        self.params = dict(params or {})
+        self.retry_after = retry_after
+        self.body_status = body_status
+
+    def response_headers(self) -> Headers:
+        headers: Headers = [
+            ("Location", self.location),
+            ("Retry-After", str(self.retry_after)),
+            ("Cache-Control", "no-store"),
+        ]
+        if self.requirement:
+            headers.append(
+                ("AAuth-Requirement", fields.aauth_requirement(self.requirement, self.params))
+            )
+        headers.extend(self.extra_headers)
+        return headers
+
+    def body(self) -> dict[str, object]:
+        return {"status": self.body_status, **self.extra_body}
+
+    def to_response(self) -> HttpResponse:
+        return HttpResponse.json(self.status, self.body(), headers=self.response_headers())

@@ -12,7 +12,8 @@ import hmac
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from .clock import SYSTEM_CLOCK, Clock
 from .errors import SignatureFailure
@@ -28,7 +29,7 @@ from .signatures.message import (
     verify_signature,
 )
 from .signatures.signature_key import SignatureKey, select_signature_key
-from .tokens.aauth import EXPECTED_DWK, TYP_AGENT, check_claims, check_header
+from .tokens.aauth import EXPECTED_DWK, TYP_AGENT, TYP_AUTH, check_claims, check_header
 from .tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
 
 #: Schemes this package can resolve to a verified key.  ``self-jwt``, ``x509`` and
@@ -49,6 +50,37 @@ class KeyNeed:
     dwk: str | None
     kid: str
     jwks_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationNeed:
+    """Is the token ``(iss, jti)`` revoked?  Answered by the verifier's state."""
+
+    iss: str
+    jti: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayNeed:
+    """Is this the first time ``key`` is seen within ``ttl`` seconds?"""
+
+    key: str
+    ttl: float
+
+
+Need = KeyNeed | RevocationNeed | ReplayNeed
+
+
+class VerificationState(Protocol):
+    """Shared state the verifier consults: revocations and the optional replay cache.
+
+    Sync and async flavours, so a Redis-backed implementation serves both drivers.
+    """
+
+    def is_revoked(self, iss: str, jti: str) -> bool: ...
+    async def ais_revoked(self, iss: str, jti: str) -> bool: ...
+    def first_use(self, key: str, ttl: float) -> bool: ...
+    async def afirst_use(self, key: str, ttl: float) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +117,8 @@ class VerifierConfig:
     allow_eddsa: bool = False
     dev_loopback: bool = False
     audience: str | None = None
+    #: Reject a second request with the same (key, created, method, authority, path).
+    replay_cache: bool = False
     max_header_bytes: int = 16384
     token_cache_size: int = 4096
 
@@ -108,15 +142,12 @@ class _VerifiedToken:
     issuer: str
 
 
-RevocationCheck = Callable[[str, str], bool]
-"""``(iss, jti) -> revoked?`` consulted on every request, cached token or not."""
-
 #: Every JWK member PublicKey.from_jwk reads (see keys/jwk.py); the parsed-key cache key.
 _KEY_MEMBERS = ("kty", "crv", "x", "y", "n", "e", "alg", "kid")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-_Steps = Generator[KeyNeed, PublicKey, VerifiedRequest]
+_Steps = Generator[Need, Any, VerifiedRequest]
 
 
 class RequestVerifier:
@@ -126,12 +157,14 @@ class RequestVerifier:
         config: VerifierConfig | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
-        is_revoked: RevocationCheck | None = None,
+        state: VerificationState | None = None,
     ) -> None:
         self.discovery = discovery
         self.config = config or VerifierConfig()
         self.clock = clock
-        self.is_revoked = is_revoked
+        self.state = state
+        if self.config.replay_cache and state is None:
+            raise ValueError("the replay cache needs a VerificationState")
         # Verified-token cache: an agent presents the same agent token on every call, so the
         # token's own signature and claims are checked once; the request signature never is cached.
         self._tokens: OrderedDict[str, _VerifiedToken] = OrderedDict()
@@ -144,7 +177,7 @@ class RequestVerifier:
         try:
             need = next(steps)
             while True:
-                need = steps.send(self._resolve(need))
+                need = steps.send(self.resolve(need))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
@@ -153,23 +186,37 @@ class RequestVerifier:
         try:
             need = next(steps)
             while True:
-                need = steps.send(await self._aresolve(need))
+                need = steps.send(await self.aresolve(need))
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    def _resolve(self, need: KeyNeed) -> PublicKey:
-        if need.jwks_url is not None:
-            return self.discovery.jwks_key(need.jwks_url, need.kid)
-        assert need.issuer is not None and need.dwk is not None
-        return self.discovery.key(need.issuer, need.dwk, need.kid)
+    def resolve(self, need: Need) -> object:
+        if isinstance(need, KeyNeed):
+            if need.jwks_url is not None:
+                return self.discovery.jwks_key(need.jwks_url, need.kid)
+            assert need.issuer is not None and need.dwk is not None
+            return self.discovery.key(need.issuer, need.dwk, need.kid)
+        assert self.state is not None
+        if isinstance(need, RevocationNeed):
+            return self.state.is_revoked(need.iss, need.jti)
+        return self.state.first_use(need.key, need.ttl)
 
-    async def _aresolve(self, need: KeyNeed) -> PublicKey:
-        if need.jwks_url is not None:
-            return await self.discovery.ajwks_key(need.jwks_url, need.kid)
-        assert need.issuer is not None and need.dwk is not None
-        return await self.discovery.akey(need.issuer, need.dwk, need.kid)
+    async def aresolve(self, need: Need) -> object:
+        if isinstance(need, KeyNeed):
+            if need.jwks_url is not None:
+                return await self.discovery.ajwks_key(need.jwks_url, need.kid)
+            assert need.issuer is not None and need.dwk is not None
+            return await self.discovery.akey(need.issuer, need.dwk, need.kid)
+        assert self.state is not None
+        if isinstance(need, RevocationNeed):
+            return await self.state.ais_revoked(need.iss, need.jti)
+        return await self.state.afirst_use(need.key, need.ttl)
 
     # -- the verification order of digest 2.6 ---------------------------------------------
+
+    def steps(self, request: HttpRequest) -> _Steps:
+        """The verification as a generator of needs (compose with ``yield from``)."""
+        return self._steps(request)
 
     def _steps(self, request: HttpRequest) -> _Steps:
         cfg = self.config
@@ -216,6 +263,12 @@ class RequestVerifier:
 
         # 7. the signature itself, always verified
         verify_signature(request, parsed, key)
+
+        # Replay: only after the signature verified, so forgeries cannot fill the cache.
+        if cfg.replay_cache:
+            first = yield ReplayNeed(_replay_key(request, key.thumbprint, created), 2 * cfg.window)
+            if not first:
+                raise SignatureFailure("invalid_signature", "request replayed within the window")
         return VerifiedRequest(
             label=parsed.label,
             scheme=entry.scheme,
@@ -257,9 +310,7 @@ class RequestVerifier:
 
     # -- schemes -------------------------------------------------------------------------
 
-    def _resolve_scheme(
-        self, entry: SignatureKey, now: float
-    ) -> Generator[KeyNeed, PublicKey, _Resolved]:
+    def _resolve_scheme(self, entry: SignatureKey, now: float) -> Generator[Need, Any, _Resolved]:
         scheme = entry.scheme
         if scheme == "jwt":
             return (yield from self._scheme_jwt(entry, now))
@@ -302,13 +353,11 @@ class RequestVerifier:
             self._keys[cache_key] = key
         return key
 
-    def _scheme_jwt(
-        self, entry: SignatureKey, now: float
-    ) -> Generator[KeyNeed, PublicKey, _Resolved]:
+    def _scheme_jwt(self, entry: SignatureKey, now: float) -> Generator[Need, Any, _Resolved]:
         raw = _str_param(entry, "jwt")
         cached = self._tokens.get(raw)
         if cached is not None and now < cached.exp:
-            self._check_revocation(cached.issuer, cached.claims)
+            yield from self._check_revocation(cached.typ, cached.issuer, cached.claims)
             return _Resolved(cached.key, cached.typ, raw, cached.claims, cached.issuer)
         token = self._token(decode_unverified, raw)
         typ = self._token(check_header, token, self.config.token_types)
@@ -341,7 +390,7 @@ class RequestVerifier:
         if not isinstance(jwk, dict):
             raise SignatureFailure("invalid_jwt", "token has no cnf.jwk")
         key = self._key_from_jwk(jwk)
-        self._check_revocation(iss, claims)
+        yield from self._check_revocation(typ, iss, claims)
         exp = claims["exp"]
         assert isinstance(exp, int | float)
         self._remember(raw, _VerifiedToken(typ, claims, key, float(exp), iss))
@@ -388,12 +437,16 @@ class RequestVerifier:
             accept = self.config.accept_algs if exc.code == "unsupported_algorithm" else None
             raise SignatureFailure(exc.code, exc.detail, accept_algs=accept) from exc
 
-    def _check_revocation(self, iss: str, claims: Mapping[str, object]) -> None:
-        if self.is_revoked is None:
+    def _check_revocation(
+        self, typ: str, iss: str, claims: Mapping[str, object]
+    ) -> Generator[Need, Any, None]:
+        if self.state is None:
             return
         jti = claims.get("jti")
-        if isinstance(jti, str) and self.is_revoked(iss, jti):
-            raise SignatureFailure("revoked_jwt", "token has been revoked")
+        if isinstance(jti, str) and (yield RevocationNeed(iss, jti)):
+            # A revoked auth token sends the agent back for a person token (digest 5.7).
+            requirement = "person-token" if typ == TYP_AUTH else None
+            raise SignatureFailure("revoked_jwt", "token has been revoked", requirement=requirement)
 
     def _remember(self, raw: str, verified: _VerifiedToken) -> None:
         tokens = self._tokens
@@ -415,6 +468,11 @@ class _Resolved:
     issuer: str | None = None
 
 
+def _replay_key(request: HttpRequest, jkt: str, created: int) -> str:
+    parts = urlsplit(request.url)
+    return f"{jkt}|{created}|{request.method}|{parts.netloc.lower()}|{parts.path or '/'}"
+
+
 def _str_param(entry: SignatureKey, name: str) -> str:
     value = entry.params.get(name)
     if not isinstance(value, str) or not value:
@@ -425,8 +483,11 @@ def _str_param(entry: SignatureKey, name: str) -> str:
 __all__: Sequence[str] = [
     "RESOLVABLE_SCHEMES",
     "KeyNeed",
+    "Need",
+    "ReplayNeed",
     "RequestVerifier",
-    "RevocationCheck",
+    "RevocationNeed",
+    "VerificationState",
     "VerifiedRequest",
     "VerifierConfig",
 ]

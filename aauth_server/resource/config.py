@@ -11,7 +11,12 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..identifiers import is_server_identifier
 from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
-from ..keys.jwk import SUPPORTED_ALGS
+from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
+from ..storage.base import AsyncPendingStore, PendingStore
+from ..storage.memory import AsyncMemoryStore, MemoryState, MemoryStore
+from ..storage.uri import open_async_store, open_store
+
+ACCESS_MODES = ("agent-token", "person-token", "auth-token", "session-token")
 
 
 class ConfigurationError(ValueError):
@@ -48,6 +53,38 @@ class ResourceConfig:
     clock: Clock = SYSTEM_CLOCK
     metadata_extra: Mapping[str, Any] = field(default_factory=dict)
 
+    # -- person-token, auth-token and session-token modes (digest section 9) --------------
+    #: What ``access_mode`` the metadata advertises (advisory; the runtime challenge wins).
+    access_mode: str = "agent-token"
+    #: The resource's own key, which signs resource tokens; published at ``jwks_path``.
+    signing_key: PrivateKey | None = None
+    jwks_path: str = "/aauth/jwks.json"
+    #: Person Servers whose person and auth tokens are accepted; empty accepts any PS
+    #: (persons are ``(ps, sub)``, so one PS can never speak for another's users).
+    trusted_ps: tuple[str, ...] = ()
+    #: Four-party: the resource's Access Server.  Resource tokens are then addressed to it
+    #: and only its auth tokens (``dwk`` ``aauth-access.json``) are accepted.
+    access_server: str | None = None
+    #: Declared scopes (scope -> Markdown); only these appear in resource tokens.
+    scope_descriptions: Mapping[str, str] = field(default_factory=dict)
+    resource_token_lifetime: int = 300
+    #: Paths of the endpoints the guard serves itself; None turns one off.
+    authorization_path: str | None = None
+    revocation_path: str | None = None
+    pending_prefix: str = "/aauth/pending/"
+    #: Session-token mode: the resource's own interaction page, and session lifetime.
+    interaction_path: str = "/aauth/interact"
+    session_lifetime: int = 86400
+    pending_lifetime: int = 600
+    #: Reject a second request with the same (key, created, method, authority, path).
+    replay_cache: bool = False
+    #: Add ``Link: <.../aauth-resource.json>; rel="aauth-resource"`` to challenges.
+    link_header: bool = True
+    #: Shared state: a URI (``memory://``, ``redis://...``) or a sync store; with a sync
+    #: store object also pass ``async_store``.  Default: memory (one process only).
+    store: str | PendingStore | None = None
+    async_store: AsyncPendingStore | None = None
+
     def __post_init__(self) -> None:
         if not is_server_identifier(self.issuer, dev_loopback=self.dev_loopback):
             hint = "" if self.dev_loopback else " (loopback issuers need dev_loopback=True)"
@@ -65,6 +102,40 @@ class ResourceConfig:
         unknown = [a for a in self.accept_algs if a not in SUPPORTED_ALGS]
         if unknown or not self.accept_algs:
             raise ConfigurationError(f"accept_algs must be a non-empty subset of {SUPPORTED_ALGS}")
+        if self.access_mode not in ACCESS_MODES:
+            raise ConfigurationError(f"access_mode must be one of {ACCESS_MODES}")
+        for server in (*self.trusted_ps, *([self.access_server] if self.access_server else [])):
+            if not is_server_identifier(server, dev_loopback=self.dev_loopback):
+                raise ConfigurationError(f"{server!r} is not a server identifier")
+        for name in ("jwks_path", "authorization_path", "revocation_path", "interaction_path"):
+            path = getattr(self, name)
+            if path is not None and (not path.startswith("/") or "?" in path or "#" in path):
+                raise ConfigurationError(f"{name} must be an absolute path without query")
+        if not (self.pending_prefix.startswith("/") and self.pending_prefix.endswith("/")):
+            raise ConfigurationError("pending_prefix must start and end with '/'")
+        if not 0 < self.resource_token_lifetime <= 300:
+            raise ConfigurationError("resource_token_lifetime must be 1..300 seconds")
+        for scope, text in self.scope_descriptions.items():
+            if not scope or any(c.isspace() for c in scope) or not isinstance(text, str):
+                raise ConfigurationError(f"bad scope description for {scope!r}")
+        if self.async_store is not None and (self.store is None or isinstance(self.store, str)):
+            raise ConfigurationError("async_store goes with a sync store object in store")
+        if self.store is not None and not isinstance(self.store, str) and self.async_store is None:
+            raise ConfigurationError("a store object needs its async twin in async_store")
+
+    def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
+        """The sync and async stores over one backend (shared state for both flavours)."""
+        if self.store is not None and not isinstance(self.store, str):
+            assert self.async_store is not None
+            return self.store, self.async_store
+        uri = self.store or "memory://"
+        if uri == "memory://":
+            state = MemoryState()
+            return (
+                MemoryStore(state, clock=self.clock),
+                AsyncMemoryStore(state, clock=self.clock),
+            )
+        return open_store(uri), open_async_store(uri)
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], **overrides: Any) -> ResourceConfig:
@@ -81,7 +152,7 @@ class ResourceConfig:
                 raise ConfigurationError(f"unknown AAuth setting {key!r}")
             values[name] = value
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for tuple_field in ("accept_algs", "additional_signature_components"):
+        for tuple_field in ("accept_algs", "additional_signature_components", "trusted_ps"):
             if tuple_field in values and not isinstance(values[tuple_field], tuple):
                 values[tuple_field] = tuple(values[tuple_field])
         if "issuer" not in values:

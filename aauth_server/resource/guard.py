@@ -1,82 +1,120 @@
-"""The resource guard: verify -> identity -> decision -> challenge.
+"""The resource guard: verify -> identity -> decision -> challenge / resource token.
 
 Framework adapters call :meth:`ResourceGuard.check` (sync) or :meth:`ResourceGuard.acheck`
-(async) with a neutral :class:`HttpRequest`; the guard returns who signed, or raises an
-:class:`AAuthError` that renders itself.  No protocol decision lives in an adapter.
+(async) with a neutral :class:`HttpRequest`, and route the guard's own endpoints
+(metadata, JWKS, authorization, revocation, pending URLs) to :meth:`ResourceGuard.handle`
+/ :meth:`ResourceGuard.ahandle`.  Every protocol decision is made here, once: the logic is
+written as generators that yield what they need (a key, a revocation lookup, a store
+operation) and two small drivers answer those needs synchronously or asynchronously.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import secrets
+from collections.abc import Generator
+from dataclasses import KW_ONLY, dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import AAuthError, RequirementChallenge
+from ..errors import AAuthError, Forbidden, RequirementChallenge, SignatureFailure
+from ..fields import FieldError, parse_token_list
 from ..http import HttpRequest, HttpResponse
 from ..keys.discovery import KeyDiscovery
 from ..keys.egress import EgressPolicy
 from ..keys.fetcher import AsyncHttpxFetcher, HttpxFetcher
 from ..signatures.message import AAUTH_COMPONENTS
-from ..tokens.aauth import TYP_AGENT
-from ..verifier import SIGNATURE_FIELDS, RequestVerifier, VerifiedRequest, VerifierConfig
-from .config import ResourceConfig
+from ..storage.base import AsyncPendingStore, PendingStore, StorageError
+from ..tokens.aauth import DWK_ACCESS, DWK_PERSON, TYP_AGENT, TYP_AUTH, TYP_PERSON
+from ..verifier import (
+    SIGNATURE_FIELDS,
+    Need,
+    RequestVerifier,
+    VerifiedRequest,
+    VerifierConfig,
+)
+from .config import ConfigurationError, ResourceConfig
+from .identity import AgentIdentity, Identity, PersonIdentity
+from .state import ResourceState, Unavailable, aguarded, guarded
 
 AGENT_TOKEN = "agent-token"  # noqa: S105 - an access-mode name, not a secret
-#: Access modes this release implements; the others arrive with the resource-side issue.
-SUPPORTED_MODES = (AGENT_TOKEN,)
+PERSON_TOKEN = "person-token"  # noqa: S105
+AUTH_TOKEN = "auth-token"  # noqa: S105
+SESSION_TOKEN = "session-token"  # noqa: S105
+SUPPORTED_MODES = (AGENT_TOKEN, PERSON_TOKEN, AUTH_TOKEN, SESSION_TOKEN)
 WELL_KNOWN_PATH = "/.well-known/aauth-resource.json"
 
-
-@dataclass(frozen=True, slots=True)
-class AgentIdentity:
-    """The verified agent behind a request (agent-token mode)."""
-
-    agent: str
-    issuer: str
-    jkt: str
-    claims: Mapping[str, object]
-    token: str
-    ps: str | None = None
-    parent_agent: str | None = None
-
-    @classmethod
-    def from_verified(cls, verified: VerifiedRequest) -> AgentIdentity:
-        claims = verified.claims
-        ps, parent = claims.get("ps"), claims.get("parent_agent")
-        assert verified.token is not None and verified.issuer is not None
-        return cls(
-            agent=str(claims["sub"]),
-            issuer=verified.issuer,
-            jkt=verified.jkt,
-            claims=claims,
-            token=verified.token,
-            ps=ps if isinstance(ps, str) else None,
-            parent_agent=parent if isinstance(parent, str) else None,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent, "issuer": self.issuer, "jkt": self.jkt, "ps": self.ps}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Protection:
-    """How one endpoint is protected."""
+    """How one endpoint is protected (digest section 9, one access mode per endpoint)."""
 
     mode: str = AGENT_TOKEN
+    _: KW_ONLY
+    #: ``auth-token`` mode: the space-separated scopes the endpoint needs.
+    scope: str | None = None
     #: Let unsigned requests through with no identity; a signed request must still verify.
     optional: bool = False
+    #: ``auth-token`` mode: hold the invocation and answer ``202`` (deferred delivery).
+    deferred: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in SUPPORTED_MODES:
-            raise ValueError(f"access mode {self.mode!r} is not supported (have {SUPPORTED_MODES})")
+            raise ValueError(f"access mode {self.mode!r} is not one of {SUPPORTED_MODES}")
+        if self.mode == AUTH_TOKEN and not self.scopes:
+            raise ValueError("auth-token mode needs scope=...")
+        if self.mode != AUTH_TOKEN and (self.scope is not None or self.deferred):
+            raise ValueError("scope and deferred apply to auth-token mode only")
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset((self.scope or "").split())
 
 
 DEFAULT_PROTECTION = Protection()
 
 
+@dataclass(frozen=True, slots=True)
+class StoreOp:
+    """A pending-store call the decision logic needs; the driver runs it sync or async."""
+
+    op: str
+    args: tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class Redispatch:
+    """Run the held invocation now: the adapter dispatches ``request`` to its view with
+    ``identity`` already established, then hands the response to ``guard.finish``."""
+
+    request: HttpRequest
+    identity: PersonIdentity
+    held_id: str
+    version: int
+    jti: str
+    token_exp: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Step = Need | StoreOp
+Steps = Generator[Step, Any, T]
+
+
+def _capabilities(request: HttpRequest) -> frozenset[str]:
+    # Absent or malformed: assume no capabilities (digest 4.2).
+    try:
+        return frozenset(parse_token_list(request.header("aauth-capabilities")))
+    except FieldError:
+        return frozenset()
+
+
 class ResourceGuard:
     def __init__(self, config: ResourceConfig) -> None:
+        from .endpoints import ResourceEndpoints  # the endpoints build on the guard
+        from .sessions import Sessions
+        from .tokens import ResourceTokens
+
         self.config = config
         discovery = config.discovery
         if discovery is None:
@@ -90,12 +128,16 @@ class ResourceGuard:
                 dev_loopback=config.dev_loopback,
             )
         self.discovery = discovery
+        store, async_store = config.stores()
+        self.store: PendingStore = store
+        self.async_store: AsyncPendingStore = async_store
+        self.state = ResourceState(store, async_store)
         self.verifier = RequestVerifier(
             discovery,
             VerifierConfig(
                 accept_schemes=("jwt",),
                 accept_algs=config.accept_algs,
-                token_types=(TYP_AGENT,),
+                token_types=(TYP_AGENT, TYP_PERSON, TYP_AUTH),
                 window=config.signature_window,
                 required_components=AAUTH_COMPONENTS
                 + tuple(
@@ -105,26 +147,176 @@ class ResourceGuard:
                 allow_eddsa=config.allow_eddsa,
                 dev_loopback=config.dev_loopback,
                 audience=config.issuer,
+                replay_cache=config.replay_cache,
             ),
             clock=config.clock,
+            state=self.state,
         )
+        self.tokens = ResourceTokens(self)
+        self.sessions = Sessions(self)
+        self.endpoints = ResourceEndpoints(self)
         self._metadata_body = HttpResponse.json(200, self.metadata()).body
 
-    # -- request checks --------------------------------------------------------------------
+    # -- drivers -------------------------------------------------------------------------------
+
+    def run(self, steps: Steps[T]) -> T:
+        """Drive decision logic synchronously (Flask, Django sync views)."""
+        try:
+            need = next(steps)
+            while True:
+                try:
+                    if isinstance(need, StoreOp):
+                        op = getattr(self.store, need.op)
+                        answer = guarded(lambda op=op, need=need: op(*need.args))  # type: ignore[misc]
+                    else:
+                        answer = self.verifier.resolve(need)
+                except StorageError as exc:
+                    # A lost race or a missing record is the logic's to handle.
+                    need = steps.throw(exc)
+                    continue
+                need = steps.send(answer)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def arun(self, steps: Steps[T]) -> T:
+        """Drive decision logic asynchronously (Starlette, Django async views)."""
+        try:
+            need = next(steps)
+            while True:
+                try:
+                    if isinstance(need, StoreOp):
+                        op = getattr(self.async_store, need.op)
+                        answer = await aguarded(lambda op=op, need=need: op(*need.args))  # type: ignore[misc]
+                    else:
+                        answer = await self.verifier.aresolve(need)
+                except StorageError as exc:
+                    need = steps.throw(exc)
+                    continue
+                need = steps.send(answer)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    # -- request checks ------------------------------------------------------------------------
 
     def check(
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
-    ) -> AgentIdentity | None:
-        if self._unsigned(request):
-            return self._challenge(protection)
-        return AgentIdentity.from_verified(self.verifier.verify(request))
+    ) -> Identity | None:
+        try:
+            return self.run(self.check_steps(request, protection))
+        except AAuthError as error:
+            raise self._annotated(error) from error.__cause__
 
     async def acheck(
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
-    ) -> AgentIdentity | None:
+    ) -> Identity | None:
+        try:
+            return await self.arun(self.check_steps(request, protection))
+        except AAuthError as error:
+            raise self._annotated(error) from error.__cause__
+
+    def check_steps(self, request: HttpRequest, protection: Protection) -> Steps[Identity | None]:
         if self._unsigned(request):
-            return self._challenge(protection)
-        return AgentIdentity.from_verified(await self.verifier.averify(request))
+            if protection.optional:
+                return None
+            # auth-token and person-token both start with the person token.
+            first = AGENT_TOKEN if protection.mode in (AGENT_TOKEN, SESSION_TOKEN) else PERSON_TOKEN
+            raise RequirementChallenge(first, f"this endpoint requires an AAuth {first}")
+        verified = yield from self.verifier.steps(request)
+        mode = protection.mode
+        if mode in (AGENT_TOKEN, SESSION_TOKEN):
+            if verified.typ != TYP_AGENT:
+                raise RequirementChallenge(AGENT_TOKEN, "this endpoint requires the agent token")
+            agent = AgentIdentity.from_verified(verified)
+            if mode == AGENT_TOKEN:
+                return agent
+            return (yield from self.sessions.check_steps(request, agent))
+        person = self.person(verified)
+        if mode == PERSON_TOKEN:
+            return person
+        self._declared(protection.scopes)
+        if person.authorized and protection.scopes <= person.scopes:
+            return person
+        # A person token, or an auth token without enough scope (step-up): a fresh challenge.
+        resource_token = self.tokens.issue(person, scope=protection.scope or "")
+        if protection.deferred:
+            yield from self.endpoints.hold_steps(request, person, protection, resource_token)
+        raise RequirementChallenge(
+            AUTH_TOKEN,
+            "take the resource token to your person server"
+            if not person.authorized
+            else "this operation needs more scope than the auth token grants",
+            params={"resource-token": resource_token},
+        )
+
+    def person(self, verified: VerifiedRequest) -> PersonIdentity:
+        """The person behind a verified person or auth token, after the trust rules."""
+        claims = verified.claims
+        if verified.typ == TYP_AGENT:
+            raise RequirementChallenge(PERSON_TOKEN, "this endpoint requires a person token")
+        assert verified.token is not None and verified.issuer is not None
+        iss = verified.issuer
+        jti = claims.get("jti")
+        sub = claims.get("sub")
+        assert isinstance(jti, str) and isinstance(sub, str)
+        cfg = self.config
+        if verified.typ == TYP_PERSON:
+            ps = iss
+            self._trusted_ps(ps)
+            scopes: frozenset[str] = frozenset()
+        else:
+            ps_claim = claims.get("ps")
+            assert isinstance(ps_claim, str)
+            ps = ps_claim
+            dwk = claims.get("dwk")
+            if dwk == DWK_ACCESS:
+                if cfg.access_server is None or iss != cfg.access_server:
+                    raise SignatureFailure(
+                        "invalid_jwt", "auth token from an unknown access server"
+                    )
+            elif dwk == DWK_PERSON and iss == ps:
+                if cfg.access_server is not None:
+                    # Four-party resources take their AS's verdict, not a PS-issued token.
+                    raise SignatureFailure(
+                        "invalid_jwt", "this resource takes auth tokens from its AS"
+                    )
+                self._trusted_ps(ps)
+            else:
+                raise SignatureFailure("invalid_jwt", "a PS-issued auth token must have iss == ps")
+            scope = claims.get("scope")
+            scopes = frozenset(scope.split()) if isinstance(scope, str) else frozenset()
+        mission, tenant = claims.get("mission_s256"), claims.get("tenant")
+        return PersonIdentity(
+            ps=ps,
+            sub=sub,
+            issuer=iss,
+            jkt=verified.jkt,
+            claims=claims,
+            token=verified.token,
+            typ=str(verified.typ),
+            jti=jti,
+            scopes=scopes,
+            authorized=verified.typ == TYP_AUTH,
+            mission_s256=mission if isinstance(mission, str) else None,
+            tenant=tenant if isinstance(tenant, str) else None,
+        )
+
+    def _trusted_ps(self, ps: str) -> None:
+        trusted = self.config.trusted_ps
+        if trusted and ps not in trusted:
+            raise SignatureFailure(
+                "invalid_jwt", "token from a person server this resource does not trust"
+            )
+
+    def _declared(self, scopes: frozenset[str]) -> None:
+        undeclared = scopes - set(self.config.scope_descriptions)
+        if undeclared:
+            raise ConfigurationError(
+                f"scopes {sorted(undeclared)} are not declared in scope_descriptions"
+            )
+
+    @staticmethod
+    def capabilities(request: HttpRequest) -> frozenset[str]:
+        return _capabilities(request)
 
     @staticmethod
     def _unsigned(request: HttpRequest) -> bool:
@@ -132,13 +324,47 @@ class ResourceGuard:
         # broken signature and gets invalid_signature from the verifier.
         return all(request.header(name) is None for name in SIGNATURE_FIELDS)
 
-    @staticmethod
-    def _challenge(protection: Protection) -> None:
-        if protection.optional:
-            return None
-        raise RequirementChallenge(protection.mode, "this endpoint requires an AAuth agent token")
+    def _annotated(self, error: AAuthError) -> AAuthError:
+        if self.config.link_header and not isinstance(error, Unavailable):
+            link = f'<{self.config.issuer}{WELL_KNOWN_PATH}>; rel="aauth-resource"'
+            if ("Link", link) not in error.extra_headers:
+                error.extra_headers.append(("Link", link))
+        return error
 
-    # -- what adapters need besides checks ---------------------------------------------------
+    # -- the guard's own endpoints -----------------------------------------------------------
+
+    def handle(self, request: HttpRequest) -> HttpResponse | Redispatch | None:
+        """Answer a request to one of the guard's endpoints; None when the path is not ours."""
+        try:
+            return self.run(self.endpoints.handle_steps(request))
+        except AAuthError as error:
+            return error.to_response()
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse | Redispatch | None:
+        try:
+            return await self.arun(self.endpoints.handle_steps(request))
+        except AAuthError as error:
+            return error.to_response()
+
+    def finish(self, redispatch: Redispatch, response: HttpResponse) -> HttpResponse:
+        """Store the held invocation's result (answered again on repeat polls) and return it."""
+        try:
+            return self.run(self.endpoints.finish_steps(redispatch, response))
+        except AAuthError as error:
+            return error.to_response()
+
+    async def afinish(self, redispatch: Redispatch, response: HttpResponse) -> HttpResponse:
+        try:
+            return await self.arun(self.endpoints.finish_steps(redispatch, response))
+        except AAuthError as error:
+            return error.to_response()
+
+    def routes(self) -> list[tuple[str, str]]:
+        """``(method, path)`` pairs adapters route to :meth:`handle`; a path ending in ``/``
+        is a prefix (pending URLs)."""
+        return self.endpoints.routes()
+
+    # -- what adapters need besides checks -------------------------------------------------------
 
     def public_url(self, scheme: str, host: str | None, target: str) -> str:
         """The absolute URL a request was sent to: ``public_origin`` wins over Host."""
@@ -148,20 +374,32 @@ class ResourceGuard:
             host = urlsplit(self.config.issuer).netloc
         return f"{scheme}://{host}{target}"
 
+    def url_for(self, path: str) -> str:
+        """An absolute URL on this resource's public origin (for metadata and Location)."""
+        return (self.config.public_origin or self.config.issuer).rstrip("/") + path
+
     def metadata(self) -> dict[str, Any]:
         cfg = self.config
         doc: dict[str, Any] = {"issuer": cfg.issuer}
-        if cfg.jwks_uri:
+        if cfg.signing_key is not None:
+            doc["jwks_uri"] = cfg.jwks_uri or self.url_for(cfg.jwks_path)
+        elif cfg.jwks_uri:
             doc["jwks_uri"] = cfg.jwks_uri
         for key in ("name", "description", "documentation_uri"):
             value = getattr(cfg, key)
             if value:
                 doc[key] = value
-        doc["access_mode"] = AGENT_TOKEN
+        doc["access_mode"] = cfg.access_mode
+        if cfg.authorization_path:
+            doc["authorization_endpoint"] = self.url_for(cfg.authorization_path)
+        if cfg.scope_descriptions:
+            doc["scope_descriptions"] = dict(cfg.scope_descriptions)
         doc["signature_window"] = cfg.signature_window
-        doc["accept_signature_algs"] = list(cfg.accept_algs)
         if cfg.additional_signature_components:
             doc["additional_signature_components"] = list(cfg.additional_signature_components)
+        if cfg.revocation_path:
+            doc["revocation_endpoint"] = self.url_for(cfg.revocation_path)
+        doc["accept_signature_algs"] = list(cfg.accept_algs)
         doc.update(cfg.metadata_extra)
         return doc
 
@@ -175,3 +413,24 @@ class ResourceGuard:
     @staticmethod
     def error_response(error: AAuthError) -> HttpResponse:
         return error.to_response()
+
+
+def new_id(nbytes: int = 24) -> str:
+    """An unguessable identifier for pending URLs and session tokens."""
+    return secrets.token_urlsafe(nbytes)
+
+
+__all__ = [
+    "AGENT_TOKEN",
+    "AUTH_TOKEN",
+    "DEFAULT_PROTECTION",
+    "PERSON_TOKEN",
+    "SESSION_TOKEN",
+    "SUPPORTED_MODES",
+    "WELL_KNOWN_PATH",
+    "Forbidden",
+    "Protection",
+    "Redispatch",
+    "ResourceGuard",
+    "StoreOp",
+]

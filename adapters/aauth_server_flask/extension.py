@@ -77,7 +77,7 @@ class AAuth:
         Works on plain and ``async def`` views; an async view verifies with the async
         guard so key discovery does not block its event loop.
         """
-        protection = Protection(mode, optional)
+        protection = Protection(mode, optional=optional)
 
         def decorate(view: F) -> F:
             if inspect.iscoroutinefunction(view):

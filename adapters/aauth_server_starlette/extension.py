@@ -87,7 +87,7 @@ class AAuth:
     ) -> Callable[[Callable[P, Any]], AsyncEndpoint[P]]:
         """Protect a Starlette endpoint (``def`` or ``async def``, function or
         ``HTTPEndpoint`` method).  The identity lands on ``request.state.aauth``."""
-        protection = Protection(mode, optional)
+        protection = Protection(mode, optional=optional)
         guard = self.guard
 
         def decorator(endpoint: Callable[P, Any]) -> AsyncEndpoint[P]:

@@ -103,9 +103,11 @@ def test_identity_on_request_and_body_still_readable() -> None:
     assert payload["post"] == {"colour": "blue", "size": "2"}
 
 
-def test_only_agent_token_mode_is_accepted_at_decoration() -> None:
-    with pytest.raises(ValueError, match="not supported"):
-        aauth_required("person-token")
+def test_unknown_mode_fails_at_decoration() -> None:
+    with pytest.raises(ValueError, match="per-call"):
+        aauth_required("per-call")
+    with pytest.raises(ValueError, match="needs scope"):
+        aauth_required("auth-token")
 
 
 def test_required_views_are_csrf_exempt_optional_ones_are_not() -> None:

@@ -358,8 +358,8 @@ def test_bad_configuration_fails_loudly(build: Any, message: str) -> None:
 
 
 def test_unsupported_mode_fails_at_decoration_time(world: World) -> None:
-    with pytest.raises(ValueError, match="person-token"):
-        AAuth(world.resource_config()).protect("person-token")
+    with pytest.raises(ValueError, match="per-call"):
+        AAuth(world.resource_config()).protect("per-call")
 
 
 def test_config_object_is_used_as_given(world: World) -> None:
