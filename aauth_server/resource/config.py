@@ -76,6 +76,8 @@ class ResourceConfig:
     interaction_path: str = "/aauth/interact"
     session_lifetime: int = 86400
     pending_lifetime: int = 600
+    #: Revocations one caller may record per minute before ``rate_limited`` (digest 5.7).
+    revocations_per_minute: int = 600
     #: Reject a second request with the same (key, created, method, authority, path).
     replay_cache: bool = False
     #: Add ``Link: <.../aauth-resource.json>; rel="aauth-resource"`` to challenges.

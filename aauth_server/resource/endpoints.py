@@ -25,7 +25,7 @@ from ..errors import AAuthError, Deferred, Forbidden, RequirementChallenge
 from ..http import HttpRequest, HttpResponse
 from ..signatures.message import AAUTH_COMPONENTS
 from ..signatures.signature_key import select_signature_key
-from ..storage.base import Record, StorageError
+from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..tokens.aauth import DWK_ACCESS, DWK_PERSON, TYP_AGENT, TYP_AUTH, TYP_PERSON
 from ..verifier import RequestVerifier, VerifierConfig
 from .identity import PersonIdentity
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from .guard import Protection, Redispatch, ResourceGuard, Steps
 
 _PENDING_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
-#: Revocations one caller may record per minute before ``rate_limited`` (digest 5.7).
-REVOCATIONS_PER_MINUTE = 600
 #: The furthest in the future a revoked token's ``exp`` may be (tokens live <= 24 h).
 MAX_REVOCATION_HORIZON = 2 * 86400
 
@@ -146,7 +144,7 @@ class ResourceEndpoints:
             ),
             clock=cfg.clock,
         )
-        self.rate_limit = _RateLimit(REVOCATIONS_PER_MINUTE)
+        self.rate_limit = _RateLimit(cfg.revocations_per_minute)
 
     def routes(self) -> list[tuple[str, str]]:
         from .guard import WELL_KNOWN_PATH
@@ -238,7 +236,7 @@ class ResourceEndpoints:
                     "create",
                     (KIND_REVOKED, digest_id(caller, jti), {"iss": caller, "jti": jti}, ttl),
                 )
-            except StorageError:
+            except RecordExists:
                 pass  # already recorded: revoking twice is the same as once
         # Nothing downstream of a resource: answer at once, with an empty body.
         return HttpResponse(200, [("Cache-Control", "no-store")], b"")
@@ -333,7 +331,7 @@ class ResourceEndpoints:
         claimed = {**data, "state": "running", "jti": person.jti}
         try:
             record = yield StoreOp("compare_and_set", (KIND_HELD, held.id, held.version, claimed))
-        except StorageError:
+        except (VersionConflict, RecordNotFound):
             # Another worker took it a moment ago: it answers shortly.
             raise Deferred(location, retry_after=1) from None
         return Redispatch(
@@ -359,6 +357,6 @@ class ResourceEndpoints:
             yield StoreOp(
                 "compare_and_set", (KIND_HELD, redispatch.held_id, redispatch.version, done, ttl)
             )
-        except StorageError:
-            pass
+        except (VersionConflict, RecordNotFound):
+            pass  # cancelled meanwhile: the caller still gets this one answer
         return response

@@ -10,13 +10,14 @@ operation) and two small drivers answer those needs synchronously or asynchronou
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Generator
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import AAuthError, Forbidden, RequirementChallenge, SignatureFailure
+from ..errors import AAuthError, Forbidden, RequirementChallenge, ServerError, SignatureFailure
 from ..fields import FieldError, parse_token_list
 from ..http import HttpRequest, HttpResponse
 from ..keys.discovery import KeyDiscovery
@@ -44,6 +45,7 @@ SUPPORTED_MODES = (AGENT_TOKEN, PERSON_TOKEN, AUTH_TOKEN, SESSION_TOKEN)
 WELL_KNOWN_PATH = "/.well-known/aauth-resource.json"
 
 T = TypeVar("T")
+log = logging.getLogger("aauth_server.resource")
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +207,8 @@ class ResourceGuard:
             return self.run(self.check_steps(request, protection))
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
+        except (StorageError, ConfigurationError) as exc:
+            raise _server_error(exc) from exc
 
     async def acheck(
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
@@ -213,6 +217,8 @@ class ResourceGuard:
             return await self.arun(self.check_steps(request, protection))
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
+        except (StorageError, ConfigurationError) as exc:
+            raise _server_error(exc) from exc
 
     def check_steps(self, request: HttpRequest, protection: Protection) -> Steps[Identity | None]:
         if self._unsigned(request):
@@ -339,12 +345,16 @@ class ResourceGuard:
             return self.run(self.endpoints.handle_steps(request))
         except AAuthError as error:
             return error.to_response()
+        except (StorageError, ConfigurationError) as exc:
+            return _server_error(exc).to_response()
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse | Redispatch | None:
         try:
             return await self.arun(self.endpoints.handle_steps(request))
         except AAuthError as error:
             return error.to_response()
+        except (StorageError, ConfigurationError) as exc:
+            return _server_error(exc).to_response()
 
     def finish(self, redispatch: Redispatch, response: HttpResponse) -> HttpResponse:
         """Store the held invocation's result (answered again on repeat polls) and return it."""
@@ -352,12 +362,16 @@ class ResourceGuard:
             return self.run(self.endpoints.finish_steps(redispatch, response))
         except AAuthError as error:
             return error.to_response()
+        except (StorageError, ConfigurationError) as exc:
+            return _server_error(exc).to_response()
 
     async def afinish(self, redispatch: Redispatch, response: HttpResponse) -> HttpResponse:
         try:
             return await self.arun(self.endpoints.finish_steps(redispatch, response))
         except AAuthError as error:
             return error.to_response()
+        except (StorageError, ConfigurationError) as exc:
+            return _server_error(exc).to_response()
 
     def routes(self) -> list[tuple[str, str]]:
         """``(method, path)`` pairs adapters route to :meth:`handle`; a path ending in ``/``
@@ -413,6 +427,12 @@ class ResourceGuard:
     @staticmethod
     def error_response(error: AAuthError) -> HttpResponse:
         return error.to_response()
+
+
+def _server_error(exc: Exception) -> AAuthError:
+    # The cause is for the operator's log (chained), never for the caller.
+    log.error("AAuth resource guard failed: %s", exc, exc_info=exc)
+    return ServerError("the resource could not complete this request")
 
 
 def new_id(nbytes: int = 24) -> str:

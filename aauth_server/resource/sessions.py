@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AAuthError, Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import CROCKFORD_ALPHABET, normalize_interaction_code
-from ..storage.base import Record, StorageError
+from ..storage.base import Record, RecordNotFound, VersionConflict
 from ..tokens.aauth import TYP_AGENT
 from .identity import AgentIdentity, SessionIdentity
 from .state import KIND_SESSION, KIND_SESSION_PENDING, digest_id
@@ -133,7 +133,7 @@ class Sessions:
             yield StoreOp(
                 "compare_and_set", (KIND_SESSION_PENDING, pending_id, record.version, data)
             )
-        except StorageError:
+        except (VersionConflict, RecordNotFound):
             return False
         return True
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..errors import AAuthError
-from ..storage.base import AsyncPendingStore, PendingStore, StorageError, StorageUnavailable
+from ..storage.base import AsyncPendingStore, PendingStore, StorageUnavailable
 
 T = TypeVar("T")
 
@@ -69,26 +69,6 @@ class ResourceState:
     async def ais_revoked(self, iss: str, jti: str) -> bool:
         record = await aguarded(lambda: self.async_store.get(KIND_REVOKED, digest_id(iss, jti)))
         return record is not None
-
-    def revoke(self, iss: str, jti: str, ttl: float) -> None:
-        data: dict[str, Any] = {"iss": iss, "jti": jti}
-        try:
-            guarded(lambda: self.store.create(KIND_REVOKED, digest_id(iss, jti), data, ttl))
-        except Unavailable:
-            raise
-        except StorageError:
-            pass  # already recorded: revocation is idempotent
-
-    async def arevoke(self, iss: str, jti: str, ttl: float) -> None:
-        data: dict[str, Any] = {"iss": iss, "jti": jti}
-        try:
-            await aguarded(
-                lambda: self.async_store.create(KIND_REVOKED, digest_id(iss, jti), data, ttl)
-            )
-        except Unavailable:
-            raise
-        except StorageError:
-            pass
 
     # -- replay cache ----------------------------------------------------------------------
 

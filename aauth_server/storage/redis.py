@@ -364,26 +364,35 @@ class AsyncRedisStore:
         """How many wait_for_change calls are parked on this store (for metrics and tests)."""
         return len(self._waiters)
 
+    def _listening(self) -> bool:
+        ready, reader = self._ready, self._reader
+        return (
+            ready is not None
+            and ready.done()
+            and ready.exception() is None
+            and reader is not None
+            and not reader.done()
+        )
+
     async def _subscribed(self) -> None:
-        if self._ready is not None and self._ready.done() and not self._ready.exception():
+        if self._listening():
             return
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
-            if self._ready is not None and self._ready.done() and not self._ready.exception():
-                return
-            await self._start_subscriber()
+            if not self._listening():
+                await self._start_subscriber()
 
     async def _start_subscriber(self) -> None:
         await self._stop_subscriber()
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         pubsub = self.client.pubsub()
         self._pubsub, self._ready = pubsub, ready
-        with _translated():
-            await pubsub.subscribe(self.layout.channel)
-        self._reader = asyncio.create_task(self._read(pubsub, ready))
         timeout = self.client.connection_pool.connection_kwargs.get("socket_timeout")
         try:
+            with _translated():
+                await pubsub.subscribe(self.layout.channel)
+            self._reader = asyncio.create_task(self._read(pubsub, ready))
             await asyncio.wait_for(asyncio.shield(ready), timeout or _SUBSCRIBE_TIMEOUT)
         except TimeoutError as exc:
             await self._stop_subscriber()
@@ -408,13 +417,14 @@ class AsyncRedisStore:
                 elif message["type"] == "message":
                     subject, _, _version = _text(message["data"]).rpartition(":")
                     self._waiters.notify(subject)
-        except StorageError as exc:
+        except Exception as exc:
+            # Any end of the reader, not only a lost connection, must wake the waiters: they
+            # re-read, and their next read opens a new subscription (or reports the outage).
             log.warning("change subscription lost: %s", exc)
             if not ready.done():
-                ready.set_exception(exc)
-            else:
-                # Marks the subscription dead so the next fetch opens a new one.
-                self._ready = None
+                failure = exc if isinstance(exc, StorageError) else StorageError(str(exc))
+                failure.__cause__ = failure.__cause__ or exc
+                ready.set_exception(failure)
             self._waiters.notify_all()
 
     async def _stop_subscriber(self) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import fakeredis
 import pytest
 
+from aauth_server.clock import FixedClock
 from aauth_server.storage import (
     MemoryState,
     MemoryStore,
@@ -24,7 +25,7 @@ from aauth_server.storage import (
     open_store,
 )
 from aauth_server.storage.memory import AsyncMemoryStore
-from tests.storage.conftest import Backend
+from tests.storage.conftest import START, Backend
 
 TRICKY = {
     "big": 123456789012345678901234567890,
@@ -366,6 +367,20 @@ def test_prefixes_keep_stores_apart() -> None:
     one.create("pending", "x", {"who": "one"}, 60)
     assert two.get("pending", "x") is None
     assert one.remember_once("k", 60) and two.remember_once("k", 60)
+
+
+def test_memory_store_sweeps_expired_entries_nobody_reads_again() -> None:
+    clock = FixedClock(START)
+    store = MemoryStore(clock=clock)
+    for i in range(600):
+        store.remember_once(f"nonce-{i}", 1)
+        store.create("pending", f"p{i}", {}, 1)
+    clock.advance(2)
+    for i in range(1024):
+        store.remember_once(f"fresh-{i}", 60)
+    assert not any(k.startswith("aauth:once:{nonce-") for k in store.state.once)
+    assert store.state.records == {}
+    assert len(store.state.once) == 1024
 
 
 def test_memory_waiter_is_woken_by_a_sync_write_from_another_thread() -> None:
