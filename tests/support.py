@@ -575,7 +575,8 @@ def mode_scenarios() -> list[Scenario]:
             202,
             headers={"cache-control": "no-store"},
             header_prefixes={
-                "aauth-requirement": f'requirement=interaction; url="{RESOURCE}/aauth/interact"; code="',
+                "aauth-requirement": "requirement=interaction; "
+                f'url="{RESOURCE}/aauth/interact"; code="',
                 "location": RESOURCE + "/aauth/pending/",
             },
             body=lambda w: {"status": "pending"},
@@ -586,10 +587,11 @@ def mode_scenarios() -> list[Scenario]:
             401,
             "invalid_input",
             {
-                "signature-error": 'error=invalid_input, required_input=("@method" "@authority" "@path" "signature-key" "authorization")'
+                "signature-error": "error=invalid_input, required_input="
+                '("@method" "@authority" "@path" "signature-key" "authorization")'
             },
         ),
-        # -- the authorization endpoint (digest 5.1) ------------------------------------------------
+        # -- the authorization endpoint (digest 5.1) ---------------------------------------------
         Scenario(
             "authorize-resource-token",
             lambda w: _authorize(w, {"scope": "data.read"}),
@@ -649,7 +651,7 @@ def mode_scenarios() -> list[Scenario]:
             "invalid_signature",
             {"signature-error": "error=invalid_signature"},
         ),
-        # -- the revocation endpoint (digest 5.7) ---------------------------------------------------
+        # -- the revocation endpoint (digest 5.7) ------------------------------------------------
         Scenario("revoke-recorded", lambda w: _revoke(w, _person(w)), 200, body=lambda w: None),
         Scenario(
             "revoke-invalid-request",
@@ -695,7 +697,8 @@ def mode_scenarios() -> list[Scenario]:
             401,
             "invalid_input",
             {
-                "signature-error": 'error=invalid_input, required_input=("@method" "@authority" "@path" "signature-key" "content-type" "content-digest")'
+                "signature-error": "error=invalid_input, required_input=("
+                '"@method" "@authority" "@path" "signature-key" "content-type" "content-digest")'
             },
         ),
         # -- replay cache --------------------------------------------------------------------------
