@@ -29,7 +29,14 @@ from .signatures.message import (
     verify_signature,
 )
 from .signatures.signature_key import SignatureKey, select_signature_key
-from .tokens.aauth import EXPECTED_DWK, TYP_AGENT, TYP_AUTH, check_claims, check_header
+from .tokens.aauth import (
+    EXPECTED_DWK,
+    TYP_AGENT,
+    TYP_AUTH,
+    TYP_PERSON,
+    check_claims,
+    check_header,
+)
 from .tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
 
 #: Schemes this package can resolve to a verified key.  ``self-jwt``, ``x509`` and
@@ -119,6 +126,8 @@ class VerifierConfig:
     audience: str | None = None
     #: Reject a second request with the same (key, created, method, authority, path).
     replay_cache: bool = False
+    #: Token types checked against the revocation state on every request.
+    revocable_types: tuple[str, ...] = (TYP_PERSON, TYP_AUTH)
     max_header_bytes: int = 16384
     token_cache_size: int = 4096
 
@@ -440,7 +449,9 @@ class RequestVerifier:
     def _check_revocation(
         self, typ: str, iss: str, claims: Mapping[str, object]
     ) -> Generator[Need, Any, None]:
-        if self.state is None:
+        # Agent tokens have no revocation path at a resource (digest 5.7: the AP revokes them
+        # at the PS); only the types a revocation endpoint can name are looked up.
+        if self.state is None or typ not in self.config.revocable_types:
             return
         jti = claims.get("jti")
         if isinstance(jti, str) and (yield RevocationNeed(iss, jti)):
