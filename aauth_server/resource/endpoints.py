@@ -25,14 +25,22 @@ from ..errors import AAuthError, Deferred, Forbidden, RequirementChallenge
 from ..http import HttpRequest, HttpResponse
 from ..signatures.message import AAUTH_COMPONENTS
 from ..signatures.signature_key import select_signature_key
+from ..steps import Steps, StoreOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..tokens.aauth import DWK_ACCESS, DWK_PERSON, TYP_AGENT, TYP_AUTH, TYP_PERSON
 from ..verifier import RequestVerifier, VerifierConfig
 from .identity import PersonIdentity
-from .state import KIND_HELD, KIND_REVOKED, KIND_SESSION_PENDING, REVOCATION_GRACE, digest_id
+from .state import (
+    KIND_HELD,
+    KIND_REVOKED,
+    KIND_SESSION_PENDING,
+    REVOCATION_GRACE,
+    digest_id,
+    new_id,
+)
 
 if TYPE_CHECKING:
-    from .guard import Protection, Redispatch, ResourceGuard, Steps
+    from .guard import Protection, Redispatch, ResourceGuard
 
 _PENDING_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 #: The furthest in the future a revoked token's ``exp`` may be (tokens live <= 24 h).
@@ -205,7 +213,6 @@ class ResourceEndpoints:
     # -- revocation endpoint (digest 5.7) ----------------------------------------------------
 
     def _revoke_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
-        from .guard import StoreOp
 
         verified = yield from self.server_verifier.steps(request)
         caller = verified.issuer
@@ -251,7 +258,7 @@ class ResourceEndpoints:
         resource_token: str,
     ) -> Steps[None]:
         """Keep the invocation and answer ``202`` with ``requirement=auth-token``."""
-        from .guard import AUTH_TOKEN, StoreOp, new_id
+        from .guard import AUTH_TOKEN
 
         cfg = self.guard.config
         held_id = new_id()
@@ -277,7 +284,6 @@ class ResourceEndpoints:
     ) -> Steps[HttpResponse | Redispatch]:
         if not _PENDING_ID.fullmatch(pending_id):
             raise _problem(404, "not_found", "no such pending request")
-        from .guard import StoreOp
 
         held = yield StoreOp("get", (KIND_HELD, pending_id))
         if held is not None:
@@ -290,7 +296,7 @@ class ResourceEndpoints:
     def _poll_held_steps(
         self, request: HttpRequest, held: Record
     ) -> Steps[HttpResponse | Redispatch]:
-        from .guard import AUTH_TOKEN, Redispatch, StoreOp
+        from .guard import AUTH_TOKEN, Redispatch
 
         verified = yield from self.guard.verifier.steps(request)
         data = held.data
@@ -344,7 +350,6 @@ class ResourceEndpoints:
         )
 
     def finish_steps(self, redispatch: Redispatch, response: HttpResponse) -> Steps[HttpResponse]:
-        from .guard import StoreOp
 
         cfg = self.guard.config
         record = yield StoreOp("get", (KIND_HELD, redispatch.held_id))

@@ -11,8 +11,6 @@ operation) and two small drivers answer those needs synchronously or asynchronou
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Generator
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -24,18 +22,18 @@ from ..keys.discovery import KeyDiscovery
 from ..keys.egress import EgressPolicy
 from ..keys.fetcher import AsyncHttpxFetcher, HttpxFetcher
 from ..signatures.message import AAUTH_COMPONENTS
+from ..steps import Driver, Steps, StoreOp, Unavailable
 from ..storage.base import AsyncPendingStore, PendingStore, StorageError
 from ..tokens.aauth import DWK_ACCESS, DWK_PERSON, TYP_AGENT, TYP_AUTH, TYP_PERSON
 from ..verifier import (
     SIGNATURE_FIELDS,
-    Need,
     RequestVerifier,
     VerifiedRequest,
     VerifierConfig,
 )
 from .config import ConfigurationError, ResourceConfig
 from .identity import AgentIdentity, Identity, PersonIdentity
-from .state import ResourceState, Unavailable, aguarded, guarded
+from .state import ResourceState
 
 AGENT_TOKEN = "agent-token"  # noqa: S105 - an access-mode name, not a secret
 PERSON_TOKEN = "person-token"  # noqa: S105
@@ -77,14 +75,6 @@ class Protection:
 DEFAULT_PROTECTION = Protection()
 
 
-@dataclass(frozen=True, slots=True)
-class StoreOp:
-    """A pending-store call the decision logic needs; the driver runs it sync or async."""
-
-    op: str
-    args: tuple[Any, ...]
-
-
 @dataclass(slots=True)
 class Redispatch:
     """Run the held invocation now: the adapter dispatches ``request`` to its view with
@@ -97,10 +87,6 @@ class Redispatch:
     jti: str
     token_exp: float
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-Step = Need | StoreOp
-Steps = Generator[Step, Any, T]
 
 
 def _capabilities(request: HttpRequest) -> frozenset[str]:
@@ -154,6 +140,7 @@ class ResourceGuard:
             clock=config.clock,
             state=self.state,
         )
+        self.driver = Driver(self.verifier, store, async_store)
         self.tokens = ResourceTokens(self)
         self.sessions = Sessions(self)
         self.endpoints = ResourceEndpoints(self)
@@ -163,40 +150,11 @@ class ResourceGuard:
 
     def run(self, steps: Steps[T]) -> T:
         """Drive decision logic synchronously (Flask, Django sync views)."""
-        try:
-            need = next(steps)
-            while True:
-                try:
-                    if isinstance(need, StoreOp):
-                        op = getattr(self.store, need.op)
-                        answer = guarded(lambda op=op, need=need: op(*need.args))  # type: ignore[misc]
-                    else:
-                        answer = self.verifier.resolve(need)
-                except StorageError as exc:
-                    # A lost race or a missing record is the logic's to handle.
-                    need = steps.throw(exc)
-                    continue
-                need = steps.send(answer)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return self.driver.run(steps)
 
     async def arun(self, steps: Steps[T]) -> T:
         """Drive decision logic asynchronously (Starlette, Django async views)."""
-        try:
-            need = next(steps)
-            while True:
-                try:
-                    if isinstance(need, StoreOp):
-                        op = getattr(self.async_store, need.op)
-                        answer = await aguarded(lambda op=op, need=need: op(*need.args))  # type: ignore[misc]
-                    else:
-                        answer = await self.verifier.aresolve(need)
-                except StorageError as exc:
-                    need = steps.throw(exc)
-                    continue
-                need = steps.send(answer)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return await self.driver.arun(steps)
 
     # -- request checks ------------------------------------------------------------------------
 
@@ -433,11 +391,6 @@ def _server_error(exc: Exception) -> AAuthError:
     # The cause is for the operator's log (chained), never for the caller.
     log.error("AAuth resource guard failed: %s", exc, exc_info=exc)
     return ServerError("the resource could not complete this request")
-
-
-def new_id(nbytes: int = 24) -> str:
-    """An unguessable identifier for pending URLs and session tokens."""
-    return secrets.token_urlsafe(nbytes)
 
 
 __all__ = [

@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AAuthError, Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import CROCKFORD_ALPHABET, normalize_interaction_code
+from ..steps import Steps, StoreOp
 from ..storage.base import Record, RecordNotFound, VersionConflict
 from ..tokens.aauth import TYP_AGENT
 from .identity import AgentIdentity, SessionIdentity
-from .state import KIND_SESSION, KIND_SESSION_PENDING, digest_id
+from .state import KIND_SESSION, KIND_SESSION_PENDING, digest_id, new_id
 
 if TYPE_CHECKING:
-    from .guard import ResourceGuard, Steps
+    from .guard import ResourceGuard
 
 _TOKEN68 = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
@@ -51,7 +52,6 @@ class Sessions:
     # -- the protected request -----------------------------------------------------------
 
     def check_steps(self, request: HttpRequest, agent: AgentIdentity) -> Steps[SessionIdentity]:
-        from .guard import StoreOp
 
         authz = request.header("authorization")
         if authz is not None:
@@ -74,7 +74,6 @@ class Sessions:
         raise AssertionError("begin_steps always answers 202")  # pragma: no cover
 
     def begin_steps(self, agent: AgentIdentity) -> Steps[None]:
-        from .guard import StoreOp, new_id
 
         cfg = self.guard.config
         pending_id, code = new_id(), new_code()
@@ -112,7 +111,6 @@ class Sessions:
         return await self.guard.arun(self._decide_steps(code, "denied", None))
 
     def _decide_steps(self, code: str, outcome: str, account: str | None) -> Steps[bool]:
-        from .guard import StoreOp
 
         if outcome == "approved" and not account:
             raise ValueError("approval needs the person's account")
@@ -140,7 +138,6 @@ class Sessions:
     # -- the agent's poll --------------------------------------------------------------------
 
     def poll_steps(self, request: HttpRequest, record: Record) -> Steps[HttpResponse]:
-        from .guard import StoreOp, new_id
 
         verified = yield from self.guard.verifier.steps(request)
         if verified.typ != TYP_AGENT:

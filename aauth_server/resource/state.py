@@ -8,11 +8,10 @@ of one deployment agree.  A backend outage surfaces as ``503`` with ``Retry-Afte
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+import secrets
 from typing import TypeVar
 
-from ..errors import AAuthError
-from ..storage.base import AsyncPendingStore, PendingStore, StorageUnavailable
+from ..storage.base import AsyncPendingStore, PendingStore
 
 T = TypeVar("T")
 
@@ -25,33 +24,14 @@ KIND_SESSION = "session"
 REVOCATION_GRACE = 300.0
 
 
-class Unavailable(AAuthError):
-    """The shared store is unreachable: retry later, nothing acknowledged is lost."""
-
-    status = 503
-    error = "temporarily_unavailable"
-
-    def __init__(self, retry_after: int, detail: str = "state store unavailable") -> None:
-        super().__init__(detail, headers=[("Retry-After", str(retry_after))])
+def new_id(nbytes: int = 24) -> str:
+    """An unguessable identifier for pending URLs and session tokens."""
+    return secrets.token_urlsafe(nbytes)
 
 
 def digest_id(*parts: str) -> str:
     """A fixed-length store id for values that may hold any character (issuers, jtis)."""
     return hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
-
-
-def guarded(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except StorageUnavailable as exc:
-        raise Unavailable(exc.retry_after) from exc
-
-
-async def aguarded(fn: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await fn()
-    except StorageUnavailable as exc:
-        raise Unavailable(exc.retry_after) from exc
 
 
 class ResourceState:
@@ -64,18 +44,15 @@ class ResourceState:
     # -- revocation ------------------------------------------------------------------------
 
     def is_revoked(self, iss: str, jti: str) -> bool:
-        return guarded(lambda: self.store.get(KIND_REVOKED, digest_id(iss, jti))) is not None
+        return self.store.get(KIND_REVOKED, digest_id(iss, jti)) is not None
 
     async def ais_revoked(self, iss: str, jti: str) -> bool:
-        record = await aguarded(lambda: self.async_store.get(KIND_REVOKED, digest_id(iss, jti)))
-        return record is not None
+        return await self.async_store.get(KIND_REVOKED, digest_id(iss, jti)) is not None
 
     # -- replay cache ----------------------------------------------------------------------
 
     def first_use(self, key: str, ttl: float) -> bool:
-        return guarded(lambda: self.store.remember_once("replay:" + digest_id(key), ttl))
+        return self.store.remember_once("replay:" + digest_id(key), ttl)
 
     async def afirst_use(self, key: str, ttl: float) -> bool:
-        return await aguarded(
-            lambda: self.async_store.remember_once("replay:" + digest_id(key), ttl)
-        )
+        return await self.async_store.remember_once("replay:" + digest_id(key), ttl)

@@ -1,0 +1,113 @@
+"""Decision logic as generators, and the two drivers that run it.
+
+Protocol logic (the resource guard, the Person Server) is written once, as generators that
+yield what they need from the outside world: a key from discovery, a revocation or replay
+lookup (:mod:`aauth_server.verifier` needs), a pending-store operation (:class:`StoreOp`),
+or a wait for a record to change (:class:`WaitOp`, long polls).  :class:`Driver` answers
+those needs synchronously (Flask, Django sync views) or asynchronously (Starlette, Django
+async views); nothing else differs between the two flavours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from .errors import AAuthError
+from .storage.base import AsyncPendingStore, PendingStore, StorageError, StorageUnavailable
+from .verifier import Need, RequestVerifier
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOp:
+    """A pending-store call (``create``, ``get``, ``compare_and_set``, ``consume``, ...)."""
+
+    op: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitOp:
+    """Wait up to ``timeout`` seconds for record ``(kind, id)`` to leave ``version``.
+
+    The async driver waits on the store's change notifications; the sync driver cannot
+    park a worker thread for a long poll and answers with the current record at once.
+    """
+
+    kind: str
+    id: str
+    version: int
+    timeout: float
+
+
+Step = Need | StoreOp | WaitOp
+Steps = Generator[Step, Any, T]
+
+
+class Unavailable(AAuthError):
+    """The shared store is unreachable: ``503`` + ``Retry-After``; nothing acknowledged is lost."""
+
+    status = 503
+    error = "temporarily_unavailable"
+
+    def __init__(self, retry_after: int, detail: str = "state store unavailable") -> None:
+        super().__init__(detail, headers=[("Retry-After", str(retry_after))])
+
+
+class Driver:
+    def __init__(
+        self, verifier: RequestVerifier, store: PendingStore, async_store: AsyncPendingStore
+    ) -> None:
+        self.verifier = verifier
+        self.store = store
+        self.async_store = async_store
+
+    def run(self, steps: Steps[T]) -> T:
+        try:
+            need = next(steps)
+            while True:
+                try:
+                    answer = self._answer(need)
+                except StorageUnavailable as exc:
+                    raise Unavailable(exc.retry_after) from exc
+                except StorageError as exc:
+                    # A lost race or a missing record is the logic's to handle.
+                    need = steps.throw(exc)
+                    continue
+                need = steps.send(answer)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    async def arun(self, steps: Steps[T]) -> T:
+        try:
+            need = next(steps)
+            while True:
+                try:
+                    answer = await self._aanswer(need)
+                except StorageUnavailable as exc:
+                    raise Unavailable(exc.retry_after) from exc
+                except StorageError as exc:
+                    need = steps.throw(exc)
+                    continue
+                need = steps.send(answer)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def _answer(self, need: Step) -> object:
+        if isinstance(need, StoreOp):
+            return getattr(self.store, need.op)(*need.args)
+        if isinstance(need, WaitOp):
+            return self.store.get(need.kind, need.id)
+        return self.verifier.resolve(need)
+
+    async def _aanswer(self, need: Step) -> object:
+        if isinstance(need, StoreOp):
+            return await getattr(self.async_store, need.op)(*need.args)
+        if isinstance(need, WaitOp):
+            return await self.async_store.wait_for_change(
+                need.kind, need.id, need.version, need.timeout
+            )
+        return await self.verifier.aresolve(need)
