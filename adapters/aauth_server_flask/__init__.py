@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
-from aauth_server.resource import AgentIdentity, ConfigurationError, ResourceConfig
+from aauth_server.resource import (
+    AgentIdentity,
+    ConfigurationError,
+    PersonIdentity,
+    ResourceConfig,
+    SessionIdentity,
+)
 
-from .convert import raw_target, to_flask_response, to_http_request
-from .extension import AAuth, guard_for
+from .convert import (
+    from_flask_response,
+    raw_target,
+    to_environ,
+    to_flask_response,
+    to_http_request,
+)
+from .extension import HELD_IDENTITY_KEY, AAuth, guard_for
 
 __all__ = [
+    "HELD_IDENTITY_KEY",
     "AAuth",
     "AgentIdentity",
     "ConfigurationError",
+    "PersonIdentity",
     "ResourceConfig",
+    "SessionIdentity",
+    "from_flask_response",
     "guard_for",
     "raw_target",
+    "to_environ",
     "to_flask_response",
     "to_http_request",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from io import BytesIO
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from flask import Request, Response
 
@@ -12,6 +14,11 @@ from aauth_server.resource import ResourceGuard
 # Characters a request-target may carry unescaped (RFC 3986 pchar plus "/"); "%" stays so
 # a fallback never double-encodes.
 _PATH_SAFE = "/:@!$&'()*+,;=~%"
+# What a rebuilt environ keeps from the request it is built inside: the server's own
+# description of the connection, never anything a framework or middleware cached on it.
+_SERVER_KEYS = frozenset(
+    {"SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT", "SCRIPT_NAME"}
+)
 
 
 def raw_target(environ: dict[str, object]) -> str:
@@ -45,3 +52,54 @@ def to_http_request(request: Request, guard: ResourceGuard) -> HttpRequest:
 def to_flask_response(response: HttpResponse) -> Response:
     """Every header line and the exact body bytes of a core response."""
     return Response(response.body, status=response.status, headers=response.headers)
+
+
+def from_flask_response(response: Response) -> HttpResponse:
+    """A view's answer as the core keeps it; the length is the server's to recompute."""
+    headers = [
+        (name, value)
+        for name, value in response.headers.to_wsgi_list()
+        if name.lower() != "content-length"
+    ]
+    return HttpResponse(response.status_code, headers, response.get_data())
+
+
+def to_environ(request: HttpRequest, base: dict[str, Any]) -> dict[str, Any]:
+    """A WSGI environ for ``request`` (a held invocation), on the server of ``base``.
+
+    The held URL is the public one; its path is resolved against ``base``'s ``SCRIPT_NAME``
+    so the app routes it as it routed the original.
+    """
+    parts = urlsplit(request.url)
+    environ: dict[str, Any] = {
+        key: value for key, value in base.items() if key in _SERVER_KEYS or key.startswith("wsgi.")
+    }
+    script_name = str(base.get("SCRIPT_NAME", ""))
+    raw_path = parts.path or "/"
+    # WSGI carries the decoded path bytes as a latin-1 string.
+    path_info = unquote_to_bytes(raw_path).decode("latin-1")
+    if script_name and path_info.startswith(script_name):
+        path_info = path_info[len(script_name) :]
+    target = raw_path + (f"?{parts.query}" if parts.query else "")
+    environ.update(
+        {
+            "REQUEST_METHOD": request.method,
+            "SCRIPT_NAME": script_name,
+            "PATH_INFO": path_info,
+            "QUERY_STRING": parts.query,
+            "RAW_URI": target,
+            "REQUEST_URI": target,
+            "CONTENT_LENGTH": str(len(request.body)),
+            "wsgi.input": BytesIO(request.body),
+        }
+    )
+    for name, value in request.headers:
+        key = name.upper().replace("-", "_")
+        if key == "CONTENT_LENGTH":
+            continue  # the body above is what the length describes
+        if key != "CONTENT_TYPE":
+            key = "HTTP_" + key
+        environ[key] = f"{environ[key]}, {value}" if key in environ else value
+    if "HTTP_HOST" not in environ and parts.netloc:
+        environ["HTTP_HOST"] = parts.netloc
+    return environ

@@ -4,27 +4,40 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, current_app, g, request
 
-from aauth_server.errors import AAuthError
+from aauth_server.errors import AAuthError, Forbidden, ServerError
+from aauth_server.http import HttpResponse
 from aauth_server.resource import (
     AGENT_TOKEN,
+    AUTH_TOKEN,
+    PERSON_TOKEN,
     WELL_KNOWN_PATH,
     ConfigurationError,
+    Identity,
+    PersonIdentity,
     Protection,
+    Redispatch,
     ResourceConfig,
     ResourceGuard,
 )
 
-from .convert import to_flask_response, to_http_request
+from .convert import from_flask_response, to_environ, to_flask_response, to_http_request
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXTENSION_KEY = "aauth"
 CONFIG_PREFIX = "AAUTH_"
+#: The environ key that carries a held invocation's identity into its view.  Only this
+#: module sets it, on an environ it builds itself; a WSGI server only ever adds request
+#: headers as ``HTTP_*`` keys, so no client can reach it.
+HELD_IDENTITY_KEY = "aauth_server_flask.held_identity"
+
+log = logging.getLogger("aauth_server_flask")
 
 
 class AAuth:
@@ -44,10 +57,9 @@ class AAuth:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        app.extensions[EXTENSION_KEY] = ResourceGuard(self._config_for(app))
-        app.add_url_rule(
-            WELL_KNOWN_PATH, endpoint="aauth_metadata", view_func=_metadata, methods=["GET"]
-        )
+        guard = ResourceGuard(self._config_for(app))
+        app.extensions[EXTENSION_KEY] = guard
+        _add_guard_routes(app, guard)
         # Lets views raise Forbidden, RequirementChallenge, ... and get the core's wire form.
         app.register_error_handler(AAuthError, _render_error)
 
@@ -71,13 +83,23 @@ class AAuth:
         """The guard of ``app`` (the current app by default)."""
         return guard_for(app)
 
-    def protect(self, mode: str = AGENT_TOKEN, *, optional: bool = False) -> Callable[[F], F]:
-        """Require a verified AAuth agent on a view; the identity is on ``flask.g.aauth``.
+    def protect(
+        self,
+        mode: str = AGENT_TOKEN,
+        *,
+        scope: str | None = None,
+        optional: bool = False,
+        deferred: bool = False,
+    ) -> Callable[[F], F]:
+        """Protect a view with one access mode; the identity is on ``flask.g.aauth``.
 
-        Works on plain and ``async def`` views; an async view verifies with the async
-        guard so key discovery does not block its event loop.
+        ``g.aauth`` is an ``AgentIdentity`` (agent-token), a ``PersonIdentity``
+        (person-token, auth-token) or a ``SessionIdentity`` (session-token); None for an
+        unsigned request to an ``optional`` view.  Works on plain and ``async def`` views;
+        an async view verifies with the async guard so key discovery does not block its
+        event loop.
         """
-        protection = Protection(mode, optional=optional)
+        protection = Protection(mode, scope=scope, optional=optional, deferred=deferred)
 
         def decorate(view: F) -> F:
             if inspect.iscoroutinefunction(view):
@@ -86,7 +108,12 @@ class AAuth:
                 async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                     guard = guard_for()
                     try:
-                        g.aauth = await guard.acheck(to_http_request(request, guard), protection)
+                        held = _held_identity(protection)
+                        if held is not None:
+                            g.aauth = held
+                        else:
+                            http_request = to_http_request(request, guard)
+                            g.aauth = await guard.acheck(http_request, protection)
                     except AAuthError as error:
                         return to_flask_response(error.to_response())
                     return await view(*args, **kwargs)
@@ -97,7 +124,11 @@ class AAuth:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 guard = guard_for()
                 try:
-                    g.aauth = guard.check(to_http_request(request, guard), protection)
+                    held = _held_identity(protection)
+                    if held is not None:
+                        g.aauth = held
+                    else:
+                        g.aauth = guard.check(to_http_request(request, guard), protection)
                 except AAuthError as error:
                     return to_flask_response(error.to_response())
                 return view(*args, **kwargs)
@@ -115,8 +146,77 @@ def guard_for(app: Flask | None = None) -> ResourceGuard:
     return guard
 
 
-def _metadata() -> Response:
-    return to_flask_response(guard_for().metadata_response())
+def _held_identity(protection: Protection) -> Identity | None:
+    """The identity of the held invocation this dispatch runs; None for a wire request."""
+    held = request.environ.get(HELD_IDENTITY_KEY)
+    if held is None:
+        return None
+    if not isinstance(held, PersonIdentity):
+        raise ServerError("a held invocation without a person identity")
+    # The poll checked the held scope; a view that changed since the hold is checked again.
+    if protection.mode not in (PERSON_TOKEN, AUTH_TOKEN) or not protection.scopes <= held.scopes:
+        raise Forbidden(
+            "the auth token does not satisfy this endpoint any more", error="insufficient_scope"
+        )
+    return held
+
+
+def _endpoint_names(guard: ResourceGuard) -> dict[str, str]:
+    cfg = guard.config
+    names = {
+        WELL_KNOWN_PATH: "aauth_metadata",  # the name the metadata route has always had
+        cfg.jwks_path: "aauth_jwks",
+        cfg.pending_prefix: "aauth_pending",
+    }
+    if cfg.authorization_path:
+        names[cfg.authorization_path] = "aauth_authorize"
+    if cfg.revocation_path:
+        names[cfg.revocation_path] = "aauth_revoke"
+    return names
+
+
+def _add_guard_routes(app: Flask, guard: ResourceGuard) -> None:
+    methods: dict[str, list[str]] = {}
+    for method, path in guard.routes():
+        methods.setdefault(path, []).append(method)
+    names = _endpoint_names(guard)
+    for index, (path, allowed) in enumerate(methods.items()):
+        # A trailing "/" marks a prefix: everything below it is the guard's to judge.
+        rule = path + "<path:_tail>" if path.endswith("/") else path
+        endpoint = names.get(path, f"aauth_route_{index}")
+        app.add_url_rule(rule, endpoint=endpoint, view_func=_guard_endpoint, methods=allowed)
+
+
+def _guard_endpoint(**_tail: str) -> Response:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    guard = guard_for(app)
+    answer = guard.handle(to_http_request(request, guard))
+    if answer is None:
+        answer = AAuthError("no such endpoint", error="not_found", status=404).to_response()
+    elif isinstance(answer, Redispatch):
+        answer = guard.finish(answer, _run_held(app, answer))
+    return to_flask_response(answer)
+
+
+def _run_held(app: Flask, redispatch: Redispatch) -> HttpResponse:
+    """Dispatch the held request through ``app``'s own routing, identity pre-established.
+
+    A fresh app context gives the held view its own ``g``; the poll's request context is
+    restored afterwards.
+    """
+    environ = to_environ(redispatch.request, request.environ)
+    environ[HELD_IDENTITY_KEY] = redispatch.identity
+    try:
+        with app.app_context(), app.request_context(environ):
+            response = app.full_dispatch_request()
+            try:
+                return from_flask_response(response)
+            finally:
+                response.close()
+    except Exception:
+        # The poll must still be answered (and the held record finished), never left running.
+        log.exception("the held invocation %s failed", redispatch.held_id)
+        return ServerError().to_response()
 
 
 def _render_error(error: AAuthError) -> Response:

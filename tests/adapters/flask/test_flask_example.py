@@ -1,0 +1,143 @@
+"""The Flask example app: every mode in-process, and its options on a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from flask import Flask
+
+from aauth_server.http import HttpRequest
+from aauth_server.keys.jwk import PrivateKey
+from example_apps._procs import free_port
+from example_apps.flask_resource import create_app
+from tests.support import PERSON, PS_ISSUER, RESOURCE, World
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _send(app: Flask, req: HttpRequest) -> Any:
+    parts = urlsplit(req.url)
+    return app.test_client().open(
+        parts.path + (f"?{parts.query}" if parts.query else ""),
+        method=req.method,
+        base_url=f"{parts.scheme}://{parts.netloc}",
+        headers=req.headers,
+        data=req.body,
+    )
+
+
+def test_example_app_serves_every_mode() -> None:
+    world = World()
+    app = create_app(RESOURCE, trusted_ps=[PS_ISSUER], discovery=world.discovery())
+    person = world.person_token()
+    assert _send(app, world.signed()).get_json()["agent"] == world.agent_id
+    profile = _send(app, world.signed("GET", "/profile", token=person))
+    assert profile.get_json() == {"ps": PS_ISSUER, "sub": PERSON}
+    challenged = _send(app, world.signed("GET", "/data", token=person))
+    assert challenged.status_code == 401
+    assert challenged.headers["AAuth-Requirement"].startswith("requirement=auth-token;")
+    read = world.auth_token("data.read")
+    assert _send(app, world.signed("GET", "/data", token=read)).get_json() == {"scope": "data.read"}
+    assert _send(app, world.signed("POST", "/data", token=read, body=b"{}")).status_code == 401
+    both = world.auth_token("data.read data.write")
+    written = _send(app, world.signed("POST", "/data", token=both, body=b"{}"))
+    assert written.get_json() == {"scope": "data.read data.write", "written": True}
+    held = _send(app, world.signed("GET", "/deferred", token=person))
+    assert held.status_code == 202
+    location = urlsplit(held.headers["Location"]).path
+    done = _send(app, world.signed("GET", location, token=read))
+    assert done.get_json() == {"scope": "data.read", "deferred": True}
+    authorized = _send(
+        app, world.signed("POST", "/aauth/authorize", body=b'{"scope":"data.read"}', token=person)
+    )
+    assert authorized.status_code == 200
+    assert authorized.get_json()["resource_token"].count(".") == 2
+
+
+def test_example_app_options_on_a_real_server(tmp_path: Path) -> None:
+    key = PrivateKey.generate("Ed25519", kid="example-key")
+    key_file = tmp_path / "resource.jwk"
+    key_file.write_text(json.dumps(key.private_jwk()), encoding="utf-8")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "example_apps.flask_resource",
+            "--port",
+            str(port),
+            "--dev",
+            "--ps",
+            "http://127.0.0.1:9101",
+            "--ps",
+            "http://127.0.0.1:9102",
+            "--as",
+            "http://127.0.0.1:9103",
+            "--signing-key",
+            str(key_file),
+            "--replay-cache",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'adapters'}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 20
+        line = ""
+        while not line and time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+            if ready:
+                line = proc.stdout.readline()
+        base = f"http://127.0.0.1:{port}"
+        assert line.strip() == f"listening on {base}", line
+        with httpx.Client() as client:
+            doc = client.get(base + "/.well-known/aauth-resource.json").json()
+            assert doc["authorization_endpoint"] == base + "/aauth/authorize"
+            assert doc["revocation_endpoint"] == base + "/aauth/revoke"
+            assert set(doc["scope_descriptions"]) == {"data.read", "data.write"}
+            jwks = client.get(doc["jwks_uri"]).json()
+            assert jwks == {"keys": [key.public_jwk()]}
+            profile = client.get(base + "/profile")
+            assert profile.status_code == 401
+            assert profile.headers["aauth-requirement"] == "requirement=person-token"
+            assert client.get(base + "/deferred").status_code == 401
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=10)
+    assert "generated" not in stderr
+
+
+def test_example_app_says_when_it_generates_a_key() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "example_apps.flask_resource", "--port", str(port), "--dev"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'adapters'}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 20
+        line = ""
+        while not line and time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stderr], [], [], 0.2)
+            if ready:
+                line = proc.stderr.readline()
+        assert "--signing-key" in line and "generated" in line, line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
