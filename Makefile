@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv sysdeps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -19,7 +19,13 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m example_apps.demo
 
-test: $(STAMP)
+# The tests talk to a real redis-server (they start their own when none answers on 6379).
+sysdeps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "redis-server missing; installing it"; \
+	  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+
+test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -x -q
 
 lint: $(STAMP)
