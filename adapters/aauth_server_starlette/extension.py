@@ -1,4 +1,4 @@
-"""The Starlette extension: one object holding the guard, a decorator, and the well-known route."""
+"""The Starlette extension: one object holding the guard, a decorator, and the guard's routes."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import functools
 import inspect
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import fields
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar, overload
 
 from starlette.concurrency import run_in_threadpool
 from starlette.config import Config
 from starlette.datastructures import CommaSeparatedStrings
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -21,14 +22,18 @@ from aauth_server.resource import (
     WELL_KNOWN_PATH,
     AgentIdentity,
     ConfigurationError,
+    Identity,
     Protection,
+    Redispatch,
     ResourceConfig,
     ResourceGuard,
 )
 
 from .convert import to_http_request, to_response
+from .redispatch import held_identity, redispatch
 
 P = ParamSpec("P")
+I = TypeVar("I", bound=Identity)  # noqa: E741 - the conventional name for an identity type
 AsyncEndpoint = Callable[P, Coroutine[Any, Any, Any]]
 
 #: Settings that can come from the environment / a ``.env`` file, with their casts.
@@ -83,11 +88,18 @@ class AAuth:
         return cls(ResourceConfig.from_mapping(values, **overrides))
 
     def protect(
-        self, mode: str = AGENT_TOKEN, *, optional: bool = False
+        self,
+        mode: str = AGENT_TOKEN,
+        *,
+        scope: str | None = None,
+        optional: bool = False,
+        deferred: bool = False,
     ) -> Callable[[Callable[P, Any]], AsyncEndpoint[P]]:
         """Protect a Starlette endpoint (``def`` or ``async def``, function or
-        ``HTTPEndpoint`` method).  The identity lands on ``request.state.aauth``."""
-        protection = Protection(mode, optional=optional)
+        ``HTTPEndpoint`` method) with one access mode.  The identity lands on
+        ``request.state.aauth``: ``AgentIdentity`` (agent-token), ``PersonIdentity``
+        (person-token, auth-token) or ``SessionIdentity`` (session-token)."""
+        protection = Protection(mode, scope=scope, optional=optional, deferred=deferred)
         guard = self.guard
 
         def decorator(endpoint: Callable[P, Any]) -> AsyncEndpoint[P]:
@@ -97,8 +109,12 @@ class AAuth:
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 request = _find_request(endpoint, args, kwargs)
                 try:
-                    checked = await to_http_request(request, guard)
-                    request.state.aauth = await guard.acheck(checked, protection)
+                    held = held_identity(request, guard, protection)
+                    if held is not None:
+                        request.state.aauth = held
+                    else:
+                        checked = await to_http_request(request, guard)
+                        request.state.aauth = await guard.acheck(checked, protection)
                     if is_async:
                         return await endpoint(*args, **kwargs)
                     # A sync endpoint must not block the event loop.
@@ -113,19 +129,52 @@ class AAuth:
         return decorator
 
     def routes(self) -> list[BaseRoute]:
-        """The well-known metadata route; add it to the app's routes."""
+        """The guard's own endpoints (metadata, JWKS, authorization, revocation, pending
+        URLs); add them to the same app as the protected endpoints, since a deferred
+        invocation is run again through that app's routing."""
         guard = self.guard
+        cfg = self.config
 
-        async def metadata(request: Request) -> Response:
-            return to_response(guard.metadata_response())
+        async def endpoint(request: Request) -> Response:
+            result = await guard.ahandle(await to_http_request(request, guard))
+            if result is None:
+                raise HTTPException(status_code=404)
+            if isinstance(result, Redispatch):
+                return to_response(await redispatch(request, guard, result))
+            return to_response(result)
 
-        return [Route(WELL_KNOWN_PATH, metadata, methods=["GET"], name="aauth_resource_metadata")]
+        names = {
+            WELL_KNOWN_PATH: "aauth_resource_metadata",
+            cfg.jwks_path: "aauth_jwks",
+            cfg.authorization_path: "aauth_authorize",
+            cfg.revocation_path: "aauth_revoke",
+            cfg.pending_prefix: "aauth_pending",
+        }
+        methods: dict[str, list[str]] = {}
+        for method, path in guard.routes():
+            methods.setdefault(path, []).append(method)
+        routes: list[BaseRoute] = []
+        for path, allowed in methods.items():
+            # A trailing "/" marks a prefix: everything below it goes to the guard.
+            pattern = path + "{pending:path}" if path.endswith("/") else path
+            routes.append(Route(pattern, endpoint, methods=allowed, name=names.get(path)))
+        return routes
 
 
-def identity(request: Request) -> AgentIdentity | None:
-    """The verified identity a protected endpoint runs with (typed access to ``state.aauth``)."""
+@overload
+def identity(request: Request) -> AgentIdentity | None: ...
+
+
+@overload
+def identity(request: Request, kind: type[I]) -> I | None: ...
+
+
+def identity(request: Request, kind: type[Any] = AgentIdentity) -> Identity | None:
+    """The verified identity a protected endpoint runs with (typed access to ``state.aauth``):
+    ``identity(request)`` for an agent, ``identity(request, PersonIdentity)`` or
+    ``identity(request, SessionIdentity)`` for the other modes; None for another kind."""
     value = getattr(request.state, "aauth", None)
-    return value if isinstance(value, AgentIdentity) else None
+    return value if isinstance(value, kind) else None
 
 
 def _is_async(endpoint: Callable[..., Any]) -> bool:
