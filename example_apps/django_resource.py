@@ -2,23 +2,35 @@
 
     python -m example_apps.django_resource --host 127.0.0.1 --port 8003 --dev
 
-Settings are configured in code, so no project folder is needed.
+Routes: ``/whoami`` (agent-token), ``/profile`` (person-token), ``GET /data`` (auth-token
+``data.read``), ``POST /data`` (``data.write``), ``/deferred`` (``data.read``, deferred
+delivery), and the guard's own endpoints.  Settings are configured in code, so no
+project folder is needed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from pathlib import Path
 
 import django
 import uvicorn
-from aauth_server_django import AAuthRequest, aauth_required
+from aauth_server_django import AAuthPersonRequest, AAuthRequest, aauth_required
 from django.conf import settings
 from django.core import checks
 from django.core.asgi import get_asgi_application
 from django.http import JsonResponse
 from django.urls import include, path
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from aauth_server.keys.jwk import PrivateKey
+
+SCOPES = {"data.read": "Read your data", "data.write": "Change your data"}
 
 
 @aauth_required()  # agent-token mode
@@ -30,9 +42,37 @@ async def whoami(request: AAuthRequest) -> JsonResponse:
     )
 
 
+@aauth_required("person-token")
+async def profile(request: AAuthPersonRequest) -> JsonResponse:
+    return JsonResponse({"ps": request.aauth.ps, "sub": request.aauth.sub})
+
+
+# One URL, a scope per method.  Signed requests cannot come from a cross-site form, so
+# the class is CSRF-exempt (a function view protected by aauth_required already is).
+@method_decorator(csrf_exempt, name="dispatch")
+class Data(View):
+    @method_decorator(aauth_required("auth-token", scope="data.read"))
+    async def get(self, request: AAuthPersonRequest) -> JsonResponse:
+        return JsonResponse({"scope": request.aauth.scope})
+
+    @method_decorator(aauth_required("auth-token", scope="data.write"))
+    async def post(self, request: AAuthPersonRequest) -> JsonResponse:
+        return JsonResponse({"scope": request.aauth.scope, "written": True})
+
+
+@aauth_required("auth-token", scope="data.read", deferred=True)
+async def deferred(request: AAuthPersonRequest) -> JsonResponse:
+    # Runs once, when the agent polls the pending URL with an auth token.
+    return JsonResponse({"scope": request.aauth.scope, "deferred": True})
+
+
 urlpatterns = [
     path("whoami", whoami),
-    path("", include("aauth_server_django.urls")),  # /.well-known/aauth-resource.json
+    path("profile", profile),
+    path("data", Data.as_view()),
+    path("deferred", deferred),
+    # /.well-known/aauth-resource.json, JWKS, /aauth/authorize, /aauth/revoke, pending URLs
+    path("", include("aauth_server_django.async_urls")),
 ]
 
 
@@ -42,6 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8003)
     parser.add_argument("--dev", action="store_true", help="allow loopback http identifiers")
     parser.add_argument("--issuer", help="resource identifier (default with --dev: this server)")
+    parser.add_argument(
+        "--ps", action="append", default=[], metavar="URL", help="trusted Person Server (repeat)"
+    )
+    parser.add_argument("--as", dest="access_server", metavar="URL", help="Access Server")
+    parser.add_argument("--store", default="memory://", help="memory:// or redis://...")
+    parser.add_argument("--signing-key", metavar="FILE", help="private JWK (JSON) for tokens")
+    parser.add_argument("--replay-cache", action="store_true", help="refuse replayed requests")
     args = parser.parse_args(argv)
     if args.issuer is None:
         if not args.dev:
@@ -50,13 +97,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def signing_key(file: str | None) -> PrivateKey:
+    if file is not None:
+        return PrivateKey.from_jwk(json.loads(Path(file).read_text()))
+    key = PrivateKey.generate("Ed25519", kid="resource-1")
+    print(
+        "no --signing-key: generated an Ed25519 key for this run (resource tokens issued "
+        "now will not verify after a restart)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return key
+
+
 def configure(args: argparse.Namespace) -> None:
+    aauth = {
+        "ISSUER": args.issuer,
+        "DEV_LOOPBACK": args.dev,
+        "SIGNING_KEY": signing_key(args.signing_key),
+        "SCOPE_DESCRIPTIONS": SCOPES,
+        "AUTHORIZATION_PATH": "/aauth/authorize",
+        "REVOCATION_PATH": "/aauth/revoke",
+        "TRUSTED_PS": tuple(args.ps),
+        "ACCESS_SERVER": args.access_server,
+        "STORE": args.store,
+        "REPLAY_CACHE": args.replay_cache,
+    }
     settings.configure(
         DEBUG=args.dev,  # DEV_LOOPBACK with DEBUG off is refused (check aauth.E003)
         ALLOWED_HOSTS=[args.host, "127.0.0.1", "localhost"],
         ROOT_URLCONF=__name__,
         INSTALLED_APPS=["aauth_server_django"],
-        AAUTH={"ISSUER": args.issuer, "DEV_LOOPBACK": args.dev},
+        AAUTH=aauth,
     )
     django.setup()
     # uvicorn does not run Django's system checks, so run them before serving.

@@ -1,8 +1,16 @@
-"""AAuth for Django: ``@aauth_required``, ``settings.AAUTH`` and the well-known metadata URL."""
+"""AAuth for Django: ``@aauth_required``, ``settings.AAUTH`` and the guard's own URLs."""
 
 from __future__ import annotations
 
-from .conf import configure, get_guard
-from .decorators import AAuthRequest, aauth_required
+from .conf import configure, get_guard, use_guard
+from .decorators import AAuthPersonRequest, AAuthRequest, AAuthSessionRequest, aauth_required
 
-__all__ = ["AAuthRequest", "aauth_required", "configure", "get_guard"]
+__all__ = [
+    "AAuthPersonRequest",
+    "AAuthRequest",
+    "AAuthSessionRequest",
+    "aauth_required",
+    "configure",
+    "get_guard",
+    "use_guard",
+]

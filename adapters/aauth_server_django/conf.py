@@ -29,6 +29,7 @@ class DevLoopbackInProduction(ImproperlyConfigured):
 
 _lock = threading.Lock()
 _guard: ResourceGuard | None = None
+_installed: ResourceGuard | None = None
 _overrides: dict[str, Any] = {}
 
 
@@ -71,9 +72,28 @@ def build_config() -> ResourceConfig:
     return config
 
 
+def use_guard(guard: ResourceGuard | None) -> None:
+    """Serve every request with ``guard`` (built in code) instead of ``settings.AAUTH``.
+
+    For a configuration that lives in objects rather than settings; ``None`` goes back to
+    the settings.  The ``DEV_LOOPBACK`` rule still applies: see :func:`get_guard`.
+    """
+    global _installed
+    with _lock:
+        _installed = guard
+
+
 def get_guard() -> ResourceGuard:
-    """The process-wide guard for ``settings.AAUTH``, built on first use."""
+    """The guard in use: the one given to :func:`use_guard`, else the process-wide guard
+    for ``settings.AAUTH``, built on first use."""
     global _guard
+    installed = _installed
+    if installed is not None:
+        if installed.config.dev_loopback and not settings.DEBUG:
+            raise DevLoopbackInProduction(
+                "the guard given to use_guard() has dev_loopback on while DEBUG is False"
+            )
+        return installed
     guard = _guard
     if guard is None:
         with _lock:

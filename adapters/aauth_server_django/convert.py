@@ -5,9 +5,12 @@ Only conversion lives here: every protocol decision is the core guard's.
 
 from __future__ import annotations
 
+from asgiref.sync import async_to_sync
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest as DjangoRequest
 from django.http import HttpResponse as DjangoResponse
+from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
 
 from aauth_server.http import Headers, HttpRequest, HttpResponse
 from aauth_server.resource import ResourceGuard
@@ -62,8 +65,38 @@ def to_django(response: HttpResponse) -> DjangoResponse:
     del out["Content-Type"]  # the core's own headers say what the body is
     joined: dict[str, list[str]] = {}
     for name, value in response.headers:
+        if name.lower() == "set-cookie":
+            # Cookies cannot be comma-joined; Django writes one line per cookie.
+            out.cookies.load(value)
+            continue
         joined.setdefault(name, []).append(value)
     for name, values in joined.items():
         # Django holds one line per name; RFC 9110 joining keeps list fields equivalent.
         out[name] = ", ".join(values)
     return out
+
+
+def _head(response: HttpResponseBase) -> list[tuple[str, str]]:
+    headers = list(response.items())
+    headers += [("Set-Cookie", morsel.OutputString()) for morsel in response.cookies.values()]
+    return headers
+
+
+def _sync_body(response: HttpResponseBase) -> bytes:
+    if isinstance(response, StreamingHttpResponse):
+        return b"".join(response.streaming_content)  # type: ignore[arg-type]
+    return response.content if isinstance(response, DjangoResponse) else b""
+
+
+def from_django(response: HttpResponseBase) -> HttpResponse:
+    """A view's Django response as a neutral one (status, header lines, the whole body)."""
+    if isinstance(response, StreamingHttpResponse) and response.is_async:
+        return async_to_sync(afrom_django)(response)
+    return HttpResponse(response.status_code, _head(response), _sync_body(response))
+
+
+async def afrom_django(response: HttpResponseBase) -> HttpResponse:
+    if isinstance(response, StreamingHttpResponse) and response.is_async:
+        parts = [bytes(part) async for part in response.streaming_content]  # type: ignore[union-attr]
+        return HttpResponse(response.status_code, _head(response), b"".join(parts))
+    return HttpResponse(response.status_code, _head(response), _sync_body(response))

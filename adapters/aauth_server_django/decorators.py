@@ -12,28 +12,59 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from aauth_server.errors import AAuthError
-from aauth_server.resource import AGENT_TOKEN, AgentIdentity, Protection
+from aauth_server.resource import (
+    AGENT_TOKEN,
+    AgentIdentity,
+    Identity,
+    PersonIdentity,
+    Protection,
+    SessionIdentity,
+)
 
 from .conf import get_guard
 from .convert import to_django, to_neutral
+from .redispatch import redispatched_identity
 
 ViewT = TypeVar("ViewT", bound=Callable[..., Any])
 
 
 class AAuthRequest(HttpRequest):
-    """For annotations only: the request a protected view receives."""
+    """For annotations only: the request an agent-token view receives."""
 
     aauth: AgentIdentity | None
 
 
-def aauth_required(mode: str = AGENT_TOKEN, *, optional: bool = False) -> Callable[[ViewT], ViewT]:
-    """Verify the AAuth signature before the view runs; the identity lands on ``request.aauth``.
+class AAuthPersonRequest(HttpRequest):
+    """For annotations only: a person-token or auth-token view (not optional)."""
 
-    ``optional=True`` lets unsigned requests through with ``request.aauth = None`` (a signed
-    request must still verify).  For class-based views use ``method_decorator`` on the
-    handler (``name="get"``), or on ``dispatch`` for sync views.
+    aauth: PersonIdentity
+
+
+class AAuthSessionRequest(HttpRequest):
+    """For annotations only: a session-token view (not optional)."""
+
+    aauth: SessionIdentity
+
+
+def aauth_required(
+    mode: str = AGENT_TOKEN,
+    *,
+    scope: str | None = None,
+    optional: bool = False,
+    deferred: bool = False,
+) -> Callable[[ViewT], ViewT]:
+    """Verify the AAuth request before the view runs; the identity lands on ``request.aauth``.
+
+    ``mode`` is the endpoint's access mode: ``agent-token`` (:class:`AgentIdentity`),
+    ``person-token`` or ``auth-token`` with ``scope="..."`` (:class:`PersonIdentity`),
+    ``session-token`` (:class:`SessionIdentity`).  ``deferred=True`` (auth-token) holds
+    the invocation and answers ``202``; the view runs when the agent polls with an auth
+    token, through ``include("aauth_server_django.urls")``.  ``optional=True`` lets
+    unsigned requests through with ``request.aauth = None`` (a signed request must still
+    verify).  For class-based views use ``method_decorator`` on the handler
+    (``name="get"``), or on ``dispatch`` for sync views.
     """
-    protection = Protection(mode=mode, optional=optional)
+    protection = Protection(mode, scope=scope, optional=optional, deferred=deferred)
 
     def decorator(view: ViewT) -> ViewT:
         wrapper: Callable[..., Any]
@@ -44,11 +75,13 @@ def aauth_required(mode: str = AGENT_TOKEN, *, optional: bool = False) -> Callab
             async def async_wrapper(
                 request: HttpRequest, *args: Any, **kwargs: Any
             ) -> HttpResponseBase:
-                guard = get_guard()
-                try:
-                    identity = await guard.acheck(to_neutral(request, guard), protection)
-                except AAuthError as error:
-                    return to_django(error.to_response())
+                identity: Identity | None = redispatched_identity(request, protection)
+                if identity is None:
+                    guard = get_guard()
+                    try:
+                        identity = await guard.acheck(to_neutral(request, guard), protection)
+                    except AAuthError as error:
+                        return to_django(error.to_response())
                 request.aauth = identity  # type: ignore[attr-defined]
                 return await async_view(request, *args, **kwargs)
 
@@ -57,11 +90,13 @@ def aauth_required(mode: str = AGENT_TOKEN, *, optional: bool = False) -> Callab
 
             @wraps(view)
             def sync_wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-                guard = get_guard()
-                try:
-                    identity = guard.check(to_neutral(request, guard), protection)
-                except AAuthError as error:
-                    return to_django(error.to_response())
+                identity: Identity | None = redispatched_identity(request, protection)
+                if identity is None:
+                    guard = get_guard()
+                    try:
+                        identity = guard.check(to_neutral(request, guard), protection)
+                    except AAuthError as error:
+                        return to_django(error.to_response())
                 request.aauth = identity  # type: ignore[attr-defined]
                 return cast(HttpResponseBase, view(request, *args, **kwargs))
 

@@ -1,10 +1,17 @@
+"""The guard's endpoints with sync views: ``path("", include("aauth_server_django.urls"))``."""
+
 from __future__ import annotations
 
 from django.urls import path
+from django.urls.resolvers import URLPattern
 
 from aauth_server.resource import WELL_KNOWN_PATH
 
 from . import views
+from .routing import GuardEndpoints
 
 app_name = "aauth"
-urlpatterns = [path(WELL_KNOWN_PATH.lstrip("/"), views.metadata, name="metadata")]
+urlpatterns = [
+    path(WELL_KNOWN_PATH.lstrip("/"), views.endpoint, name="metadata"),
+    URLPattern(GuardEndpoints(), views.endpoint),
+]

@@ -1,7 +1,9 @@
 """Send a neutral request through a Django app protected by aauth_server_django.
 
-Django is configured once per process; each call applies the given ResourceConfig through
-``settings.AAUTH`` (override_settings), the path a Django project uses.
+Django is configured once per process.  Each ResourceConfig is one "app": its guard is
+built once through ``settings.AAUTH`` (override_settings, the path a Django project uses),
+then kept and served with ``use_guard`` so that several requests (a scenario's ``before``
+requests, a poll after a hold) reach the same guard.
 """
 
 from __future__ import annotations
@@ -11,16 +13,26 @@ from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import django
+from aauth_server_django import get_guard, use_guard
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.test import AsyncClient, Client, override_settings
 from django.test.client import FakePayload
 
 from aauth_server.http import HttpRequest, HttpResponse
-from aauth_server.resource import ResourceConfig
+from aauth_server.resource import ResourceConfig, ResourceGuard
 
 #: Routes served by async views; the harness sends them through AsyncClient.
-ASYNC_PATHS = ("/optional", "/whoami-async", "/whoami-async-class")
+ASYNC_PATHS = (
+    "/optional",
+    "/whoami-async",
+    "/whoami-async-class",
+    "/data-async",
+    "/deferred-async",
+)
+#: The same routes with the guard's endpoints on the async views (ASGI projects).
+ASYNC_URLCONF = "tests.adapters.django.async_urls"
+_apps: dict[int, tuple[ResourceConfig, ResourceGuard]] = {}
 
 
 def configure_django() -> None:
@@ -43,14 +55,31 @@ def as_settings(config: ResourceConfig) -> dict[str, Any]:
     return {f.name.upper(): getattr(config, f.name) for f in fields(config)}
 
 
-def send(config: ResourceConfig, request: HttpRequest) -> HttpResponse:
+def guard_for(config: ResourceConfig) -> ResourceGuard:
+    """The guard of the app for ``config`` (built on first use, then the same one)."""
     configure_django()
+    app = _apps.get(id(config))
+    if app is None or app[0] is not config:
+        # A dev-loopback deployment runs with DEBUG on (system check aauth.E003).
+        with override_settings(AAUTH=as_settings(config), DEBUG=config.dev_loopback):
+            app = (config, get_guard())
+        _apps[id(config)] = app
+    return app[1]
+
+
+def send(config: ResourceConfig, request: HttpRequest, *, asgi: bool = False) -> HttpResponse:
+    """``asgi``: through AsyncClient with the guard's endpoints on the async views."""
+    guard = guard_for(config)
     url = urlsplit(request.url)
-    # A dev-loopback deployment runs with DEBUG on (system check aauth.E003).
-    with override_settings(AAUTH=as_settings(config), DEBUG=config.dev_loopback):
-        if url.path in ASYNC_PATHS:
-            return async_to_sync(send_async)(request, url)
-        return send_sync(request, url)
+    urlconf = ASYNC_URLCONF if asgi else settings.ROOT_URLCONF
+    with override_settings(DEBUG=config.dev_loopback, ROOT_URLCONF=urlconf):
+        use_guard(guard)
+        try:
+            if asgi or url.path in ASYNC_PATHS:
+                return async_to_sync(send_async)(request, url)
+            return send_sync(request, url)
+        finally:
+            use_guard(None)
 
 
 def send_sync(request: HttpRequest, url: SplitResult) -> HttpResponse:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
-from aauth_server_django import AAuthRequest, aauth_required
+from aauth_server_django import (
+    AAuthPersonRequest,
+    AAuthRequest,
+    AAuthSessionRequest,
+    aauth_required,
+)
 from django.http import HttpResponse
 from django.urls import include, path
 from django.utils.decorators import method_decorator
@@ -57,12 +63,79 @@ class AsyncWhoAmIView(View):
         return _json({"agent": _agent(request), "view": "async-class"})
 
 
-urlpatterns = [
+#: How often each held-invocation view actually ran (deferred delivery runs it once).
+CALLS: Counter[str] = Counter()
+
+
+@aauth_required("person-token")
+def profile(request: AAuthPersonRequest) -> HttpResponse:
+    return _json({"ps": request.aauth.ps, "sub": request.aauth.sub})
+
+
+class DataView(View):
+    @method_decorator(aauth_required("auth-token", scope="data.read"))
+    def get(self, request: AAuthPersonRequest) -> HttpResponse:
+        return _json({"scope": request.aauth.scope})
+
+    @method_decorator(aauth_required("auth-token", scope="data.write"))
+    def post(self, request: AAuthPersonRequest) -> HttpResponse:
+        return _json({"scope": request.aauth.scope, "written": True})
+
+
+class AsyncDataView(View):
+    @method_decorator(aauth_required("auth-token", scope="data.read"))
+    async def get(self, request: AAuthPersonRequest) -> HttpResponse:
+        return _json({"scope": request.aauth.scope, "view": "async"})
+
+    @method_decorator(aauth_required("auth-token", scope="data.write"))
+    async def post(self, request: AAuthPersonRequest) -> HttpResponse:
+        return _json({"scope": request.aauth.scope, "written": True, "view": "async"})
+
+
+@aauth_required("auth-token", scope="data.read", deferred=True)
+def deferred(request: AAuthPersonRequest) -> HttpResponse:
+    CALLS["deferred"] += 1
+    return _json({"scope": request.aauth.scope, "deferred": True})
+
+
+@aauth_required("auth-token", scope="data.read", deferred=True)
+async def deferred_async(request: AAuthPersonRequest) -> HttpResponse:
+    CALLS["deferred-async"] += 1
+    return _json({"scope": request.aauth.scope, "deferred": True, "view": "async"})
+
+
+@aauth_required("auth-token", scope="data.write", deferred=True)
+def deferred_post(request: AAuthPersonRequest) -> HttpResponse:
+    CALLS["deferred-post"] += 1
+    return _json({"scope": request.aauth.scope, "body": request.body.decode()})
+
+
+@aauth_required("auth-token", scope="data.read", deferred=True)
+def deferred_broken(request: AAuthPersonRequest) -> HttpResponse:
+    CALLS["deferred-broken"] += 1
+    raise RuntimeError("the held view failed")
+
+
+@aauth_required("session-token")
+def session(request: AAuthSessionRequest) -> HttpResponse:
+    return _json({"agent": request.aauth.agent.agent, "account": request.aauth.account})
+
+
+#: The protected routes; the guard's endpoints come last (sync here, async in async_urls).
+protected = [
     path("whoami", whoami),
     path("optional", optional),
     path("whoami-async", whoami_async),
     path("identity", identity),
     path("whoami-class", WhoAmIView.as_view()),
     path("whoami-async-class", AsyncWhoAmIView.as_view()),
-    path("", include("aauth_server_django.urls")),
+    path("profile", profile),
+    path("data", DataView.as_view()),
+    path("data-async", AsyncDataView.as_view()),
+    path("deferred", deferred),
+    path("deferred-async", deferred_async),
+    path("deferred-post", deferred_post),
+    path("deferred-broken", deferred_broken),
+    path("session", session),
 ]
+urlpatterns = [*protected, path("", include("aauth_server_django.urls"))]
