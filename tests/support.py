@@ -256,6 +256,8 @@ class Scenario:
     config: dict[str, Any] = field(default_factory=dict)
     header_prefixes: dict[str, str] = field(default_factory=dict)
     body: Callable[[World], Any] | None = None
+    #: The body carries a freshly minted value (a resource token): equal in shape only.
+    dynamic_body: bool = False
 
 
 def scenarios() -> list[Scenario]:
@@ -598,6 +600,7 @@ def mode_scenarios() -> list[Scenario]:
             200,
             headers={"cache-control": "no-store"},
             body=lambda w: _ANY_RESOURCE_TOKEN,
+            dynamic_body=True,
         ),
         Scenario(
             "authorize-unsigned",

@@ -50,8 +50,15 @@ def to_http_request(request: Request, guard: ResourceGuard) -> HttpRequest:
 
 
 def to_flask_response(response: HttpResponse) -> Response:
-    """Every header line and the exact body bytes of a core response."""
-    return Response(response.body, status=response.status, headers=response.headers)
+    """Every header line and the exact body bytes of a core response.
+
+    Nothing is added: Flask's default ``text/html`` Content-Type is dropped when the core
+    sent none (an empty ``200`` from the revocation endpoint), so all adapters agree.
+    """
+    flask_response = Response(response.body, status=response.status, headers=response.headers)
+    if response.header("Content-Type") is None:
+        del flask_response.headers["Content-Type"]
+    return flask_response
 
 
 def from_flask_response(response: Response) -> HttpResponse:
