@@ -73,8 +73,9 @@ class Driver:
                     answer = self._answer(need)
                 except StorageUnavailable as exc:
                     raise Unavailable(exc.retry_after) from exc
-                except StorageError as exc:
-                    # A lost race or a missing record is the logic's to handle.
+                except (StorageError, AAuthError) as exc:
+                    # A lost race, a missing record or a key discovery could not find is the
+                    # logic's to handle (the PS maps a bad parameter token's key to its own code).
                     need = steps.throw(exc)
                     continue
                 need = steps.send(answer)
@@ -89,7 +90,7 @@ class Driver:
                     answer = await self._aanswer(need)
                 except StorageUnavailable as exc:
                     raise Unavailable(exc.retry_after) from exc
-                except StorageError as exc:
+                except (StorageError, AAuthError) as exc:
                     need = steps.throw(exc)
                     continue
                 need = steps.send(answer)

@@ -1,7 +1,9 @@
-"""Person Server: pending requests, interaction, clarification (more modules join later)."""
+"""Person Server: token endpoints, pending requests, consent, clarification, lifecycle."""
 
 from __future__ import annotations
 
+from .config import WELL_KNOWN_PATH, PersonServerConfig
+from .consent import Consent, ConsentView, InvalidCode
 from .lifecycle import (
     OPEN,
     SETTLED,
@@ -15,17 +17,35 @@ from .lifecycle import (
     next_state,
     poll_answer,
 )
+from .policy import Approve, AskPerson, Decision, DefaultPolicy, Deny, Policy, TokenRequest
+from .server import PersonServer
+from .subjects import Presence, directed_sub
 
 __all__ = [
     "OPEN",
     "SETTLED",
     "TERMINAL",
     "TRANSITIONS",
+    "WELL_KNOWN_PATH",
+    "Approve",
+    "AskPerson",
+    "Consent",
+    "ConsentView",
+    "Decision",
+    "DefaultPolicy",
+    "Deny",
     "Event",
+    "InvalidCode",
     "LifecycleError",
+    "PersonServer",
+    "PersonServerConfig",
+    "Policy",
+    "Presence",
     "State",
+    "TokenRequest",
     "allowed_events",
     "body_status",
+    "directed_sub",
     "next_state",
     "poll_answer",
 ]

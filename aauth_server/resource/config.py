@@ -13,8 +13,7 @@ from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
 from ..storage.base import AsyncPendingStore, PendingStore
-from ..storage.memory import AsyncMemoryStore, MemoryState, MemoryStore
-from ..storage.uri import open_async_store, open_store
+from ..storage.uri import open_store_pair
 
 ACCESS_MODES = ("agent-token", "person-token", "auth-token", "session-token")
 
@@ -127,17 +126,7 @@ class ResourceConfig:
 
     def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
         """The sync and async stores over one backend (shared state for both flavours)."""
-        if self.store is not None and not isinstance(self.store, str):
-            assert self.async_store is not None
-            return self.store, self.async_store
-        uri = self.store or "memory://"
-        if uri == "memory://":
-            state = MemoryState()
-            return (
-                MemoryStore(state, clock=self.clock),
-                AsyncMemoryStore(state, clock=self.clock),
-            )
-        return open_store(uri), open_async_store(uri)
+        return open_store_pair(self.store, self.async_store, clock=self.clock)
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], **overrides: Any) -> ResourceConfig:

@@ -14,51 +14,27 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
-import threading
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AAuthError, Deferred, Forbidden, RequirementChallenge
+from ..errors import Deferred, Forbidden, RequirementChallenge
 from ..http import HttpRequest, HttpResponse
-from ..signatures.message import AAUTH_COMPONENTS
-from ..signatures.signature_key import select_signature_key
+from ..revocation import RateLimit as _RateLimit
+from ..revocation import json_body as _json_body
+from ..revocation import problem as _problem
+from ..revocation import revocation_steps, server_verifier
 from ..steps import Steps, StoreOp
-from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
+from ..storage.base import Record, RecordNotFound, VersionConflict
 from ..tokens.aauth import DWK_ACCESS, DWK_PERSON, TYP_AGENT, TYP_AUTH, TYP_PERSON
 from ..verifier import RequestVerifier, VerifierConfig
 from .identity import PersonIdentity
-from .state import (
-    KIND_HELD,
-    KIND_REVOKED,
-    KIND_SESSION_PENDING,
-    REVOCATION_GRACE,
-    digest_id,
-    new_id,
-)
+from .state import KIND_HELD, KIND_SESSION_PENDING, new_id
 
 if TYPE_CHECKING:
     from .guard import Protection, Redispatch, ResourceGuard
 
 _PENDING_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
-#: The furthest in the future a revoked token's ``exp`` may be (tokens live <= 24 h).
-MAX_REVOCATION_HORIZON = 2 * 86400
-
-
-def _problem(status: int, error: str, detail: str, **headers: str) -> AAuthError:
-    return AAuthError(detail, error=error, status=status, headers=list(headers.items()))
-
-
-def _json_body(request: HttpRequest) -> Mapping[str, Any]:
-    try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise _problem(400, "invalid_request", "the body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise _problem(400, "invalid_request", "the body is not a JSON object")
-    return body
 
 
 def _freeze_request(request: HttpRequest) -> dict[str, Any]:
@@ -95,25 +71,6 @@ def _thaw_response(data: Mapping[str, Any]) -> HttpResponse:
     )
 
 
-class _RateLimit:
-    """Revocations per caller per minute, per process (state must stay bounded per issuer)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._window = 0
-        self._counts: dict[str, int] = {}
-
-    def allow(self, caller: str) -> bool:
-        window = int(time.monotonic() // 60)
-        with self._lock:
-            if window != self._window:
-                self._window, self._counts = window, {}
-            count = self._counts.get(caller, 0) + 1
-            self._counts[caller] = count
-            return count <= self.limit
-
-
 class ResourceEndpoints:
     def __init__(self, guard: ResourceGuard) -> None:
         self.guard = guard
@@ -138,20 +95,7 @@ class ResourceEndpoints:
             state=guard.state,
         )
         # Servers revoking tokens sign in their own right (digest 2.3, 5.7).
-        self.server_verifier = RequestVerifier(
-            guard.discovery,
-            VerifierConfig(
-                accept_schemes=("jwks_uri",),
-                accept_algs=base.accept_algs,
-                token_types=(),
-                window=base.window,
-                required_components=AAUTH_COMPONENTS,
-                require_body_coverage=True,
-                accept_base64url=base.accept_base64url,
-                dev_loopback=base.dev_loopback,
-            ),
-            clock=cfg.clock,
-        )
+        self.server_verifier = server_verifier(guard.discovery, base, cfg.clock)
         self.rate_limit = _RateLimit(cfg.revocations_per_minute)
 
     def routes(self) -> list[tuple[str, str]]:
@@ -213,38 +157,21 @@ class ResourceEndpoints:
     # -- revocation endpoint (digest 5.7) ----------------------------------------------------
 
     def _revoke_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
-
-        verified = yield from self.server_verifier.steps(request)
-        caller = verified.issuer
-        assert caller is not None
-        entry = select_signature_key(request.header("signature-key"), verified.label)
-        dwk = entry.params.get("dwk")
         cfg = self.guard.config
-        # Only the issuers of tokens this resource accepts may revoke them.
-        accepted = dwk == DWK_PERSON and (not cfg.trusted_ps or caller in cfg.trusted_ps)
-        accepted = accepted or (dwk == DWK_ACCESS and caller == cfg.access_server)
-        if not accepted:
-            raise _problem(403, "unsupported_iss", f"{caller} does not issue tokens accepted here")
-        if not self.rate_limit.allow(caller):
-            raise _problem(429, "rate_limited", "too many revocations", **{"Retry-After": "60"})
-        body = _json_body(request)
-        jti, exp = body.get("jti"), body.get("exp")
-        if not isinstance(jti, str) or not jti:
-            raise _problem(400, "invalid_request", "jti is required")
-        if not isinstance(exp, int) or isinstance(exp, bool):
-            raise _problem(400, "invalid_request", "exp is required (integer seconds)")
-        now = cfg.clock.now()
-        if exp > now + MAX_REVOCATION_HORIZON:
-            raise _problem(400, "invalid_request", "exp is further away than any token lives")
-        ttl = exp + REVOCATION_GRACE - now
-        if ttl > 0:
-            try:
-                yield StoreOp(
-                    "create",
-                    (KIND_REVOKED, digest_id(caller, jti), {"iss": caller, "jti": jti}, ttl),
-                )
-            except RecordExists:
-                pass  # already recorded: revoking twice is the same as once
+
+        def accepts(caller: str, dwk: object) -> bool:
+            # Only the issuers of tokens this resource accepts may revoke them.
+            if dwk == DWK_PERSON:
+                return not cfg.trusted_ps or caller in cfg.trusted_ps
+            return dwk == DWK_ACCESS and caller == cfg.access_server
+
+        yield from revocation_steps(
+            request,
+            self.server_verifier,
+            accepts=accepts,
+            rate_limit=self.rate_limit,
+            clock=cfg.clock,
+        )
         # Nothing downstream of a resource: answer at once, with an empty body.
         return HttpResponse(200, [("Cache-Control", "no-store")], b"")
 

@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from aauth_server.clock import SYSTEM_CLOCK, Clock
 from aauth_server.storage.base import AsyncPendingStore, PendingStore
 
 _BACKENDS: dict[str, tuple[str, str, str]] = {
@@ -69,3 +70,30 @@ def open_async_store(uri_or_client: str | Any, **options: Any) -> AsyncPendingSt
     """The async twin of ``open_store``; an existing client must be a ``redis.asyncio.Redis``."""
     store: AsyncPendingStore = _open(uri_or_client, True, dict(options))
     return store
+
+
+def open_store_pair(
+    store: str | PendingStore | None,
+    async_store: AsyncPendingStore | None = None,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+) -> tuple[PendingStore, AsyncPendingStore]:
+    """The sync and async stores over one backend, as a server configuration names them.
+
+    ``store`` is a URI (default ``memory://``) or a sync store object, which then needs its
+    async twin in ``async_store``.  A ``memory://`` pair shares one table, so sync and async
+    callers of one process see the same records.
+    """
+    if store is not None and not isinstance(store, str):
+        if async_store is None:
+            raise ValueError("a store object needs its async twin in async_store")
+        return store, async_store
+    if async_store is not None:
+        raise ValueError("async_store goes with a sync store object in store")
+    uri = store or "memory://"
+    if uri == "memory://":
+        from aauth_server.storage.memory import AsyncMemoryStore, MemoryState, MemoryStore
+
+        state = MemoryState()
+        return MemoryStore(state, clock=clock), AsyncMemoryStore(state, clock=clock)
+    return open_store(uri), open_async_store(uri)

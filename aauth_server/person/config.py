@@ -1,0 +1,125 @@
+"""Configuration of a Person Server, shared by the adapters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..identifiers import is_server_identifier
+from ..keys.discovery import KeyDiscovery
+from ..keys.fetcher import AsyncFetcher, Fetcher
+from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
+from ..resource.config import ConfigurationError
+from ..storage.base import AsyncPendingStore, PendingStore
+from ..storage.uri import open_store_pair
+from .policy import DefaultPolicy, Policy
+
+WELL_KNOWN_PATH = "/.well-known/aauth-person.json"
+
+_PATHS = (
+    "person_token_path",
+    "auth_token_path",
+    "interaction_path",
+    "consent_path",
+    "revocation_path",
+    "jwks_path",
+)
+
+
+@dataclass
+class PersonServerConfig:
+    """Everything a Person Server needs.  ``issuer`` is ``https://host`` (``dev_loopback``
+    admits ``http://127.0.0.1:PORT`` for development only).
+
+    ``subject_secret`` keys the directed ``sub``: changing it changes every person's
+    identifier at every resource, so keep it as stable as the signing key.
+    """
+
+    issuer: str
+    signing_key: PrivateKey
+    subject_secret: bytes
+    dev_loopback: bool = False
+    #: The public origin requests arrive at; wins over Host, and prefixes every URL we publish.
+    public_origin: str | None = None
+    signature_window: int = 60
+    accept_algs: tuple[str, ...] = SUPPORTED_ALGS
+    allow_eddsa: bool = False
+    discovery: KeyDiscovery | None = None
+    fetcher: Fetcher | None = None
+    async_fetcher: AsyncFetcher | None = None
+    clock: Clock = SYSTEM_CLOCK
+    #: A URI (``memory://``, ``redis://...``) or a sync store with its twin in ``async_store``.
+    store: str | PendingStore | None = None
+    async_store: AsyncPendingStore | None = None
+    policy: Policy = field(default_factory=DefaultPolicy)
+    person_token_path: str = "/person"  # noqa: S105 - a path, not a secret
+    auth_token_path: str = "/token"  # noqa: S105
+    pending_prefix: str = "/pending/"
+    interaction_path: str = "/interaction"
+    consent_path: str = "/consent"
+    revocation_path: str = "/revoke"
+    jwks_path: str = "/jwks.json"
+    #: Seconds a pending request (and its interaction code) lives.
+    pending_lifetime: int = 600
+    #: Cap on ``Prefer: wait`` (seconds).
+    max_wait: int = 30
+    #: ``Retry-After`` on every ``202``; a plain poll sooner than that answers ``slow_down``.
+    poll_interval: int = 5
+    clarification_rounds: int = 5
+    #: Wrong interaction codes before a pending request (or a person, per minute) is locked.
+    code_attempts: int = 5
+    person_token_lifetime: int = 3600
+    auth_token_lifetime: int = 3600
+    #: How long an agent-person binding is remembered after it was made.
+    binding_lifetime: int = 365 * 86400
+    revocations_per_minute: int = 600
+    scopes_supported: tuple[str, ...] = ()
+    claims_supported: tuple[str, ...] = ()
+    name: str | None = None
+    description: str | None = None
+
+    def __post_init__(self) -> None:
+        if not is_server_identifier(self.issuer, dev_loopback=self.dev_loopback):
+            hint = "" if self.dev_loopback else " (loopback issuers need dev_loopback=True)"
+            raise ConfigurationError(f"issuer {self.issuer!r} is not a server identifier{hint}")
+        if not isinstance(self.subject_secret, bytes) or len(self.subject_secret) < 32:
+            raise ConfigurationError("subject_secret must be at least 32 random bytes")
+        if not self.signing_key.kid:
+            raise ConfigurationError("the signing key needs a kid")
+        if self.public_origin is not None:
+            parts = urlsplit(self.public_origin)
+            if (
+                parts.scheme not in ("https", "http")
+                or not parts.netloc
+                or parts.path not in ("", "/")
+            ):
+                raise ConfigurationError("public_origin must be scheme://host[:port]")
+        if not 0 < self.signature_window <= 600:
+            raise ConfigurationError("signature_window must be 1..600 seconds")
+        if not self.accept_algs or any(a not in SUPPORTED_ALGS for a in self.accept_algs):
+            raise ConfigurationError(f"accept_algs must be a non-empty subset of {SUPPORTED_ALGS}")
+        for name in _PATHS:
+            path = getattr(self, name)
+            if not path.startswith("/") or "?" in path or "#" in path:
+                raise ConfigurationError(f"{name} must be an absolute path without query")
+        if not (self.pending_prefix.startswith("/") and self.pending_prefix.endswith("/")):
+            raise ConfigurationError("pending_prefix must start and end with '/'")
+        for name in ("person_token_lifetime", "auth_token_lifetime"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ConfigurationError(f"{name} must be 1..3600 seconds (digest 3.7)")
+        for name in ("pending_lifetime", "poll_interval", "code_attempts", "binding_lifetime"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be positive")
+        if self.max_wait < 0 or self.clarification_rounds < 0:
+            raise ConfigurationError("max_wait and clarification_rounds must not be negative")
+
+    def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
+        try:
+            return open_store_pair(self.store, self.async_store, clock=self.clock)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+
+    def url_for(self, path: str) -> str:
+        """An absolute URL on the public origin (metadata, ``Location``, the consent page)."""
+        return (self.public_origin or self.issuer).rstrip("/") + path

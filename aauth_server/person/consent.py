@@ -1,0 +1,348 @@
+"""The consent API the PS pages call (digest 6.2, 7, P-§8.4), after the app authenticated
+the person (``person`` is whatever id the app's login hook decided).
+
+Every method has an async twin (``aopen``, ``aview``, ...).  Views carry raw strings: the
+page sanitises Markdown and keeps resource-asserted content (``resource_*``, ``scopes``)
+visibly apart from agent-asserted content (``justification``, ``platform``, ``device``,
+clarification answers).
+
+Interaction codes are single use and rate-limited: ``code_attempts`` wrong codes per person
+per minute lock that person out for the rest of the minute, and when the page says which
+request the code is for (``pending_id``), that many wrong codes end the request for good
+(``code_locked``: the agent's poll answers ``410 invalid_code``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AAuthError, Forbidden
+from ..identifiers import normalize_interaction_code
+from ..resource.state import digest_id
+from ..revocation import problem
+from ..steps import Steps, StoreOp
+from ..storage.base import Record
+from ..tokens.aauth import DWK_RESOURCE
+from .lifecycle import OPEN, Event, State
+from .pending import (
+    KIND_CODE,
+    KIND_INBOX,
+    KIND_PENDING,
+    Refused,
+    fire_steps,
+    get_steps,
+    state_of,
+    update_steps,
+)
+from .subjects import bind_steps, upsert_steps
+
+if TYPE_CHECKING:
+    from .server import PersonServer
+
+KIND_CODE_FAILURES = "ps-code-failures"
+
+
+class InvalidCode(AAuthError):
+    status = 410
+    error = "invalid_code"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentView:
+    pending_id: str
+    state: str
+    kind: str
+    """``"person"`` (may this agent act at this resource as you?) or ``"auth"`` (scopes)."""
+    agent: str
+    agent_issuer: str
+    resource: str
+    #: Resource-asserted: the resource's metadata (best effort) and the scopes it asked for.
+    resource_name: str | None
+    resource_description: str | None
+    scopes: tuple[tuple[str, str | None], ...]
+    #: Agent-asserted: untrusted, shown as such.
+    justification: str | None
+    platform: str | None
+    device: str | None
+    clarifications: tuple[tuple[str, str | None], ...]
+    rounds_left: int
+    can_ask: bool
+    expires_at: float
+    #: Approving also binds this agent to the person (the PS did not know it).
+    binds_agent: bool
+
+
+class Consent:
+    def __init__(self, server: PersonServer) -> None:
+        self.server = server
+
+    # -- sync and async twins -----------------------------------------------------------------
+
+    def open(self, code: str, person: str, *, pending_id: str | None = None) -> ConsentView:
+        return self._view(self.server.run(self._open_steps(code, person, pending_id)))
+
+    async def aopen(self, code: str, person: str, *, pending_id: str | None = None) -> ConsentView:
+        return await self._aview(await self.server.arun(self._open_steps(code, person, pending_id)))
+
+    def view(self, pending_id: str, person: str) -> ConsentView:
+        return self._view(self.server.run(self._owned_steps(pending_id, person)))
+
+    async def aview(self, pending_id: str, person: str) -> ConsentView:
+        return await self._aview(await self.server.arun(self._owned_steps(pending_id, person)))
+
+    def approve(self, pending_id: str, person: str) -> None:
+        self.server.run(self._approve_steps(pending_id, person))
+
+    async def aapprove(self, pending_id: str, person: str) -> None:
+        await self.server.arun(self._approve_steps(pending_id, person))
+
+    def deny(self, pending_id: str, person: str) -> None:
+        self.server.run(self._decide_steps(pending_id, person, Event.DENIED))
+
+    async def adeny(self, pending_id: str, person: str) -> None:
+        await self.server.arun(self._decide_steps(pending_id, person, Event.DENIED))
+
+    def abandon(self, pending_id: str, person: str) -> None:
+        """The person left without deciding (or the callback said ``user_abandoned``)."""
+        self.server.run(self._decide_steps(pending_id, person, Event.ABANDONED))
+
+    async def aabandon(self, pending_id: str, person: str) -> None:
+        await self.server.arun(self._decide_steps(pending_id, person, Event.ABANDONED))
+
+    def ask(
+        self,
+        pending_id: str,
+        person: str,
+        question: str,
+        options: list[str] | None = None,
+        timeout: int | None = None,
+    ) -> None:
+        self.server.run(self._ask_steps(pending_id, person, question, options, timeout))
+
+    async def aask(
+        self,
+        pending_id: str,
+        person: str,
+        question: str,
+        options: list[str] | None = None,
+        timeout: int | None = None,
+    ) -> None:
+        await self.server.arun(self._ask_steps(pending_id, person, question, options, timeout))
+
+    def pending_for(self, person: str) -> list[ConsentView]:
+        return [self._view(r) for r in self.server.run(self._inbox_steps(person))]
+
+    async def apending_for(self, person: str) -> list[ConsentView]:
+        return [await self._aview(r) for r in await self.server.arun(self._inbox_steps(person))]
+
+    # -- the logic ----------------------------------------------------------------------------
+
+    def _open_steps(self, code: str, person: str, pending_id: str | None) -> Steps[Record]:
+        cfg = self.server.config
+        window = int(cfg.clock.now() // 60)
+        failures_id = digest_id(person)
+        failures = yield StoreOp("get", (KIND_CODE_FAILURES, failures_id))
+        count = 0
+        if failures is not None and failures.data["window"] == window:
+            count = int(failures.data["count"])
+        if count >= cfg.code_attempts:
+            raise InvalidCode("too many wrong codes: try again in a minute")
+        try:
+            code_id = digest_id(normalize_interaction_code(code))
+        except ValueError:
+            code_id = None
+        index = None if code_id is None else (yield StoreOp("get", (KIND_CODE, code_id)))
+        target = None if index is None else str(index.data["pending"])
+        record = None
+        if target is not None and pending_id in (None, target):
+            record = yield StoreOp("get", (KIND_PENDING, target))
+        if record is None or code_id is None:
+            # One failed attempt, for the person, and for the request the page named.
+            yield from upsert_steps(
+                KIND_CODE_FAILURES, failures_id, {"window": window, "count": count + 1}, 60
+            )
+            if pending_id is not None:
+                yield from self._code_failure_steps(pending_id)
+            raise InvalidCode("unknown or already used interaction code")
+        record = yield from self.server.pending.settle_steps(record)
+        if record.data["person"] not in (None, person):
+            raise Forbidden("this request belongs to another person")
+        consumed = yield StoreOp("consume", (KIND_CODE, code_id))
+        if consumed is None:
+            raise InvalidCode("unknown or already used interaction code")
+        try:
+            record = yield from fire_steps(record, Event.INTERACTION_STARTED, _set(person=person))
+        except Refused:
+            raise InvalidCode("this interaction can no longer be started") from None
+        yield from self.server.pending.add_to_inbox_steps(person, record.id)
+        return record
+
+    def _code_failure_steps(self, pending_id: str) -> Steps[None]:
+        try:
+            record = yield from get_steps(pending_id)
+        except AAuthError:
+            return
+        limit = self.server.config.code_attempts
+
+        def count(data: dict[str, Any]) -> None:
+            data["code_failures"] = int(data["code_failures"]) + 1
+
+        if state_of(record) is not State.PENDING:
+            return  # the code was redeemed already: nothing left to lock
+        if int(record.data["code_failures"]) + 1 < limit:
+            yield from update_steps(record, count)
+            return
+        try:
+            yield from fire_steps(record, Event.CODE_LOCKED, count)
+        except Refused:
+            pass
+
+    def _owned_steps(self, pending_id: str, person: str) -> Steps[Record]:
+        record = yield from get_steps(pending_id)
+        if record.data["person"] != person:
+            # Same answer as an unknown id: no oracle for other people's requests.
+            raise problem(404, "not_found", "no such pending request")
+        return (yield from self.server.pending.settle_steps(record))
+
+    def _approve_steps(self, pending_id: str, person: str) -> Steps[None]:
+        record = yield from self._owned_steps(pending_id, person)
+        if not record.data["bound"] and state_of(record) in OPEN:
+            data = record.data
+            bound = yield from bind_steps(
+                data["agent_iss"], data["agent"], person, self.server.config.binding_lifetime
+            )
+            if not bound:
+                raise problem(409, "invalid_state", "this agent is bound to another person")
+        granted = sorted(record.data["scope"])
+        yield from self._fire(record, Event.APPROVED, _set(granted=granted, bound=True))
+
+    def _decide_steps(self, pending_id: str, person: str, event: Event) -> Steps[None]:
+        record = yield from self._owned_steps(pending_id, person)
+        yield from self._fire(record, event)
+
+    def _ask_steps(
+        self,
+        pending_id: str,
+        person: str,
+        question: str,
+        options: list[str] | None,
+        timeout: int | None,
+    ) -> Steps[None]:
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("question must be a non-empty string")
+        if options is not None and not all(isinstance(o, str) and o for o in options):
+            raise ValueError("options must be non-empty strings")
+        if timeout is not None and (isinstance(timeout, bool) or timeout <= 0):
+            raise ValueError("timeout must be a positive number of seconds")
+        record = yield from self._owned_steps(pending_id, person)
+        if not self._can_ask(record):
+            raise problem(
+                409,
+                "clarification_unavailable",
+                "the agent cannot take clarification questions or the rounds are used up",
+            )
+        entry = {
+            "question": question,
+            "options": list(options) if options else None,
+            "timeout": timeout,
+            "asked_at": self.server.config.clock.now(),
+            "answer": None,
+        }
+
+        def append(data: dict[str, Any]) -> None:
+            data["clarifications"] = [*data["clarifications"], entry]
+
+        yield from self._fire(record, Event.CLARIFICATION_ASKED, append)
+
+    def _inbox_steps(self, person: str) -> Steps[list[Record]]:
+        inbox = yield StoreOp("get", (KIND_INBOX, digest_id(person)))
+        records: list[Record] = []
+        for pending_id in [] if inbox is None else inbox.data["ids"]:
+            record = yield StoreOp("get", (KIND_PENDING, pending_id))
+            if record is None or record.data["person"] != person:
+                continue
+            record = yield from self.server.pending.settle_steps(record)
+            if state_of(record) in OPEN:
+                records.append(record)
+        return records
+
+    @staticmethod
+    def _fire(
+        record: Record, event: Event, update: Callable[[dict[str, Any]], None] | None = None
+    ) -> Steps[Record]:
+        try:
+            return (yield from fire_steps(record, event, update))
+        except Refused as refused:
+            state = state_of(refused.record).value
+            raise problem(
+                409, "invalid_state", f"not possible while the request is {state}"
+            ) from None
+
+    def _can_ask(self, record: Record) -> bool:
+        data = record.data
+        return (
+            "clarification" in data["capabilities"]
+            and len(data["clarifications"]) < self.server.config.clarification_rounds
+            and state_of(record) is State.INTERACTING
+        )
+
+    # -- views --------------------------------------------------------------------------------
+
+    def _view(self, record: Record) -> ConsentView:
+        return self._build(record, self._metadata(record.data["resource"]))
+
+    async def _aview(self, record: Record) -> ConsentView:
+        return self._build(record, await self._ametadata(record.data["resource"]))
+
+    def _metadata(self, resource: str) -> Mapping[str, object]:
+        try:
+            return self.server.discovery.metadata(resource, DWK_RESOURCE)
+        except (AAuthError, ValueError, OSError):
+            return {}  # best effort: the page still shows the resource identifier
+
+    async def _ametadata(self, resource: str) -> Mapping[str, object]:
+        try:
+            return await self.server.discovery.ametadata(resource, DWK_RESOURCE)
+        except (AAuthError, ValueError, OSError):
+            return {}
+
+    def _build(self, record: Record, meta: Mapping[str, object]) -> ConsentView:
+        data = record.data
+        described = meta.get("scope_descriptions")
+        descriptions = described if isinstance(described, dict) else {}
+        scopes = tuple(
+            (s, d if isinstance(d := descriptions.get(s), str) else None) for s in data["scope"]
+        )
+        used = len(data["clarifications"])
+        return ConsentView(
+            pending_id=record.id,
+            state=str(data["state"]),
+            kind=str(data["kind"]),
+            agent=str(data["agent"]),
+            agent_issuer=str(data["agent_iss"]),
+            resource=str(data["resource"]),
+            resource_name=_text(meta.get("name")),
+            resource_description=_text(meta.get("description")),
+            scopes=scopes,
+            justification=data.get("justification"),
+            platform=data.get("platform"),
+            device=data.get("device"),
+            clarifications=tuple((c["question"], c["answer"]) for c in data["clarifications"]),
+            rounds_left=max(0, self.server.config.clarification_rounds - used),
+            can_ask=self._can_ask(record),
+            expires_at=float(data["expires_at"]),
+            binds_agent=not data["bound"],
+        )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _set(**values: object) -> Callable[[dict[str, Any]], None]:
+    def update(data: dict[str, Any]) -> None:
+        data.update(values)
+
+    return update

@@ -1,0 +1,224 @@
+"""The PS token endpoints (digest 5.2, 5.3) and its revocation endpoint (5.7).
+
+Both token endpoints run the same decision: the policy (or, for an agent the PS does not
+know, always the person) approves, denies or asks; asking opens a pending request and
+answers ``202`` with ``requirement=interaction`` (the agent can bring the person to the
+consent page) or ``requirement=approval`` (the person has a PS page open), else
+``403 user_unreachable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Deferred
+from ..http import HttpRequest, HttpResponse
+from ..identifiers import is_server_identifier, normalize_interaction_code
+from ..resource.sessions import new_code
+from ..resource.state import digest_id
+from ..revocation import RateLimit, json_body, problem, revocation_steps
+from ..steps import Steps, StoreOp
+from ..tokens.aauth import DWK_AGENT, DWK_RESOURCE
+from ..verifier import VerifiedRequest
+from .policy import AUTH, PERSON, Approve, AskPerson, Deny, TokenRequest
+from .subjects import Presence, bound_person_steps, upsert_steps
+from .tokens import KIND_CUTOFF, KIND_SEEN
+
+if TYPE_CHECKING:
+    from .server import PersonServer
+
+PROMPTS = ("none", "login", "consent", "select_account")
+PLATFORMS = ("web", "mobile", "desktop", "workload", "self-hosted")
+_UNSUPPORTED = ("mission_s256", "subagent_token", "upstream_token")
+_TEXT = ("justification", "login_hint", "tenant", "domain_hint", "device")
+
+
+def _request_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional parameters both token endpoints share, validated."""
+    for name in _UNSUPPORTED:
+        if name in body:
+            raise problem(400, "invalid_request", f"{name} is not supported by this PS")
+    fields: dict[str, Any] = {}
+    for name in _TEXT:
+        value = body.get(name)
+        if value is not None and not isinstance(value, str):
+            raise problem(400, "invalid_request", f"{name} must be a string")
+        fields[name] = value
+    device = fields["device"]
+    if device is not None and (len(device) > 64 or not device.isprintable()):
+        raise problem(400, "invalid_request", "device is at most 64 printable characters")
+    for name, allowed in (("prompt", PROMPTS), ("platform", PLATFORMS)):
+        value = body.get(name)
+        if value is not None and value not in allowed:
+            raise problem(400, "invalid_request", f"{name} must be one of {', '.join(allowed)}")
+        fields[name] = value
+    caps = body.get("capabilities", [])
+    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
+        raise problem(400, "invalid_request", "capabilities must be an array of strings")
+    fields["capabilities"] = sorted(set(caps))
+    return fields
+
+
+def _body(request: HttpRequest) -> Mapping[str, Any]:
+    media = (request.header("content-type") or "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise problem(400, "invalid_request", "the body must be application/json")
+    return json_body(request)
+
+
+class TokenEndpoints:
+    def __init__(self, server: PersonServer) -> None:
+        self.server = server
+        self.rate_limit = RateLimit(server.config.revocations_per_minute)
+
+    # -- person token endpoint (digest 5.2) ---------------------------------------------------
+
+    def person_token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
+        verified = yield from self.server.verify_agent_steps(request, token_request=True)
+        body = _body(request)
+        resource = body.get("resource")
+        if not is_server_identifier(resource, dev_loopback=self.server.config.dev_loopback):
+            raise problem(400, "invalid_request", "resource must be a server identifier")
+        fields = _request_fields(body)
+        claims = verified.claims
+        person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
+        data = {**self._agent_data(verified), **fields, "kind": PERSON, "resource": resource}
+        data["tenant_hint"] = data.pop("tenant")  # a hint: person tokens carry no tenant here
+        data["scope"] = []
+        return (yield from self._decide_steps(verified, data, person))
+
+    # -- auth token endpoint (digest 5.3, three-party) ------------------------------------------
+
+    def auth_token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
+        verified = yield from self.server.verify_agent_steps(request, token_request=True)
+        body = _body(request)
+        fields = _request_fields(body)
+        pair = yield from self.server.params.verify_pair_steps(verified, body)
+        rt = pair.resource_token
+        claims = verified.claims
+        person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
+        resource = str(rt["iss"])
+        if person is None or self.server.directed_sub(person, resource) != rt["sub"]:
+            raise problem(400, "invalid_resource_token", "the resource token names another person")
+        data = {
+            **self._agent_data(verified),
+            **fields,
+            "kind": AUTH,
+            "resource": resource,
+            "scope": sorted(pair.scopes),
+            "rt_sub": rt["sub"],
+            "presented_exp": pair.presented["exp"],
+            "mission_s256": rt.get("mission_s256"),
+            "tenant": rt.get("tenant"),
+            "fixed": pair.fixed(),
+        }
+        return (yield from self._decide_steps(verified, data, person))
+
+    # -- the shared decision ------------------------------------------------------------------
+
+    @staticmethod
+    def _agent_data(verified: VerifiedRequest) -> dict[str, Any]:
+        claims = verified.claims
+        return {
+            "agent": claims["sub"],
+            "agent_iss": claims["iss"],
+            "agent_jti": claims["jti"],
+            "agent_jkt": verified.jkt,
+        }
+
+    def _decide_steps(
+        self, verified: VerifiedRequest, data: dict[str, Any], person: str | None
+    ) -> Steps[HttpResponse]:
+        server = self.server
+        requested = frozenset(data["scope"])
+        prompt = data.get("prompt")
+        decision: Approve | Deny | AskPerson = AskPerson()
+        if person is not None:
+            decision = server.config.policy.decide(
+                TokenRequest(
+                    kind=data["kind"],
+                    agent=data["agent"],
+                    agent_issuer=data["agent_iss"],
+                    person=person,
+                    resource=data["resource"],
+                    scopes=requested,
+                    capabilities=frozenset(data["capabilities"]),
+                    justification=data.get("justification"),
+                    platform=data.get("platform"),
+                    device=data.get("device"),
+                    login_hint=data.get("login_hint"),
+                    tenant=data.get("tenant") or data.get("tenant_hint"),
+                    prompt=prompt,
+                )
+            )
+            # The agent asked for the person explicitly: a standing approval does not answer it.
+            if isinstance(decision, Approve) and prompt in ("login", "consent"):
+                decision = AskPerson()
+        if isinstance(decision, Deny):
+            raise problem(403, "denied", decision.reason)
+        data["person"] = person
+        data["bound"] = person is not None
+        if isinstance(decision, Approve):
+            granted = requested if decision.scopes is None else requested & decision.scopes
+            data["granted"] = sorted(granted)
+            return (yield from server.pending.issue_steps(data, verified))
+        if prompt == "none":
+            raise _unreachable("the person must decide and the agent asked for no prompt")
+        if "interaction" in data["capabilities"]:
+            code = new_code()
+            code_id = digest_id(normalize_interaction_code(code))
+            record = yield from server.pending.create_steps(data, code_id)
+            yield from server.remember_agent_steps(verified)
+            raise Deferred(
+                server.pending.location(record.id),
+                requirement="interaction",
+                params={"url": server.config.url_for(server.config.consent_path), "code": code},
+                retry_after=server.config.poll_interval,
+            )
+        if person is not None and (yield from Presence.present_steps(person)):
+            record = yield from server.pending.create_steps(data, None)
+            yield from server.remember_agent_steps(verified)
+            raise Deferred(
+                server.pending.location(record.id),
+                requirement="approval",
+                retry_after=server.config.poll_interval,
+            )
+        raise _unreachable(
+            "the person must decide, no PS channel reaches them, and the agent did not "
+            "declare the interaction capability"
+        )
+
+    # -- revocation endpoint (digest 5.7) -------------------------------------------------------
+
+    def revoke_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
+        cfg = self.server.config
+
+        def accepts(caller: str, dwk: object) -> bool:
+            # APs revoke their agent tokens here; resources revoke resource tokens at their aud.
+            return dwk in (DWK_AGENT, DWK_RESOURCE)
+
+        caller, dwk, jti = yield from revocation_steps(
+            request,
+            self.server.server_verifier,
+            accepts=accepts,
+            rate_limit=self.rate_limit,
+            clock=cfg.clock,
+        )
+        if dwk == DWK_AGENT:
+            # Cascade: every token and request of this agent from before now is revoked.
+            seen = yield StoreOp("get", (KIND_SEEN, digest_id(caller, jti)))
+            if seen is not None:
+                ttl = max(3600, cfg.pending_lifetime) + 600
+                cutoff = {"at": cfg.clock.now()}
+                yield from upsert_steps(
+                    KIND_CUTOFF, digest_id(caller, str(seen.data["sub"])), cutoff, ttl
+                )
+        return HttpResponse(200, [("Cache-Control", "no-store")], b"")
+
+
+def _unreachable(detail: str) -> Exception:
+    return problem(403, "user_unreachable", detail)
+
+
+__all__ = ["TokenEndpoints"]

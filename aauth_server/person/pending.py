@@ -1,0 +1,409 @@
+"""Pending requests at the PS (digest 5.5, 7): the record, its transitions, the pending URL.
+
+Every state change goes through :func:`fire_steps`, i.e. through the lifecycle table
+(:mod:`.lifecycle`), as a compare-and-set on the stored record: of two workers firing
+events on one request, one wins and the other re-reads and re-decides.  That is what makes
+delivery exactly-once: the poll that hands out an outcome must first win ``delivered``.
+
+Time-driven events (``timed_out``) and dependency events (``revoked``: the agent token the
+request was made with was revoked) are applied lazily, whenever a poll or the consent
+page reads the record.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Deferred, Forbidden
+from ..http import HttpRequest, HttpResponse
+from ..resource.state import KIND_REVOKED, digest_id
+from ..revocation import json_body, problem
+from ..steps import Steps, StoreOp, WaitOp
+from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
+from ..verifier import VerifiedRequest
+from .lifecycle import OPEN, TERMINAL, Event, LifecycleError, State, body_status, next_state
+from .lifecycle import poll_answer as lifecycle_answer
+from .policy import AUTH
+from .tokens import FIXED_CLAIMS, TokenPair
+
+if TYPE_CHECKING:
+    from .config import PersonServerConfig
+    from .server import PersonServer
+
+KIND_PENDING = "ps-pending"
+KIND_CODE = "ps-code"
+KIND_INBOX = "ps-inbox"
+#: Seconds a finished request stays readable, so late polls answer 408/410, not 404.
+RETENTION = 300
+_PENDING_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
+
+
+class Refused(Exception):
+    """The lifecycle refused the event; ``record`` is the request as it now stands."""
+
+    def __init__(self, record: Record, error: LifecycleError) -> None:
+        super().__init__(str(error))
+        self.record = record
+
+
+def state_of(record: Record) -> State:
+    return State(record.data["state"])
+
+
+def fire_steps(
+    record: Record, event: Event, update: Callable[[dict[str, Any]], None] | None = None
+) -> Steps[Record]:
+    """Apply ``event`` (and ``update`` to the data) atomically; re-decide after a lost race."""
+    while True:
+        try:
+            target = next_state(state_of(record), event)
+        except LifecycleError as exc:
+            raise Refused(record, exc) from None
+        data = {**record.data, "state": target.value}
+        if update is not None:
+            update(data)
+        try:
+            stored: Record = yield StoreOp(
+                "compare_and_set", (KIND_PENDING, record.id, record.version, data)
+            )
+            return stored
+        except VersionConflict:
+            fresh = yield StoreOp("get", (KIND_PENDING, record.id))
+        except RecordNotFound:
+            fresh = None
+        if fresh is None:
+            raise problem(404, "not_found", "no such pending request")
+        record = fresh
+
+
+def update_steps(record: Record, update: Callable[[dict[str, Any]], None]) -> Steps[None]:
+    """Change the data but not the state (a counter); a lost race re-applies to the winner's."""
+    while True:
+        data = dict(record.data)
+        update(data)
+        try:
+            yield StoreOp("compare_and_set", (KIND_PENDING, record.id, record.version, data))
+            return
+        except VersionConflict:
+            fresh = yield StoreOp("get", (KIND_PENDING, record.id))
+        except RecordNotFound:
+            return
+        if fresh is None:
+            return
+        record = fresh
+
+
+def get_steps(pending_id: str) -> Steps[Record]:
+    record: Record | None = None
+    if _PENDING_ID.fullmatch(pending_id):
+        record = yield StoreOp("get", (KIND_PENDING, pending_id))
+    if record is None:
+        raise problem(404, "not_found", "no such pending request")
+    return record
+
+
+def prefer_wait(request: HttpRequest) -> int | None:
+    """``wait=N`` of RFC 7240 ``Prefer``; None when absent or malformed."""
+    for value in request.header_values("prefer"):
+        for preference in value.split(","):
+            name, _, rest = preference.split(";", 1)[0].partition("=")
+            if name.strip().lower() == "wait":
+                text = rest.strip().strip('"')
+                if text.isdigit():
+                    return int(text)
+    return None
+
+
+class PendingRequests:
+    def __init__(self, server: PersonServer) -> None:
+        self.server = server
+
+    @property
+    def _cfg(self) -> PersonServerConfig:
+        return self.server.config
+
+    def location(self, pending_id: str) -> str:
+        return self._cfg.url_for(self._cfg.pending_prefix + pending_id)
+
+    # -- creation -----------------------------------------------------------------------------
+
+    def create_steps(self, data: dict[str, Any], code_id: str | None) -> Steps[Record]:
+        from ..resource.state import new_id
+
+        cfg = self._cfg
+        now = cfg.clock.now()
+        pending_id = new_id()
+        data = {
+            **data,
+            "state": State.PENDING.value,
+            "created_at": now,
+            "expires_at": now + cfg.pending_lifetime,
+            "code_id": code_id,
+            "code_failures": 0,
+            "clarifications": [],
+        }
+        record: Record = yield StoreOp(
+            "create", (KIND_PENDING, pending_id, data, cfg.pending_lifetime + RETENTION)
+        )
+        if code_id is not None:
+            yield StoreOp(
+                "create", (KIND_CODE, code_id, {"pending": pending_id}, cfg.pending_lifetime)
+            )
+        # The first 202 counts as an answer: the agent waits Retry-After before its first poll.
+        yield StoreOp("remember_once", ("ps-poll:" + pending_id, cfg.poll_interval))
+        if data.get("person"):
+            yield from self.add_to_inbox_steps(str(data["person"]), pending_id)
+        return record
+
+    def add_to_inbox_steps(self, person: str, pending_id: str) -> Steps[None]:
+        ttl = self._cfg.pending_lifetime + RETENTION
+        inbox_id = digest_id(person)
+        for _ in range(8):
+            record = yield StoreOp("get", (KIND_INBOX, inbox_id))
+            ids = [] if record is None else list(record.data["ids"])
+            if pending_id in ids:
+                return
+            ids.append(pending_id)
+            try:
+                if record is None:
+                    yield StoreOp("create", (KIND_INBOX, inbox_id, {"ids": ids}, ttl))
+                else:
+                    args = (KIND_INBOX, inbox_id, record.version, {"ids": ids}, ttl)
+                    yield StoreOp("compare_and_set", args)
+                return
+            except (RecordExists, VersionConflict, RecordNotFound):
+                continue
+
+    # -- lazy events --------------------------------------------------------------------------
+
+    def settle_steps(self, record: Record) -> Steps[Record]:
+        """Apply what happened meanwhile: a revoked agent token, an elapsed deadline."""
+        state = state_of(record)
+        if state not in OPEN and state is not State.APPROVED:
+            return record
+        data = record.data
+        event: Event | None = None
+        if (yield from self.agent_revoked_steps(data)):
+            event = Event.REVOKED
+        else:
+            now = self._cfg.clock.now()
+            deadline = float(data["expires_at"])
+            question = self.open_question(data) if state is State.CLARIFYING else None
+            if question is not None and question.get("timeout") is not None:
+                deadline = min(deadline, float(question["asked_at"]) + int(question["timeout"]))
+            if now >= deadline:
+                event = Event.TIMED_OUT
+        if event is None:
+            return record
+        try:
+            return (yield from fire_steps(record, event))
+        except Refused as refused:
+            return refused.record
+
+    def agent_revoked_steps(self, data: Any) -> Steps[bool]:
+        seen = yield StoreOp("get", (KIND_REVOKED, digest_id(data["agent_iss"], data["agent_jti"])))
+        if seen is not None:
+            return True
+        return (
+            yield from self.server.params.cut_off_steps(
+                data["agent_iss"], data["agent"], float(data["created_at"])
+            )
+        )
+
+    @staticmethod
+    def open_question(data: Any) -> dict[str, Any] | None:
+        history = data["clarifications"]
+        if history and history[-1]["answer"] is None and data["state"] == State.CLARIFYING:
+            return dict(history[-1])
+        return None
+
+    # -- answers ------------------------------------------------------------------------------
+
+    def deferred(self, record: Record) -> Deferred:
+        cfg = self._cfg
+        status = body_status(state_of(record)) or "pending"
+        question = self.open_question(record.data)
+        if question is None:
+            return Deferred(
+                self.location(record.id), retry_after=cfg.poll_interval, body_status=status
+            )
+        extra: dict[str, object] = {"clarification": question["question"]}
+        if question.get("timeout") is not None:
+            left = float(question["asked_at"]) + int(question["timeout"]) - cfg.clock.now()
+            extra["timeout"] = max(0, math.ceil(left))
+        if question.get("options"):
+            extra["options"] = list(question["options"])
+        return Deferred(
+            self.location(record.id),
+            requirement="clarification",
+            retry_after=cfg.poll_interval,
+            body_status=status,
+            extra=extra,
+        )
+
+    def answer_steps(self, record: Record, verified: VerifiedRequest) -> Steps[HttpResponse]:
+        """What a poll answers; the poll that hands out an outcome fires ``delivered`` first."""
+        while True:
+            state = state_of(record)
+            status, error = lifecycle_answer(state)
+            if status == 202:
+                raise self.deferred(record)
+            if state in TERMINAL:
+                raise problem(410, "gone", "this pending request is finished")
+            try:
+                delivered = yield from fire_steps(record, Event.DELIVERED)
+            except Refused as refused:
+                record = refused.record  # another poll took it (or it changed): decide again
+                continue
+            if status != 200:
+                raise problem(status, error or "server_error", _DETAILS.get(state, state.value))
+            return (yield from self.issue_steps(delivered.data, verified))
+
+    def issue_steps(
+        self, data: Mapping[str, Any], verified: VerifiedRequest
+    ) -> Steps[HttpResponse]:
+        """Mint the approved token for the agent that asked (``data`` as a pending record holds)."""
+        params = self.server.params
+        if data["kind"] == AUTH:
+            issued = params.auth_token(verified, data)
+            field = "auth_token"
+        else:
+            issued = params.person_token(verified, str(data["person"]), data)
+            field = "person_token"
+        if issued is None:
+            raise problem(408, "expired", "a token this request depends on has expired")
+        yield from self.server.remember_agent_steps(verified)
+        token, lifetime = issued
+        return HttpResponse.json(
+            200, {field: token, "expires_in": lifetime}, headers=[("Cache-Control", "no-store")]
+        )
+
+    # -- the pending URL ----------------------------------------------------------------------
+
+    def handle_steps(self, request: HttpRequest, pending_id: str) -> Steps[HttpResponse]:
+        record = yield from get_steps(pending_id)
+        verified = yield from self.server.verify_agent_steps(request)
+        data = record.data
+        claims = verified.claims
+        same = (claims["iss"], claims["sub"], verified.jkt) == (
+            data["agent_iss"],
+            data["agent"],
+            data["agent_jkt"],
+        )
+        if not same:
+            raise Forbidden("this pending request belongs to another agent")
+        record = yield from self.settle_steps(record)
+        if request.method == "DELETE":
+            try:
+                yield from fire_steps(record, Event.CANCELLED)
+            except Refused:
+                raise problem(410, "gone", "this pending request is finished") from None
+            return HttpResponse(204, [("Cache-Control", "no-store")], b"")
+        if request.method == "POST":
+            return (yield from self._action_steps(request, record, verified))
+        wait = prefer_wait(request)
+        if wait is None:
+            # Plain polls are paced by Retry-After; a long poll is paced by its own wait.
+            first = yield StoreOp(
+                "remember_once", ("ps-poll:" + record.id, self._cfg.poll_interval)
+            )
+            if not first:
+                raise problem(
+                    429,
+                    "slow_down",
+                    "poll no sooner than Retry-After allows",
+                    **{"Retry-After": str(self._cfg.poll_interval)},
+                )
+        elif wait > 0 and state_of(record) in OPEN:
+            changed = yield WaitOp(
+                KIND_PENDING, record.id, record.version, min(wait, self._cfg.max_wait)
+            )
+            if changed is None:
+                raise problem(410, "gone", "this pending request is finished")
+            record = yield from self.settle_steps(changed)
+        return (yield from self.answer_steps(record, verified))
+
+    def _action_steps(
+        self, request: HttpRequest, record: Record, verified: VerifiedRequest
+    ) -> Steps[HttpResponse]:
+        body = json_body(request)
+        action = body.get("action")
+        if action == "clarification_response":
+            answer = body.get("clarification_response")
+            if not isinstance(answer, str) or not answer.strip():
+                raise problem(400, "invalid_request", "clarification_response must be a string")
+            update = _answer(answer)
+            event = Event.CLARIFICATION_ANSWERED
+        elif action == "updated_request":
+            if record.data["kind"] != AUTH:
+                raise problem(400, "invalid_request", "only auth-token requests can be updated")
+            pair = yield from self.server.params.verify_pair_steps(verified, body)
+            if pair.fixed() != {k: record.data["fixed"][k] for k in FIXED_CLAIMS}:
+                raise problem(
+                    400, "invalid_resource_token", "the new resource token changes fixed claims"
+                )
+            justification = body.get("justification")
+            update = _updated(pair, justification if isinstance(justification, str) else None)
+            event = Event.REQUEST_UPDATED
+        else:
+            raise problem(
+                400, "invalid_request", "action must be clarification_response or updated_request"
+            )
+        try:
+            record = yield from fire_steps(record, event, update)
+        except Refused as refused:
+            if state_of(refused.record) in TERMINAL:
+                raise problem(410, "gone", "this pending request is finished") from None
+            raise problem(
+                400, "invalid_request", "there is no open clarification question"
+            ) from None
+        raise self.deferred(record)
+
+
+def _answer(answer: str) -> Callable[[dict[str, Any]], None]:
+    def update(data: dict[str, Any]) -> None:
+        history = [dict(entry) for entry in data["clarifications"]]
+        history[-1]["answer"] = answer
+        data["clarifications"] = history
+
+    return update
+
+
+def _updated(pair: TokenPair, justification: str | None) -> Callable[[dict[str, Any]], None]:
+    def update(data: dict[str, Any]) -> None:
+        history = [dict(entry) for entry in data["clarifications"]]
+        history[-1]["answer"] = justification
+        history[-1]["updated"] = True
+        data["clarifications"] = history
+        data["scope"] = sorted(pair.scopes)
+        data["presented_exp"] = pair.presented["exp"]
+        if justification is not None:
+            data["justification"] = justification
+
+    return update
+
+
+_DETAILS = {
+    State.DENIED: "the person declined this request",
+    State.ABANDONED: "the interaction was started but never completed",
+    State.REVOKED: "the agent token this request was made with has been revoked",
+    State.EXPIRED: "this pending request expired",
+    State.CODE_LOCKED: "too many wrong interaction codes",
+    State.FAILED: "the request failed",
+    State.AS_UNREACHABLE: "the access server could not be reached",
+}
+
+__all__ = [
+    "KIND_CODE",
+    "KIND_INBOX",
+    "KIND_PENDING",
+    "PendingRequests",
+    "Refused",
+    "fire_steps",
+    "get_steps",
+    "state_of",
+    "update_steps",
+]

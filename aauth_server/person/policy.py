@@ -1,0 +1,106 @@
+"""Decisions: who approves a token request (issue 4 item 4).
+
+An application supplies its own policy as any object with ``decide(request) -> Decision``
+(``PersonServerConfig(policy=MyPolicy())``).  ``decide`` is called synchronously from both
+drivers, so it must not block on I/O; whatever it needs (an allow-list, a role table) it
+should hold in memory.  Three answers exist:
+
+* :class:`Approve` issues the token now (optionally narrowing the scope of an auth token);
+* :class:`Deny` refuses now (``403 denied`` with the reason as ``detail``);
+* :class:`AskPerson` opens a pending request the person decides on the consent page.
+
+An agent the PS does not know yet (no binding) is always asked: the binding needs the
+person, so the policy is not consulted for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+PERSON = "person"
+AUTH = "auth"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRequest:
+    """What the policy sees.  ``justification``, ``platform`` and ``device`` are asserted by
+    the agent: never approve on them alone (digest 7, consent presentation)."""
+
+    kind: Literal["person", "auth"]
+    agent: str
+    agent_issuer: str
+    person: str
+    resource: str
+    scopes: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset()
+    justification: str | None = None
+    platform: str | None = None
+    device: str | None = None
+    login_hint: str | None = None
+    tenant: str | None = None
+    prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Approve:
+    #: Auth tokens only: grant at most these scopes (never more than the resource token names).
+    scopes: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deny:
+    reason: str = "the request was declined"
+
+
+@dataclass(frozen=True, slots=True)
+class AskPerson:
+    pass
+
+
+Decision = Approve | Deny | AskPerson
+
+
+class Policy(Protocol):
+    def decide(self, request: TokenRequest) -> Decision: ...
+
+
+@dataclass(frozen=True)
+class DefaultPolicy:
+    """Approve listed agents on listed resources with listed scopes; ask the person otherwise.
+
+    Empty ``auto_approve_agents`` approves nobody automatically.  Empty
+    ``auto_approve_resources`` puts no restriction on resources; an auth-token request is
+    approved only when every requested scope is in ``auto_approve_scopes``.
+    """
+
+    auto_approve_agents: tuple[str, ...] = ()
+    auto_approve_scopes: tuple[str, ...] = ()
+    auto_approve_resources: tuple[str, ...] = ()
+    _agents: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_agents", frozenset(self.auto_approve_agents))
+
+    def decide(self, request: TokenRequest) -> Decision:
+        if request.agent not in self._agents:
+            return AskPerson()
+        resources = self.auto_approve_resources
+        if resources and request.resource not in resources:
+            return AskPerson()
+        if request.kind == AUTH and not request.scopes <= frozenset(self.auto_approve_scopes):
+            return AskPerson()
+        return Approve()
+
+
+__all__ = [
+    "AUTH",
+    "PERSON",
+    "Approve",
+    "AskPerson",
+    "Decision",
+    "DefaultPolicy",
+    "Deny",
+    "Policy",
+    "TokenRequest",
+]
