@@ -24,6 +24,9 @@ sysdeps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "redis-server missing; installing it"; \
 	  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@test -x /usr/bin/chromium || { \
+	  echo "chromium missing; installing it (headless browser tests)"; \
+	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
 test: $(STAMP) sysdeps
 	$(BIN)/python -m pytest -x -q

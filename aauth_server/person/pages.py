@@ -1,0 +1,750 @@
+"""The Person Server's consent pages: server-rendered HTML over the PS consent API.
+
+Framework-neutral like the rest of the core (``HttpRequest -> HttpResponse``, sync and
+async).  The application authenticates the person through a hook; :class:`DemoLogin` is a
+small password form for the examples and tests.
+
+Routes under the PS ``consent_path`` (``/consent`` by default):
+
+- ``GET /consent?code=...[&callback=...]`` redeems the interaction code and redirects to
+  ``GET /consent?request=ID[&callback=...]`` (so a reload never re-presents a used code);
+  without either parameter it lists the person's open requests.
+- ``POST /consent/decide``: ``approve`` | ``deny`` | ``ask`` with a CSRF token.
+- ``GET /consent/events``: JSON the open page polls every 2 s (the built-in relay channel).
+- ``GET /consent/static/consent.js|consent.css``: the page's only script and style (CSP).
+
+Decisions the digest leaves open, made here: the CSRF token is an HMAC over a per-browser
+cookie nonce, the person, the pending id and the callback; a ``callback`` must match the
+agent provider's ``callback_endpoint`` in scheme, host, port and path (any query), or be a
+loopback ``http(s)`` URL when the provider allows ``localhost_callback_allowed``; a refused
+callback answers ``400`` without redeeming anything further and leaves the request in the
+person's open list.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
+
+import jinja2
+from markupsafe import Markup
+
+from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import AAuthError
+from ..http import Headers, HttpRequest, HttpResponse, json_bytes
+from ..tokens.aauth import DWK_AGENT
+from .csrf import SessionCodec, check_csrf, check_secret, csrf_token, new_nonce, read_cookie
+from .csrf import set_cookie as cookie_header
+from .lifecycle import OPEN, State
+from .markdown import render_markdown
+
+if TYPE_CHECKING:
+    from .consent import ConsentView
+    from .server import PersonServer
+
+__all__ = [
+    "CSP",
+    "SECURITY_HEADERS",
+    "ConsentPages",
+    "DemoLogin",
+    "callback_allowed",
+    "csp",
+]
+
+
+def csp(*, form_action: Sequence[str] = ()) -> str:
+    """The pages' Content-Security-Policy; ``form_action`` adds redirect targets of forms."""
+    targets = " ".join(("'self'", *form_action))
+    return (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        f"connect-src 'self'; form-action {targets}; frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+CSP: Final = csp()
+SECURITY_HEADERS: Final[tuple[tuple[str, str], ...]] = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+)
+PACKAGE_TEMPLATES: Final = Path(__file__).with_name("templates")
+NONCE_COOKIE: Final = "aauth_consent"
+MAX_QUESTION: Final = 2000
+_STATIC: Final = {
+    "consent.js": "text/javascript; charset=utf-8",
+    "consent.css": "text/css; charset=utf-8",
+}
+_HTML: Final = "text/html; charset=utf-8"
+_FORM_LIMIT: Final = 16 * 1024
+
+Authenticate = Callable[[HttpRequest], "str | None"]
+
+
+# --- shared rendering -----------------------------------------------------------------------
+
+
+def _environment(templates_dir: str | Path | None) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    if templates_dir is not None:
+        loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
+    loaders.append(jinja2.FileSystemLoader(str(PACKAGE_TEMPLATES)))
+    # Autoescape every template, whatever its name: overrides may use any extension.
+    return jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def _secured(response: HttpResponse) -> HttpResponse:
+    names = {k.lower() for k, _ in response.headers}
+    for name, value in SECURITY_HEADERS:
+        if name.lower() not in names:
+            response.headers.append((name, value))
+    return response
+
+
+def _redirect(location: str, headers: Headers | None = None) -> HttpResponse:
+    return _secured(HttpResponse(303, [("Location", location), *(headers or [])]))
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _query(request: HttpRequest) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
+
+
+def _form(request: HttpRequest) -> dict[str, str]:
+    if len(request.body) > _FORM_LIMIT:
+        return {}
+    text = request.body.decode("utf-8", "replace")
+    return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _same_origin_post(request: HttpRequest) -> bool:
+    """Defence in depth beside the CSRF token: refuse what the browser says is cross-site.
+
+    ``Referrer-Policy: no-referrer`` makes browsers send ``Origin: null`` even for our own
+    forms, so ``null`` proves nothing either way and is left to the token.
+    """
+    origin = request.header("origin")
+    if origin is not None and origin != "null" and origin.lower() != _origin(request.url):
+        return False
+    site = request.header("sec-fetch-site")
+    return site is None or site in ("same-origin", "none")
+
+
+def _safe_next(value: str | None, default: str) -> str:
+    """Only same-site absolute paths: ``next`` must never become an open redirect."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ord(c) < 0x20 for c in value):
+        return default
+    return value
+
+
+class _Renderer:
+    def __init__(self, templates_dir: str | Path | None, server_name: str, static: str) -> None:
+        self.env = _environment(templates_dir)
+        self.server_name = server_name
+        self.static = static
+
+    def fragment(self, name: str, **context: Any) -> str:
+        return self.env.get_template(name).render(**context)
+
+    def page(
+        self, name: str, code: int = 200, headers: Headers | None = None, **context: Any
+    ) -> HttpResponse:
+        context.setdefault("person", None)
+        body = self.fragment(name, server_name=self.server_name, static=self.static, **context)
+        response = HttpResponse(code, [("Content-Type", _HTML), *(headers or [])], body.encode())
+        return _secured(response)
+
+    def problem(
+        self,
+        status: int,
+        heading: str,
+        message: str,
+        *,
+        link: str | None = None,
+        link_text: str = "",
+        person: str | None = None,
+    ) -> HttpResponse:
+        return self.page(
+            "error.html",
+            status,
+            status=status,
+            heading=heading,
+            message=message,
+            link=link,
+            link_text=link_text,
+            person=person,
+        )
+
+    def static_file(self, name: str) -> HttpResponse:
+        source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        headers: Headers = [("Content-Type", _STATIC[name])]
+        return _secured(HttpResponse(200, headers, source.encode("utf-8")))
+
+
+# --- callback validation (digest 6.3) -------------------------------------------------------
+
+
+def callback_allowed(callback: str, agent_metadata: Mapping[str, object]) -> bool:
+    """Whether the agent provider's metadata admits ``callback`` as a redirect target."""
+    try:
+        parts = urlsplit(callback)
+        port = parts.port
+    except ValueError:
+        return False
+    if parts.fragment or parts.username or parts.password or not parts.hostname:
+        return False
+    if any(ord(c) < 0x21 for c in callback):
+        return False
+    registered = agent_metadata.get("callback_endpoint")
+    if isinstance(registered, str):
+        reg = urlsplit(registered)
+        try:
+            reg_port = reg.port
+        except ValueError:
+            reg_port = None
+        if (
+            reg.scheme in ("https", "http")
+            and parts.scheme == reg.scheme
+            and (parts.hostname or "") == (reg.hostname or "").lower()
+            and port == reg_port
+            and parts.path == reg.path
+        ):
+            return True
+    if agent_metadata.get("localhost_callback_allowed") is True:
+        return parts.scheme in ("http", "https") and _is_loopback(callback)
+    return False
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    extra = urlencode(params)
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+# Consent-API failures mapped onto the callback error vocabulary of digest 6.3.
+_CALLBACK_ERRORS: Final = {"expired": "interaction_expired", "denied": "access_denied"}
+
+
+# --- the view the templates see --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeItem:
+    name: str
+    description: Markup
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    question: Markup
+    answer: Markup | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """A ``ConsentView`` with every agent- and resource-supplied string sanitised."""
+
+    id: str
+    kind: str
+    state: str
+    open: bool
+    agent: str
+    agent_issuer: str
+    resource: str
+    resource_name: Markup
+    resource_description: Markup
+    scopes: tuple[ScopeItem, ...]
+    justification: Markup
+    platform: Markup
+    device: Markup
+    clarifications: tuple[Round, ...]
+    rounds_left: int
+    can_ask: bool
+    awaiting_answer: bool
+    expires_iso: str
+    binds_agent: bool
+
+
+def _page_request(view: ConsentView) -> PageRequest:
+    state = str(view.state)
+    is_open = state in {s.value for s in OPEN}
+    rounds = tuple(
+        Round(render_markdown(q), None if a is None else render_markdown(a))
+        for q, a in view.clarifications
+    )
+    scopes = tuple(ScopeItem(name, render_markdown(text)) for name, text in view.scopes)
+    rounds_left = int(view.rounds_left)
+    return PageRequest(
+        id=str(view.pending_id),
+        kind=str(view.kind),
+        state=state,
+        open=is_open,
+        agent=str(view.agent),
+        agent_issuer=str(view.agent_issuer),
+        resource=str(view.resource),
+        resource_name=render_markdown(view.resource_name),
+        resource_description=render_markdown(view.resource_description),
+        scopes=scopes,
+        justification=render_markdown(view.justification),
+        platform=render_markdown(view.platform),
+        device=render_markdown(view.device),
+        clarifications=rounds,
+        rounds_left=rounds_left,
+        can_ask=view.can_ask and rounds_left > 0,
+        awaiting_answer=state == State.CLARIFYING,
+        expires_iso=datetime.fromtimestamp(float(view.expires_at), UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ),
+        binds_agent=view.binds_agent,
+    )
+
+
+# --- the step machinery: one flow, run by a sync or an async driver ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A call into the PS (``consent``/``presence`` API) or discovery the flow needs."""
+
+    target: str
+    method: str
+    args: tuple[Any, ...]
+
+
+_Flow = Generator[_Call, Any, HttpResponse]
+
+
+class ConsentPages:
+    """The consent pages of one :class:`~aauth_server.person.PersonServer`."""
+
+    def __init__(
+        self,
+        ps: PersonServer,
+        *,
+        authenticate: Authenticate,
+        secret: bytes,
+        templates_dir: str | Path | None = None,
+        login_path: str = "/login",
+        discovery: Any = None,
+        server_name: str | None = None,
+    ) -> None:
+        self.ps = ps
+        self.authenticate = authenticate
+        self.secret = check_secret(secret)
+        config = ps.config
+        self.path = str(config.consent_path).rstrip("/") or "/"
+        self.login_path = login_path
+        self.discovery = discovery or ps.discovery
+        self.static = self.path + "/static"
+        name = server_name or config.name or "Person Server"
+        self.renderer = _Renderer(templates_dir, name, self.static)
+        self._routes: dict[tuple[str, str], Callable[[HttpRequest], _Flow]] = {
+            ("GET", self.path): self._consent,
+            ("POST", self.path + "/decide"): self._decide,
+            ("GET", self.path + "/events"): self._events,
+        }
+        for name in _STATIC:
+            self._routes[("GET", f"{self.static}/{name}")] = self._static(name)
+
+    def routes(self) -> list[tuple[str, str]]:
+        return list(self._routes)
+
+    def handle(self, request: HttpRequest) -> HttpResponse | None:
+        route = self._routes.get((request.method, request.path))
+        if route is None:
+            return None
+        flow = route(request)
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    value = self._call(call)
+                except AAuthError as error:
+                    call = flow.throw(error)
+                else:
+                    call = flow.send(value)
+        except StopIteration as stop:
+            return _secured(stop.value)
+        except AAuthError as error:
+            return self._failure(error)
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
+        route = self._routes.get((request.method, request.path))
+        if route is None:
+            return None
+        flow = route(request)
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    value = await self._acall(call)
+                except AAuthError as error:
+                    call = flow.throw(error)
+                else:
+                    call = flow.send(value)
+        except StopIteration as stop:
+            return _secured(stop.value)
+        except AAuthError as error:
+            return self._failure(error)
+
+    def _call(self, call: _Call) -> Any:
+        if call.target == "discovery":
+            return self.discovery.metadata(*call.args)
+        return getattr(getattr(self.ps, call.target), call.method)(*call.args)
+
+    async def _acall(self, call: _Call) -> Any:
+        if call.target == "discovery":
+            return await self.discovery.ametadata(*call.args)
+        return await getattr(getattr(self.ps, call.target), "a" + call.method)(*call.args)
+
+    def _failure(self, error: AAuthError) -> HttpResponse:
+        response = self.renderer.problem(
+            error.status if error.status >= 400 else 500,
+            "Something went wrong",
+            "The request could not be completed. Try again in a moment.",
+        )
+        response.headers.extend(h for h in error.response_headers() if h[0] == "Retry-After")
+        return response
+
+    # --- routes -------------------------------------------------------------------------
+
+    def _static(self, name: str) -> Callable[[HttpRequest], _Flow]:
+        def flow(request: HttpRequest) -> _Flow:
+            return self.renderer.static_file(name)
+            yield  # a generator like every route; never reached
+
+        return flow
+
+    def _login_redirect(self, request: HttpRequest) -> HttpResponse:
+        parts = urlsplit(request.url)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        return _redirect(f"{self.login_path}?{urlencode({'next': target})}")
+
+    def _consent(self, request: HttpRequest) -> _Flow:
+        person = self.authenticate(request)
+        if person is None:
+            return self._login_redirect(request)
+        query = _query(request)
+        callback = query.get("callback", "")
+        if "code" in query:
+            try:
+                view = yield _Call("consent", "open", (query["code"], person))
+            except AAuthError as error:
+                if error.status == 403:
+                    return self.renderer.problem(
+                        403,
+                        "This request is for someone else",
+                        "Another person already opened this request.",
+                        person=person,
+                    )
+                if error.status in (404, 410) or error.error == "invalid_code":
+                    return self.renderer.problem(
+                        410,
+                        "This link can no longer be used",
+                        "The code was already used, has expired or is not valid. "
+                        "Ask the agent to start again.",
+                        person=person,
+                    )
+                raise
+            params = {"request": str(view.pending_id)}
+            if callback:
+                params["callback"] = callback
+            return _redirect(f"{self.path}?{urlencode(params)}")
+        pending_id = query.get("request")
+        if not pending_id:
+            return (yield from self._index(person))
+        view = yield from self._view_or_none(pending_id, person)
+        if view is None:
+            return self._gone(person)
+        if callback and not (yield from self._callback_ok(callback, view)):
+            return self.renderer.problem(
+                400,
+                "Unknown return address",
+                "The agent asked to be sent back to an address its provider has not "
+                "registered, so this page will not redirect there. You can still decide.",
+                link=f"{self.path}?{urlencode({'request': pending_id})}",
+                link_text="Review the request",
+                person=person,
+            )
+        req = _page_request(view)
+        nonce, set_nonce = self._nonce(request)
+        headers = list(set_nonce)
+        if callback:
+            # Browsers apply form-action to the redirect that follows a form post too, so
+            # the validated callback's origin must be admitted on this page.
+            headers.append(("Content-Security-Policy", csp(form_action=(_origin(callback),))))
+        return self.renderer.page(
+            "consent.html",
+            headers=headers,
+            **self._consent_context(req, person, nonce, callback),
+        )
+
+    def _consent_context(
+        self, req: PageRequest, person: str, nonce: str, callback: str
+    ) -> dict[str, Any]:
+        return {
+            "req": req,
+            "person": person,
+            "callback": callback,
+            "csrf": csrf_token(self.secret, f"{nonce}\0{person}", req.id, callback),
+            "decide_path": self.path + "/decide",
+            "events_path": self.path + "/events",
+        }
+
+    def _index(self, person: str) -> _Flow:
+        yield _Call("presence", "touch", (person,))
+        views = yield _Call("consent", "pending_for", (person,))
+        return self.renderer.page(
+            "index.html",
+            person=person,
+            requests=self._summaries(views),
+            events_path=self.path + "/events",
+        )
+
+    def _summaries(self, views: Sequence[Any]) -> list[dict[str, str]]:
+        return [
+            {
+                "id": str(v.pending_id),
+                "agent": str(v.agent),
+                "resource": str(v.resource),
+                "kind": str(v.kind),
+                "state": str(v.state),
+                "url": f"{self.path}?{urlencode({'request': str(v.pending_id)})}",
+            }
+            for v in views
+        ]
+
+    def _view_or_none(self, pending_id: str, person: str) -> Generator[_Call, Any, Any]:
+        try:
+            return (yield _Call("consent", "view", (pending_id, person)))
+        except AAuthError as error:
+            if error.status in (403, 404, 410):
+                return None
+            raise
+
+    def _gone(self, person: str | None) -> HttpResponse:
+        return self.renderer.problem(
+            410,
+            "This request is gone",
+            "It was completed, cancelled or has expired, or it is not yours.",
+            person=person,
+        )
+
+    def _callback_ok(self, callback: str, view: ConsentView) -> Generator[_Call, Any, bool]:
+        try:
+            metadata = yield _Call("discovery", "metadata", (view.agent_issuer, DWK_AGENT))
+        except AAuthError:
+            return False
+        return callback_allowed(callback, metadata)
+
+    def _nonce(self, request: HttpRequest) -> tuple[str, Headers]:
+        nonce = read_cookie(request, NONCE_COOKIE)
+        if nonce and len(nonce) <= 64:
+            return nonce, []
+        nonce = new_nonce()
+        secure = not _is_loopback(request.url)
+        return nonce, [cookie_header(NONCE_COOKIE, nonce, secure=secure, same_site="Strict")]
+
+    def _forbidden(self, person: str | None) -> HttpResponse:
+        return self.renderer.problem(
+            403,
+            "This form has expired",
+            "The page was not submitted from this server, or your session changed. "
+            "Open the request again and decide there.",
+            person=person,
+        )
+
+    def _decide(self, request: HttpRequest) -> _Flow:
+        person = self.authenticate(request)
+        if person is None:
+            return self.renderer.problem(
+                403,
+                "Please sign in again",
+                "Your session ended before the decision was sent.",
+                link=self.login_path,
+                link_text="Sign in",
+            )
+        if not _same_origin_post(request):
+            return self._forbidden(person)
+        form = _form(request)
+        pending_id = form.get("request", "")
+        callback = form.get("callback", "")
+        nonce = read_cookie(request, NONCE_COOKIE)
+        session = f"{nonce}\0{person}" if nonce else None
+        if not pending_id or not check_csrf(
+            self.secret, form.get("csrf"), session, pending_id, callback
+        ):
+            return self._forbidden(person)
+        action = form.get("action", "")
+        back = {"request": pending_id, **({"callback": callback} if callback else {})}
+        if action == "ask":
+            question = form.get("question", "").strip()
+            if not question or len(question) > MAX_QUESTION:
+                return self.renderer.problem(
+                    400, "Empty question", "Write a question for the agent.", person=person
+                )
+            try:
+                yield _Call("consent", "ask", (pending_id, person, question))
+            except AAuthError as error:
+                if error.status >= 500:
+                    raise
+                return self.renderer.problem(
+                    409,
+                    "The agent cannot be asked now",
+                    "The request is no longer waiting for you, the agent does not take "
+                    "questions, or no questions are left.",
+                    link=f"{self.path}?{urlencode(back)}",
+                    link_text="Back to the request",
+                    person=person,
+                )
+            return _redirect(f"{self.path}?{urlencode(back)}")
+        if action not in ("approve", "deny"):
+            return self.renderer.problem(
+                400, "Unknown action", "Choose Approve or Deny.", person=person
+            )
+        try:
+            yield _Call("consent", action, (pending_id, person))
+        except AAuthError as error:
+            if error.status >= 500 and not callback:
+                raise
+            if callback:
+                code = _CALLBACK_ERRORS.get(error.error, "server_error")
+                return _redirect(_with_query(callback, {"error": code}))
+            return self._gone(person)
+        if callback:
+            if action == "deny":
+                return _redirect(_with_query(callback, {"error": "access_denied"}))
+            return _redirect(callback)
+        outcome = "approved" if action == "approve" else "denied"
+        return self.renderer.page("done.html", person=person, outcome=outcome)
+
+    def _events(self, request: HttpRequest) -> _Flow:
+        person = self.authenticate(request)
+        if person is None:
+            return _secured(HttpResponse.json(401, {"error": "login_required"}))
+        yield _Call("presence", "touch", (person,))
+        views = yield _Call("consent", "pending_for", (person,))
+        payload: dict[str, Any] = {"requests": self._summaries(views), "view": None}
+        query = _query(request)
+        pending_id = query.get("request")
+        if pending_id:
+            view = yield from self._view_or_none(pending_id, person)
+            if view is not None:
+                req = _page_request(view)
+                nonce = read_cookie(request, NONCE_COOKIE) or ""
+                context = self._consent_context(req, person, nonce, query.get("callback", ""))
+                payload["view"] = {
+                    "id": req.id,
+                    "state": req.state,
+                    "open": req.open,
+                    "agent_html": self.renderer.fragment("_agent.html", **context),
+                    "ask_html": self.renderer.fragment("_ask.html", **context),
+                }
+            else:
+                payload["view"] = {"id": pending_id, "state": "gone", "open": False}
+        return HttpResponse(200, [("Content-Type", "application/json")], json_bytes(payload))
+
+
+# --- a demo login -----------------------------------------------------------------------------
+
+
+class DemoLogin:
+    """A password form for examples and tests; real deployments plug in their own login.
+
+    The session cookie is ``HttpOnly``, ``SameSite=Lax`` and ``Secure`` unless the page is
+    served from a loopback address (plain-HTTP development).
+    """
+
+    def __init__(
+        self,
+        users: Mapping[str, str],
+        secret: bytes,
+        *,
+        login_path: str = "/login",
+        default_next: str = "/consent",
+        cookie_name: str = "aauth_session",
+        max_age: int = 8 * 3600,
+        clock: Clock = SYSTEM_CLOCK,
+        templates_dir: str | Path | None = None,
+        server_name: str = "Person Server",
+        static: str = "/consent/static",
+    ) -> None:
+        self.users = dict(users)
+        self.codec = SessionCodec(secret, max_age=max_age, clock=clock)
+        self.login_path = login_path
+        self.default_next = default_next
+        self.cookie_name = cookie_name
+        self.max_age = max_age
+        self.renderer = _Renderer(templates_dir, server_name, static)
+
+    def routes(self) -> list[tuple[str, str]]:
+        return [("GET", self.login_path), ("POST", self.login_path)]
+
+    def authenticate(self, request: HttpRequest) -> str | None:
+        person = self.codec.read(read_cookie(request, self.cookie_name))
+        return person if person in self.users else None
+
+    def handle(self, request: HttpRequest) -> HttpResponse | None:
+        if request.path != self.login_path or request.method not in ("GET", "POST"):
+            return None
+        if request.method == "GET":
+            target = _safe_next(_query(request).get("next"), self.default_next)
+            return self._form(target)
+        form = _form(request)
+        target = _safe_next(form.get("next"), self.default_next)
+        username = form.get("username", "")
+        if not self._check(username, form.get("password", "")):
+            return self._form(target, failed=True, username=username)
+        cookie = cookie_header(
+            self.cookie_name,
+            self.codec.issue(username),
+            secure=not _is_loopback(request.url),
+            max_age=self.max_age,
+        )
+        return _redirect(quote(target, safe="/?&=%:@-._~+,;!$'()*"), [cookie])
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
+        return self.handle(request)
+
+    def _check(self, username: str, password: str) -> bool:
+        # Unknown users cost the same comparison, so timing does not reveal who exists.
+        expected = self.users.get(username)
+        candidate = (expected if expected is not None else "\0unknown").encode()
+        matched = hmac.compare_digest(candidate, password.encode("utf-8", "replace"))
+        return matched and expected is not None
+
+    def _form(self, target: str, *, failed: bool = False, username: str = "") -> HttpResponse:
+        return self.renderer.page(
+            "login.html",
+            failed=failed,
+            username=username,
+            next=target,
+            login_path=self.login_path,
+        )

@@ -1,0 +1,3 @@
+"""Headless-Chromium tests of the Person Server pages."""
+
+from __future__ import annotations

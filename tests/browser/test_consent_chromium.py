@@ -1,0 +1,193 @@
+"""The consent page in headless Chromium against a real uvicorn server on 127.0.0.1.
+
+The agent talks to the PS over HTTP (signed requests through httpx); the person is a
+Chromium page driven by Playwright (Debian's /usr/bin/chromium, never a downloaded build).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from aauth_server.asgi import asgi_app
+from aauth_server.http import HttpRequest, HttpResponse
+from tests.person.test_pages import USERS, PagesEnv, Started
+from tests.support import RESOURCE
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+STEP_MS = 8000
+CALLBACK_PATH = "/agent-callback"
+
+
+class LiveServer:
+    """uvicorn in a thread, serving the PS, the consent pages and the demo login."""
+
+    def __init__(self) -> None:
+        # Listening before uvicorn starts: connections wait in the backlog, so the test
+        # never has to poll for readiness.
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(64)
+        self.port = self.socket.getsockname()[1]
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.env = PagesEnv(
+            origin=self.origin,
+            poll_interval=1,
+            agent_metadata={"localhost_callback_allowed": True},
+        )
+        config = uvicorn.Config(
+            asgi_app(self._route),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            ws="none",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
+        )
+        self.http = httpx.Client(timeout=10)
+        self.env.agent_send = self._over_http
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.http.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        if request.path == CALLBACK_PATH:  # the agent's callback endpoint
+            return HttpResponse(200, [("Content-Type", "text/plain")], b"agent callback reached")
+        return self.env.send(request)
+
+    def _over_http(self, request: HttpRequest) -> HttpResponse:
+        answer = self.http.request(
+            request.method, request.url, headers=request.headers, content=request.body
+        )
+        return HttpResponse(answer.status_code, answer.headers.multi_items(), answer.content)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def live() -> Iterator[LiveServer]:
+    with LiveServer() as server:
+        yield server
+
+
+def _log_in_and_open(page: Page, started: Started, callback: str = "") -> None:
+    page.set_default_timeout(STEP_MS)
+    query = {"code": started.code, **({"callback": callback} if callback else {})}
+    page.goto(f"{started.url}?{urlencode(query)}")
+    page.wait_for_url("**/login?**")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", USERS["alice"])
+    page.click("#login")
+    page.wait_for_url("**/consent?request=*")
+
+
+def _claims(token: str) -> dict[str, object]:
+    payload = token.split(".")[1]
+    claims: dict[str, object] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return claims
+
+
+def test_person_asks_agent_answers_live_then_approves(
+    browser: Browser, live: LiveServer, tmp_path: Path
+) -> None:
+    started = live.env.start_interaction(justification="I plan your **trip** to Lisbon")
+    assert started.url == live.origin + "/consent"
+    page = browser.new_page()
+    try:
+        _log_in_and_open(page, started)
+        agent_section = page.locator("#agent-asserted")
+        assert "(unverified)" in agent_section.locator("h2").inner_text()
+        assert agent_section.locator(".justification strong").inner_text() == "trip"
+        assert page.locator("#resource-asserted .resource-id").inner_text() == RESOURCE
+
+        page.fill("#question", "Which dates will you book?")
+        page.click("#ask")
+        page.wait_for_selector("#agent-asserted .answer.waiting")
+        # Marks this document: a reload would lose it.
+        page.evaluate("document.body.dataset.marker = 'kept'")
+
+        polled = live.env.poll(started, wait=0)
+        assert polled.status == 202
+        assert json.loads(polled.body)["clarification"] == "Which dates will you book?"
+        live.env.agent_answers(started, "From **May 3** to May 7 <script>window.pwned=1</script>")
+
+        answer = page.locator("#agent-asserted .clarifications .answer:not(.waiting)")
+        answer.wait_for()
+        assert answer.locator("strong").inner_text() == "May 3"
+        assert "<script>" in answer.inner_text()  # shown as text, never run
+        assert page.evaluate("window.pwned === undefined")
+        assert page.evaluate("document.body.dataset.marker") == "kept"  # no reload
+        assert answer.evaluate("node => node.closest('section').id") == "agent-asserted"
+        assert "(unverified)" in page.locator("#agent-heading").inner_text()
+
+        shot = tmp_path / "consent.png"
+        page.screenshot(path=str(shot), full_page=True)
+        data = shot.read_bytes()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
+
+        page.click("#approve")
+        page.wait_for_selector("#done[data-outcome=approved]")
+    finally:
+        page.close()
+
+    final = live.env.poll(started, wait=5)
+    assert final.status == 200, final.body
+    token = json.loads(final.body)["person_token"]
+    claims = _claims(token)
+    assert claims["aud"] == RESOURCE and claims["iss"] == "https://ps.example"
+
+
+def test_person_denies_and_the_poll_says_denied(browser: Browser, live: LiveServer) -> None:
+    started = live.env.start_interaction()
+    # Another origin than the page's (localhost, not 127.0.0.1): the redirect after the
+    # form post must pass the page's form-action.
+    callback = f"http://localhost:{live.port}{CALLBACK_PATH}?state=s1"
+    page = browser.new_page()
+    try:
+        _log_in_and_open(page, started, callback)
+        page.click("#deny")
+        page.wait_for_url(callback + "&error=access_denied")
+        assert "agent callback reached" in page.content()
+    finally:
+        page.close()
+    final = live.env.poll(started, wait=5)
+    assert final.status == 403
+    assert json.loads(final.body)["error"] == "denied"
