@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
-from ..identifiers import is_server_identifier
 from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
-from ..resource.config import ConfigurationError
+from ..resource.config import ConfigurationError, check_server_settings
 from ..storage.base import AsyncPendingStore, PendingStore
 from ..storage.uri import open_store_pair
 from .policy import DefaultPolicy, Policy
@@ -80,25 +78,11 @@ class PersonServerConfig:
     description: str | None = None
 
     def __post_init__(self) -> None:
-        if not is_server_identifier(self.issuer, dev_loopback=self.dev_loopback):
-            hint = "" if self.dev_loopback else " (loopback issuers need dev_loopback=True)"
-            raise ConfigurationError(f"issuer {self.issuer!r} is not a server identifier{hint}")
+        check_server_settings(self)
         if not isinstance(self.subject_secret, bytes) or len(self.subject_secret) < 32:
             raise ConfigurationError("subject_secret must be at least 32 random bytes")
         if not self.signing_key.kid:
             raise ConfigurationError("the signing key needs a kid")
-        if self.public_origin is not None:
-            parts = urlsplit(self.public_origin)
-            if (
-                parts.scheme not in ("https", "http")
-                or not parts.netloc
-                or parts.path not in ("", "/")
-            ):
-                raise ConfigurationError("public_origin must be scheme://host[:port]")
-        if not 0 < self.signature_window <= 600:
-            raise ConfigurationError("signature_window must be 1..600 seconds")
-        if not self.accept_algs or any(a not in SUPPORTED_ALGS for a in self.accept_algs):
-            raise ConfigurationError(f"accept_algs must be a non-empty subset of {SUPPORTED_ALGS}")
         for name in _PATHS:
             path = getattr(self, name)
             if not path.startswith("/") or "?" in path or "#" in path:

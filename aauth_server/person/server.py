@@ -14,8 +14,6 @@ from typing import Any, TypeVar
 from ..errors import AAuthError, ServerError
 from ..http import HttpRequest, HttpResponse
 from ..keys.discovery import KeyDiscovery
-from ..keys.egress import EgressPolicy
-from ..keys.fetcher import AsyncHttpxFetcher, HttpxFetcher
 from ..resource.config import ConfigurationError
 from ..resource.state import REVOCATION_GRACE, ResourceState, digest_id
 from ..revocation import problem, server_verifier
@@ -37,17 +35,15 @@ log = logging.getLogger("aauth_server.person")
 class PersonServer:
     def __init__(self, config: PersonServerConfig) -> None:
         self.config = config
-        discovery = config.discovery
-        if discovery is None:
-            egress = EgressPolicy(dev_loopback=config.dev_loopback)
-            discovery = KeyDiscovery(
-                config.fetcher or HttpxFetcher(egress),
-                config.async_fetcher or AsyncHttpxFetcher(egress),
-                clock=config.clock,
-                accept_algs=config.accept_algs,
-                allow_eddsa=config.allow_eddsa,
-                dev_loopback=config.dev_loopback,
-            )
+        # Discovery builds its egress-checked httpx fetchers itself when none is given.
+        discovery = config.discovery or KeyDiscovery(
+            config.fetcher,
+            config.async_fetcher,
+            clock=config.clock,
+            accept_algs=config.accept_algs,
+            allow_eddsa=config.allow_eddsa,
+            dev_loopback=config.dev_loopback,
+        )
         self.discovery = discovery
         self.store, self.async_store = config.stores()
         # Revocations are keyed (iss, jti) in the shared store, as at the resource.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
@@ -20,6 +20,29 @@ ACCESS_MODES = ("agent-token", "person-token", "auth-token", "session-token")
 
 class ConfigurationError(ValueError):
     """A configuration the framework refuses to run with."""
+
+
+class _ServerSettings(Protocol):
+    issuer: str
+    dev_loopback: bool
+    public_origin: str | None
+    signature_window: int
+    accept_algs: tuple[str, ...]
+
+
+def check_server_settings(cfg: _ServerSettings) -> None:
+    """The checks every AAuth server's configuration shares (resource, Person Server)."""
+    if not is_server_identifier(cfg.issuer, dev_loopback=cfg.dev_loopback):
+        hint = "" if cfg.dev_loopback else " (loopback issuers need dev_loopback=True)"
+        raise ConfigurationError(f"issuer {cfg.issuer!r} is not a server identifier{hint}")
+    if cfg.public_origin is not None:
+        parts = urlsplit(cfg.public_origin)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.path not in ("", "/"):
+            raise ConfigurationError("public_origin must be scheme://host[:port]")
+    if not 0 < cfg.signature_window <= 600:
+        raise ConfigurationError("signature_window must be 1..600 seconds")
+    if not cfg.accept_algs or any(a not in SUPPORTED_ALGS for a in cfg.accept_algs):
+        raise ConfigurationError(f"accept_algs must be a non-empty subset of {SUPPORTED_ALGS}")
 
 
 @dataclass
@@ -87,22 +110,7 @@ class ResourceConfig:
     async_store: AsyncPendingStore | None = None
 
     def __post_init__(self) -> None:
-        if not is_server_identifier(self.issuer, dev_loopback=self.dev_loopback):
-            hint = "" if self.dev_loopback else " (loopback issuers need dev_loopback=True)"
-            raise ConfigurationError(f"issuer {self.issuer!r} is not a server identifier{hint}")
-        if self.public_origin is not None:
-            parts = urlsplit(self.public_origin)
-            if (
-                parts.scheme not in ("https", "http")
-                or not parts.netloc
-                or parts.path not in ("", "/")
-            ):
-                raise ConfigurationError("public_origin must be scheme://host[:port]")
-        if not 0 < self.signature_window <= 600:
-            raise ConfigurationError("signature_window must be 1..600 seconds")
-        unknown = [a for a in self.accept_algs if a not in SUPPORTED_ALGS]
-        if unknown or not self.accept_algs:
-            raise ConfigurationError(f"accept_algs must be a non-empty subset of {SUPPORTED_ALGS}")
+        check_server_settings(self)
         if self.access_mode not in ACCESS_MODES:
             raise ConfigurationError(f"access_mode must be one of {ACCESS_MODES}")
         for server in (*self.trusted_ps, *([self.access_server] if self.access_server else [])):

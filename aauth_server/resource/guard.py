@@ -19,8 +19,6 @@ from ..errors import AAuthError, Forbidden, RequirementChallenge, ServerError, S
 from ..fields import FieldError, parse_token_list
 from ..http import HttpRequest, HttpResponse
 from ..keys.discovery import KeyDiscovery
-from ..keys.egress import EgressPolicy
-from ..keys.fetcher import AsyncHttpxFetcher, HttpxFetcher
 from ..signatures.message import AAUTH_COMPONENTS
 from ..steps import Driver, Steps, StoreOp, Unavailable
 from ..storage.base import AsyncPendingStore, PendingStore, StorageError
@@ -104,17 +102,15 @@ class ResourceGuard:
         from .tokens import ResourceTokens
 
         self.config = config
-        discovery = config.discovery
-        if discovery is None:
-            policy = EgressPolicy(dev_loopback=config.dev_loopback)
-            discovery = KeyDiscovery(
-                config.fetcher or HttpxFetcher(policy),
-                config.async_fetcher or AsyncHttpxFetcher(policy),
-                clock=config.clock,
-                accept_algs=config.accept_algs,
-                allow_eddsa=config.allow_eddsa,
-                dev_loopback=config.dev_loopback,
-            )
+        # Discovery builds its egress-checked httpx fetchers itself when none is given.
+        discovery = config.discovery or KeyDiscovery(
+            config.fetcher,
+            config.async_fetcher,
+            clock=config.clock,
+            accept_algs=config.accept_algs,
+            allow_eddsa=config.allow_eddsa,
+            dev_loopback=config.dev_loopback,
+        )
         self.discovery = discovery
         store, async_store = config.stores()
         self.store: PendingStore = store
