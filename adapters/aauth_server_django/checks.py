@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
 from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
 
@@ -18,6 +19,8 @@ def check_aauth_settings(
     try:
         build_config()
     except SettingsMissing as error:
+        if getattr(settings, "AAUTH_PERSON", None) and getattr(settings, "AAUTH", None) is None:
+            return []  # a Person-Server-only project: no resource to configure
         hint = 'Add AAUTH = {"ISSUER": "https://your-resource.example"} to your settings.'
         return [Error(str(error), hint=hint, id="aauth.E001")]
     except DevLoopbackInProduction as error:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from io import BytesIO
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from flask import Request, Response
 
 from aauth_server.http import HttpRequest, HttpResponse
-from aauth_server.resource import ResourceGuard
 
 # Characters a request-target may carry unescaped (RFC 3986 pchar plus "/"); "%" stays so
 # a fallback never double-encodes.
@@ -39,7 +38,14 @@ def raw_target(environ: dict[str, object]) -> str:
     return f"{target}?{query}" if query else target
 
 
-def to_http_request(request: Request, guard: ResourceGuard) -> HttpRequest:
+class PublicUrls(Protocol):
+    """What :func:`to_http_request` needs of a server: a ``ResourceGuard``, or the Person
+    Server mount's origin."""
+
+    def public_url(self, scheme: str, host: str | None, target: str) -> str: ...
+
+
+def to_http_request(request: Request, guard: PublicUrls) -> HttpRequest:
     """The neutral request; reads the body once into Werkzeug's cache so the view still has it."""
     body = request.get_data(cache=True)
     # EnvironHeaders yields the raw environ values; WSGI servers have already joined

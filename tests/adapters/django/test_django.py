@@ -274,3 +274,12 @@ def test_example_app_requires_an_issuer_without_dev() -> None:
         parse_args(["--port", "9000"])
     assert parse_args(["--port", "9000", "--dev"]).issuer == "http://127.0.0.1:9000"
     assert parse_args(["--issuer", RESOURCE]).issuer == RESOURCE
+
+
+def test_person_server_only_project_needs_no_resource_settings() -> None:
+    with override_settings(AAUTH_PERSON={"ISSUER": "https://ps.example"}):
+        del settings.AAUTH
+        assert check_aauth_settings() == []
+    with override_settings(AAUTH_PERSON=None):
+        del settings.AAUTH
+        assert [m.id for m in check_aauth_settings()] == ["aauth.E001"]
