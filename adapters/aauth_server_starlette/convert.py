@@ -5,16 +5,22 @@ Only conversion lives here: no protocol decision is made in this module.
 
 from __future__ import annotations
 
+from typing import Protocol
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from aauth_server.http import HttpRequest, HttpResponse
-from aauth_server.resource import ResourceGuard
 
 #: RFC 3986 ``pchar`` plus ``/``: what a path keeps unencoded.
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+class PublicUrl(Protocol):
+    """What builds a request's absolute URL: a ``ResourceGuard``, or the Person Server mount."""
+
+    def public_url(self, scheme: str, host: str | None, target: str) -> str: ...
 
 
 def raw_target(request: Request) -> str:
@@ -28,7 +34,7 @@ def raw_target(request: Request) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
-async def to_http_request(request: Request, guard: ResourceGuard) -> HttpRequest:
+async def to_http_request(request: Request, guard: PublicUrl) -> HttpRequest:
     """Read the body once (Starlette caches it for the endpoint) and keep raw header lines."""
     # Signed header values must reach the verifier byte for byte, in wire order, so the
     # ASGI header list is used rather than Starlette's (combining) Headers mapping.
