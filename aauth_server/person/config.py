@@ -54,6 +54,8 @@ class PersonServerConfig:
     person_token_path: str = "/person"  # noqa: S105 - a path, not a secret
     auth_token_path: str = "/token"  # noqa: S105
     pending_prefix: str = "/pending/"
+    #: The interaction relay's own pending URLs (``{relay_prefix}{id}``).
+    relay_prefix: str = "/relay/"
     interaction_path: str = "/interaction"
     consent_path: str = "/consent"
     revocation_path: str = "/revoke"
@@ -87,8 +89,10 @@ class PersonServerConfig:
             path = getattr(self, name)
             if not path.startswith("/") or "?" in path or "#" in path:
                 raise ConfigurationError(f"{name} must be an absolute path without query")
-        if not (self.pending_prefix.startswith("/") and self.pending_prefix.endswith("/")):
-            raise ConfigurationError("pending_prefix must start and end with '/'")
+        for prefix in ("pending_prefix", "relay_prefix"):
+            value = getattr(self, prefix)
+            if not (value.startswith("/") and value.endswith("/")):
+                raise ConfigurationError(f"{prefix} must start and end with '/'")
         for name in ("person_token_lifetime", "auth_token_lifetime"):
             if not 0 < getattr(self, name) <= 3600:
                 raise ConfigurationError(f"{name} must be 1..3600 seconds (digest 3.7)")

@@ -213,15 +213,16 @@ class InteractionRelay:
         self,
         ps: PersonServer,
         *,
-        relay_prefix: str = "/relay/",
+        relay_prefix: str | None = None,
         default_max_wait: int = 300,
         retry_after: int | None = None,
         page_channel: bool = True,
     ) -> None:
+        cfg = ps.config
+        relay_prefix = cfg.relay_prefix if relay_prefix is None else relay_prefix
         if not (relay_prefix.startswith("/") and relay_prefix.endswith("/")):
             raise ValueError("relay_prefix must start and end with '/'")
         self.ps = ps
-        cfg = ps.config
         self.relay_prefix = relay_prefix
         self.interaction_path = cfg.interaction_path
         self.clock = cfg.clock

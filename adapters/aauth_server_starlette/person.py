@@ -20,14 +20,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.person import PersonServer, PersonServerConfig
 from aauth_server.person.config import WELL_KNOWN_PATH
-from aauth_server.person.relay import InteractionRelay
 from aauth_server.resource.config import ConfigurationError
 
 from .convert import to_http_request, to_response
 
 __all__ = ["PageHandler", "PersonPaths", "PersonServerApp", "person_paths"]
-
-_DEFAULT_RELAY_PREFIX = "/relay/"
 
 
 @runtime_checkable
@@ -50,6 +47,7 @@ class PersonPaths(TypedDict):
     person_token_path: str
     auth_token_path: str
     pending_prefix: str
+    relay_prefix: str
     interaction_path: str
     consent_path: str
     revocation_path: str
@@ -69,6 +67,7 @@ def person_paths(mount_path: str) -> PersonPaths:
         person_token_path=at("person_token_path"),
         auth_token_path=at("auth_token_path"),
         pending_prefix=at("pending_prefix"),
+        relay_prefix=at("relay_prefix"),
         interaction_path=at("interaction_path"),
         consent_path=at("consent_path"),
         revocation_path=at("revocation_path"),
@@ -113,12 +112,6 @@ class PersonServerApp:
             self.ps = config
         else:
             self.ps = PersonServer(config)
-            if self.mount_path and self.ps.relay.relay_prefix == _DEFAULT_RELAY_PREFIX:
-                # The relay's URLs are not a config field; moving them keeps the whole PS
-                # under one mount.  Done before the application registers any channel.
-                self.ps.relay = InteractionRelay(
-                    self.ps, relay_prefix=self.mount_path + _DEFAULT_RELAY_PREFIX
-                )
         self.config = self.ps.config
         self.pages = _pages(pages, self.ps)
         self._origin = _Origin(self.config)
