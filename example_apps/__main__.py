@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, summary in apps():
         print(f"  {name:<20} {summary}")
     print(
-        "\n`make demo` (python -m example_apps.demo) runs the provider and all resources together."
+        "\n`make demo` (python -m example_apps.demo) runs the provider and all resources together,"
+        "\nthen the three-party story with the Person Server (python -m example_apps.three_party)."
     )
     return 0
 

@@ -2,8 +2,10 @@
 
 Starts an agent provider and the Starlette, Flask and Django resources on free loopback
 ports, enrolls an agent, then for each resource shows an unsigned request being
-challenged, a signed one accepted, and a tampered one rejected.  Exits non-zero if any
-outcome differs from what the protocol requires.
+challenged, a signed one accepted, and a tampered one rejected.  Then runs the three-party
+story of :mod:`example_apps.three_party` (person token, auth token with a clarification
+round, the interaction relay and its fallback).  Exits non-zero if any outcome differs
+from what the protocol requires.
 """
 
 from __future__ import annotations
@@ -199,6 +201,16 @@ def run(specs: Sequence[AppSpec]) -> int:
     return 0
 
 
+def run_all(specs: Sequence[AppSpec], *, three_party: bool = True) -> int:
+    """The foundation exchanges, then the three-party story (agent, PS, resource)."""
+    code = run(specs)
+    if code != 0 or not three_party:
+        return code
+    from .three_party import run as run_three_party  # it reuses this module's printers
+
+    return run_three_party()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m example_apps.demo",
@@ -211,10 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         help="run against this resource only (repeatable)",
     )
+    parser.add_argument(
+        "--no-three-party",
+        action="store_true",
+        help="skip the three-party story (agent, Person Server, resource) that follows",
+    )
     args = parser.parse_args(argv)
     specs = [spec for spec in RESOURCES if not args.only or spec.name in args.only]
     try:
-        return run(specs)
+        return run_all(specs, three_party=not args.no_three_party)
     except AppStartError as exc:
         print(f"\nDemo FAILED: an example app did not start.\n{exc}", file=sys.stderr)
         return 2

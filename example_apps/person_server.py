@@ -1,0 +1,233 @@
+"""A Person Server with a demo person, consent pages and a login form (Starlette, Flask or Django).
+
+    python -m example_apps.person_server --host 127.0.0.1 --port 8010 --dev \
+        [--store URI] [--store-prefix PREFIX] [--framework starlette|flask|django] \
+        [--auto-approve AGENT_ID ...] [--auto-approve-scope SCOPE ...] [--password PW] [--key FILE]
+
+The demo person is ``alice``; her password is ``--password`` or generated and printed at
+start.  The subject secret (directed ``sub``) and, without ``--key``, the signing key are
+generated at start: person and auth tokens stop verifying, and directed ``sub`` values
+change, when the process restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import socket
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aauth_server.keys.jwk import PrivateKey
+from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
+from aauth_server.person.pages import ConsentPages, DemoLogin
+from aauth_server.storage.uri import open_async_store, open_store
+
+PERSON = "alice"
+FRAMEWORKS = ("starlette", "flask", "django")
+
+
+@dataclass
+class Built:
+    ps: PersonServer
+    pages: ConsentPages
+    login: DemoLogin
+    password: str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m example_apps.person_server", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8010)
+    parser.add_argument("--dev", action="store_true", help="allow loopback http:// identifiers")
+    parser.add_argument("--issuer", help="this PS's identifier (default with --dev: this server)")
+    parser.add_argument("--framework", choices=FRAMEWORKS, default="starlette")
+    parser.add_argument("--store", default="memory://", metavar="URI", help="memory:// or redis://")
+    parser.add_argument(
+        "--store-prefix", metavar="PREFIX", help="key prefix in a shared Redis (default: aauth)"
+    )
+    parser.add_argument(
+        "--auto-approve",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="AGENT_ID",
+        help="agents approved without asking alice (once bound to her)",
+    )
+    parser.add_argument(
+        "--auto-approve-scope",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="SCOPE",
+        help="scopes those agents get without asking",
+    )
+    parser.add_argument("--password", help="alice's password (default: generated and printed)")
+    parser.add_argument(
+        "--key", type=Path, metavar="FILE", help="private JWK (JSON) signing tokens"
+    )
+    parser.add_argument(
+        "--poll-interval", type=int, default=5, metavar="SECONDS", help="Retry-After on 202s"
+    )
+    return parser
+
+
+def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
+    if args.issuer is None and not args.dev:
+        parser.error("--issuer is required unless --dev is given")
+    issuer = args.issuer or f"http://127.0.0.1:{args.port}"
+    if args.key is not None:
+        try:
+            key = PrivateKey.from_jwk(json.loads(args.key.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            parser.error(f"--key {args.key}: {exc}")
+    else:
+        key = PrivateKey.generate("Ed25519", kid="ps-1")
+    stores: dict[str, Any] = {"store": args.store}
+    if args.store_prefix:
+        if args.store == "memory://":
+            parser.error("--store-prefix applies to a shared store (redis://...)")
+        stores = {
+            "store": open_store(args.store, prefix=args.store_prefix),
+            "async_store": open_async_store(args.store, prefix=args.store_prefix),
+        }
+    config = PersonServerConfig(
+        issuer=issuer,
+        signing_key=key,
+        subject_secret=secrets.token_bytes(32),
+        dev_loopback=args.dev,
+        policy=DefaultPolicy(
+            auto_approve_agents=tuple(args.auto_approve),
+            auto_approve_scopes=tuple(args.auto_approve_scope),
+        ),
+        poll_interval=args.poll_interval,
+        name="Example Person Server",
+        scopes_supported=("openid", "profile"),
+        claims_supported=("sub", "name"),
+        **stores,
+    )
+    ps = PersonServer(config)
+    password = args.password or secrets.token_urlsafe(12)
+    secret = secrets.token_bytes(32)
+    login = DemoLogin({PERSON: password}, secret, server_name=config.name or "Person Server")
+    pages = ConsentPages(ps, authenticate=login.authenticate, secret=secret)
+    return Built(ps, pages, login, password)
+
+
+def announce(built: Built, host: str, port: int, framework: str) -> None:
+    print(f"person server {built.ps.config.issuer} ({framework})", flush=True)
+    print(f"demo person: {PERSON} / {built.password}", flush=True)
+    print(f"listening on http://{host}:{port}", flush=True)
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+
+def serve_starlette(built: Built, sock: socket.socket, host: str, port: int) -> None:
+    import uvicorn
+    from aauth_server_starlette.person import PersonServerApp
+    from starlette.applications import Starlette
+
+    mounted = PersonServerApp(built.ps, pages=[built.pages, built.login])
+    app = Starlette(routes=mounted.mounted(), lifespan=mounted.lifespan)
+    server = _AnnouncingServer(
+        uvicorn.Config(app, log_level="warning", lifespan="on"),
+        lambda: announce(built, host, port, "starlette"),
+    )
+    server.run(sockets=[sock])
+
+
+def serve_flask(built: Built, sock: socket.socket, host: str, port: int) -> None:
+    from aauth_server_flask.person import person_blueprint
+    from flask import Flask
+    from werkzeug.serving import make_server
+
+    app = Flask(__name__)
+    app.register_blueprint(person_blueprint(built.ps, pages=[built.pages, built.login]))
+    # Werkzeug keeps the raw request-target the signature covers (see flask_resource).
+    server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+    announce(built, host, port, "flask")
+    server.serve_forever()
+
+
+def serve_django(built: Built, sock: socket.socket, host: str, port: int) -> None:
+    import django
+    import uvicorn
+    from django.conf import settings
+    from django.core.asgi import get_asgi_application
+
+    settings.configure(
+        DEBUG=built.ps.config.dev_loopback,  # the mount refuses DEV_LOOPBACK without DEBUG
+        ALLOWED_HOSTS=[host, "127.0.0.1", "localhost"],
+        ROOT_URLCONF=__name__,
+        INSTALLED_APPS=["aauth_server_django"],
+        MIDDLEWARE=[],
+    )
+    django.setup()
+    from aauth_server_django.person import use_person_server
+    from django.urls import include, path
+
+    use_person_server(built.ps, pages=[built.pages, built.login])
+    # uvicorn serves Django's ASGI handler, so the async views (and the async store) answer.
+    urlpatterns.append(path("", include("aauth_server_django.person_async_urls")))
+    server = _AnnouncingServer(
+        uvicorn.Config(get_asgi_application(), log_level="warning", lifespan="off"),
+        lambda: announce(built, host, port, "django"),
+    )
+    server.run(sockets=[sock])
+
+
+class _AnnouncingServer:
+    """uvicorn, printing the ready line once it accepts connections."""
+
+    def __init__(self, config: Any, ready: Any) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets)
+                if not self.should_exit:
+                    ready()
+
+        self.server = Server(config)
+
+    def run(self, sockets: list[socket.socket]) -> None:
+        asyncio.run(self.server.serve(sockets=sockets))
+
+
+#: Django's ROOT_URLCONF is this module; serve_django fills it once Django is set up.
+urlpatterns: list[Any] = []
+SERVERS = {"starlette": serve_starlette, "flask": serve_flask, "django": serve_django}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    built = build(args, parser)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        print(f"cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    sock.listen(128)
+    try:
+        SERVERS[args.framework](built, sock, args.host, args.port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

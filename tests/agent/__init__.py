@@ -1,0 +1,3 @@
+"""Agent-side tests."""
+
+from __future__ import annotations
