@@ -34,6 +34,8 @@ EXAMPLE_MODULES = [
     "example_apps",
     "example_apps.agent_provider",
     "example_apps.demo",
+    "example_apps.person_server",
+    "example_apps.three_party",
     *(spec.module for spec in RESOURCES),
 ]
 
