@@ -12,6 +12,7 @@ page reads the record.
 
 from __future__ import annotations
 
+import time
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -305,8 +306,22 @@ class PendingRequests:
         if request.method == "POST":
             return (yield from self._action_steps(request, record, verified))
         wait = prefer_wait(request)
-        if wait is None:
-            # Plain polls are paced by Retry-After; a long poll is paced by its own wait.
+        paced = True  # a poll that did not wait is paced by Retry-After
+        if wait is not None and wait > 0 and state_of(record) in OPEN:
+            limit = min(wait, self._cfg.max_wait)
+            started = time.monotonic()
+            changed = yield WaitOp(KIND_PENDING, record.id, record.version, limit)
+            if changed is None:
+                raise problem(410, "gone", "this pending request is finished")
+            # Real time, not the injected clock: did the driver actually park this poll?
+            # The sync driver cannot, so its "long polls" are paced like plain ones.
+            waited = time.monotonic() - started >= limit / 2
+            paced = changed.version == record.version and not waited
+            record = yield from self.settle_steps(changed)
+        elif wait is not None and wait > 0:
+            paced = False  # settled already: the answer goes out at once
+        if paced:
+            # Plain polls, `Prefer: wait=0`, and unparked long polls wait Retry-After.
             first = yield StoreOp(
                 "remember_once", ("ps-poll:" + record.id, self._cfg.poll_interval)
             )
@@ -317,13 +332,6 @@ class PendingRequests:
                     "poll no sooner than Retry-After allows",
                     **{"Retry-After": str(self._cfg.poll_interval)},
                 )
-        elif wait > 0 and state_of(record) in OPEN:
-            changed = yield WaitOp(
-                KIND_PENDING, record.id, record.version, min(wait, self._cfg.max_wait)
-            )
-            if changed is None:
-                raise problem(410, "gone", "this pending request is finished")
-            record = yield from self.settle_steps(changed)
         return (yield from self.answer_steps(record, verified))
 
     def _action_steps(

@@ -440,11 +440,18 @@ def test_a_long_poll_is_capped_by_max_wait_and_times_out_with_202() -> None:
     assert 0.9 <= elapsed < 5
 
 
-def test_the_sync_driver_answers_a_long_poll_at_once() -> None:
+def test_the_sync_driver_answers_a_long_poll_at_once_and_paces_it() -> None:
     pw = PsWorld()  # max_wait 30: a sync worker must not park for it
     location, _ = start(pw, pw.app.send)
+    pw.tick(5)  # the first 202 asked the agent to wait Retry-After
     response = pw.app.send(pw.poll(location, wait=30))
     assert response.status == 202 and response.header("cache-control") == "no-store"
+    # It could not wait, so it counts as a plain poll: the next one inside Retry-After is
+    # slowed down, as is `Prefer: wait=0` (no way around the pacing).
+    error_of(pw.app.send(pw.poll(location, wait=30)), 429, "slow_down")
+    pw.tick(5)
+    assert pw.app.send(pw.poll(location, wait=0)).status == 202
+    error_of(pw.app.send(pw.poll(location, wait=0)), 429, "slow_down")
 
 
 def test_a_poll_whose_record_cannot_be_read_answers_500_server_error() -> None:
