@@ -74,3 +74,35 @@ def asgi_app(handler: Handler) -> Callable[[Scope, Receive, Send], Awaitable[Non
         await send_response(send, handler(request_from_scope(scope, body)))
 
     return app
+
+
+AsyncHandler = Callable[[HttpRequest], Awaitable[HttpResponse]]
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def async_asgi_app(handler: AsyncHandler) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The twin of :func:`asgi_app` for an async handler (``PersonServer.ahandle``), so a
+    long poll waits on the event loop instead of holding a thread."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        if body is None:
+            await send_response(send, HttpResponse.json(413, {"error": "invalid_request"}))
+            return
+        await send_response(send, await handler(request_from_scope(scope, body)))
+
+    return app

@@ -1,0 +1,52 @@
+"""Smoke tests: each benchmark runs to completion with tiny parameters and prints its figure
+lines.  No timing is asserted (the figures of a loaded CI machine mean nothing); what must
+hold is that the benchmarks still run against the current code and report what they claim."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.redis_server import ensure_redis
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _run(script: str, *args: str, timeout: float = 120) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_token_endpoint_benchmark_prints_its_ratio() -> None:
+    out = _run("token_endpoint.py", "--iterations", "2", "--repeats", "2")
+    assert re.search(r"floor: 4 Ed25519 verifies \+ 1 sign :\s+[\d.]+ us", out), out
+    assert re.search(r"PS auth token, auto-approved\s+:\s+[\d.]+ us", out), out
+    assert re.search(r"ratio = issue / floor = [\d.]+ {3}\(target <= 1\.5\)", out), out
+
+
+def test_long_poll_benchmark_answers_every_poll_and_prints_its_figures() -> None:
+    out = _run(
+        "long_poll.py", "--waiters", "20", "--rate", "0", "--redis", ensure_redis(), timeout=180
+    )
+    for waiters in (2, 20):
+        line = re.search(
+            rf"waiters={waiters} +parked (\d+)/{waiters} .*final answers \{{(.*)\}}", out
+        )
+        assert line is not None, out
+        assert line.group(1) == str(waiters)
+        assert line.group(2) == f"200: {waiters}", out
+    connections = re.findall(r"while \d+ polls wait: (\d+) \((\d+) pub/sub\)", out)
+    assert len(connections) == 2, out
+    # One shared subscription per worker, never one per waiter.
+    assert all(int(total) >= 1 and sub == "1" for total, sub in connections), out
+    assert len(re.findall(r"p50 = [\d.]+ ms +p99 = [\d.]+ ms", out)) == 2, out
+    assert "targets: p99 <= 100 ms" in out
