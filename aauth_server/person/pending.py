@@ -12,9 +12,9 @@ page reads the record.
 
 from __future__ import annotations
 
-import time
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
