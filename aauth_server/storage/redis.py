@@ -106,10 +106,20 @@ def _cas_outcome(kind: str, id: str, version: int, reply: Any) -> Record:
     raise RecordNotFound(f"{kind} {id!r} not found")
 
 
+#: Connections a store opens at most when the caller does not say (``max_connections``).
+DEFAULT_MAX_CONNECTIONS = 32
+
+
 def _bounded_retry_options(options: dict[str, Any], *, asynchronous: bool) -> dict[str, Any]:
-    """redis-py retries a refused connection ten times with backoff by default, which turns an
-    outage into a multi-second hang; one immediate retry still heals a connection the server
-    dropped (for example after a restart)."""
+    """Defaults that keep a store bounded under load and quick to fail in an outage.
+
+    redis-py's pools are unbounded by default, so a burst of requests (thousands of polls
+    arriving at once) would open as many connections as are in flight; the store queues
+    its own commands under this limit instead.  redis-py also retries a refused connection
+    ten times with backoff, which turns an outage into a multi-second hang; one immediate
+    retry still heals a connection the server dropped (for example after a restart).
+    """
+    options = {"max_connections": DEFAULT_MAX_CONNECTIONS, **options}
     if "retry" in options:
         return options
     from redis.backoff import NoBackoff
