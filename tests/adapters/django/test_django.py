@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import select
 import socket
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +22,7 @@ from django.test import Client, override_settings
 from aauth_server.http import HttpRequest
 from aauth_server.keys.jwk import jwk_thumbprint
 from aauth_server.resource import ResourceGuard
+from example_apps._procs import AppSpec, running_apps
 from tests.adapters.harness_django import configure_django, send, send_async
 from tests.support import RESOURCE, Scenario, World, assert_scenario, scenarios
 
@@ -244,27 +241,15 @@ def _free_port() -> int:
 
 
 def test_example_app_under_uvicorn() -> None:
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'adapters'}"}
-    command = [sys.executable, "-m", "example_apps.django_resource", "--port", str(port), "--dev"]
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        assert ready, "the example did not start within 30 s"
-        assert proc.stdout.readline().strip() == f"listening on http://127.0.0.1:{port}"
-        base = f"http://127.0.0.1:{port}"
+    spec = AppSpec("django", "example_apps.django_resource", ("--dev",))
+    with running_apps([spec]) as (app,):
+        base = app.url
         response = httpx.get(base + "/whoami")
         assert response.status_code == 401
         assert response.headers["aauth-requirement"] == "requirement=agent-token"
         assert response.json()["error"] == "agent_token_required"
         metadata = httpx.get(base + "/.well-known/aauth-resource.json")
         assert metadata.json()["issuer"] == base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def test_example_app_requires_an_issuer_without_dev() -> None:

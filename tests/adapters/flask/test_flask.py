@@ -3,12 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import select
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +14,7 @@ from flask import Flask, Response, g, request
 from aauth_server.errors import AAuthError, Forbidden
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.resource import ResourceGuard
+from example_apps._procs import AppSpec, running_apps
 from tests.adapters.harness_flask import send
 from tests.support import RESOURCE, Scenario, World, assert_scenario, scenarios
 
@@ -284,48 +279,13 @@ def test_flask_response_carries_every_header_line() -> None:
 # -- a real server ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_example_app_on_a_real_server() -> None:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "example_apps.flask_resource",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dev",
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'adapters'}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 20
-        line = ""
-        while not line and time.monotonic() < deadline and proc.poll() is None:
-            ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-            if ready:
-                line = proc.stdout.readline()
-        assert line.strip() == f"listening on http://127.0.0.1:{port}", line
-        base = f"http://127.0.0.1:{port}"
-        with httpx.Client() as client:
-            unsigned = client.get(base + "/whoami")
-            assert unsigned.status_code == 401
-            assert unsigned.headers["aauth-requirement"] == "requirement=agent-token"
-            assert unsigned.json()["error"] == "agent_token_required"
-            doc = client.get(base + "/.well-known/aauth-resource.json").json()
-            assert doc["issuer"] == base
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+    spec = AppSpec("flask", "example_apps.flask_resource", ("--dev",))
+    with running_apps([spec]) as (app,), httpx.Client() as client:
+        base = app.url
+        unsigned = client.get(base + "/whoami")
+        assert unsigned.status_code == 401
+        assert unsigned.headers["aauth-requirement"] == "requirement=agent-token"
+        assert unsigned.json()["error"] == "agent_token_required"
+        doc = client.get(base + "/.well-known/aauth-resource.json").json()
+        assert doc["issuer"] == base

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +12,7 @@ from flask import Flask
 
 from aauth_server.http import HttpRequest
 from aauth_server.keys.jwk import PrivateKey
-from example_apps._procs import free_port
+from example_apps._procs import AppSpec, running_apps
 from example_apps.flask_resource import create_app
 from tests.support import PERSON, PS_ISSUER, RESOURCE, World
 
@@ -67,77 +62,30 @@ def test_example_app_options_on_a_real_server(tmp_path: Path) -> None:
     key = PrivateKey.generate("Ed25519", kid="example-key")
     key_file = tmp_path / "resource.jwk"
     key_file.write_text(json.dumps(key.private_jwk()), encoding="utf-8")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "example_apps.flask_resource",
-            "--port",
-            str(port),
-            "--dev",
-            "--ps",
-            "http://127.0.0.1:9101",
-            "--ps",
-            "http://127.0.0.1:9102",
-            "--as",
-            "http://127.0.0.1:9103",
-            "--signing-key",
-            str(key_file),
-            "--replay-cache",
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'adapters'}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    options = (
+        "--dev",
+        *("--ps", "http://127.0.0.1:9101", "--ps", "http://127.0.0.1:9102"),
+        *("--as", "http://127.0.0.1:9103"),
+        *("--signing-key", str(key_file), "--replay-cache"),
     )
-    try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 20
-        line = ""
-        while not line and time.monotonic() < deadline and proc.poll() is None:
-            ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-            if ready:
-                line = proc.stdout.readline()
-        base = f"http://127.0.0.1:{port}"
-        assert line.strip() == f"listening on {base}", line
-        with httpx.Client() as client:
-            doc = client.get(base + "/.well-known/aauth-resource.json").json()
-            assert doc["authorization_endpoint"] == base + "/aauth/authorize"
-            assert doc["revocation_endpoint"] == base + "/aauth/revoke"
-            assert set(doc["scope_descriptions"]) == {"data.read", "data.write"}
-            jwks = client.get(doc["jwks_uri"]).json()
-            assert jwks == {"keys": [key.public_jwk()]}
-            profile = client.get(base + "/profile")
-            assert profile.status_code == 401
-            assert profile.headers["aauth-requirement"] == "requirement=person-token"
-            assert client.get(base + "/deferred").status_code == 401
-    finally:
-        proc.terminate()
-        _, stderr = proc.communicate(timeout=10)
-    assert "generated" not in stderr
+    spec = AppSpec("flask", "example_apps.flask_resource", options)
+    with running_apps([spec]) as (app,), httpx.Client() as client:
+        base = app.url
+        doc = client.get(base + "/.well-known/aauth-resource.json").json()
+        assert doc["authorization_endpoint"] == base + "/aauth/authorize"
+        assert doc["revocation_endpoint"] == base + "/aauth/revoke"
+        assert set(doc["scope_descriptions"]) == {"data.read", "data.write"}
+        jwks = client.get(doc["jwks_uri"]).json()
+        assert jwks == {"keys": [key.public_jwk()]}
+        profile = client.get(base + "/profile")
+        assert profile.status_code == 401
+        assert profile.headers["aauth-requirement"] == "requirement=person-token"
+        assert client.get(base + "/deferred").status_code == 401
+        assert "generated" not in app.log()
 
 
 def test_example_app_says_when_it_generates_a_key() -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "example_apps.flask_resource", "--port", str(port), "--dev"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'adapters'}"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 20
-        line = ""
-        while not line and time.monotonic() < deadline and proc.poll() is None:
-            ready, _, _ = select.select([proc.stderr], [], [], 0.2)
-            if ready:
-                line = proc.stderr.readline()
-        assert "--signing-key" in line and "generated" in line, line
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
+    spec = AppSpec("flask", "example_apps.flask_resource", ("--dev",))
+    with running_apps([spec]) as (app,):
+        notice = [line for line in app.log().splitlines() if "generated" in line]
+        assert notice and "--signing-key" in notice[0], app.log()

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import select
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +24,7 @@ from aauth_server.errors import AAuthError, Forbidden
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.jwk import jwk_thumbprint
 from aauth_server.resource import ConfigurationError, ResourceConfig, ResourceGuard
+from example_apps._procs import AppSpec, running_apps
 from tests.adapters.harness_starlette import send, send_to
 from tests.support import AP_ISSUER, RESOURCE, Scenario, World, assert_scenario, scenarios
 
@@ -379,40 +376,9 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "adapters")])}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "example_apps.starlette_resource",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dev",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], 30)
-        line = proc.stdout.readline() if ready else ""
-        assert line.strip() == f"listening on http://127.0.0.1:{port}", (
-            line,
-            proc.stderr.read() if proc.poll() is not None and proc.stderr else "",
-        )
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+    spec = AppSpec("starlette", "example_apps.starlette_resource", ("--dev",))
+    with running_apps([spec]) as (app,):
+        yield app.url
 
 
 def test_real_server_challenges_an_unsigned_request(server: str) -> None:
