@@ -10,7 +10,9 @@ Routes under the PS ``consent_path`` (``/consent`` by default):
   ``GET /consent?request=ID[&callback=...]`` (so a reload never re-presents a used code);
   without either parameter it lists the person's open requests.
 - ``POST /consent/decide``: ``approve`` | ``deny`` | ``ask`` with a CSRF token.
-- ``GET /consent/events``: JSON the open page polls every 2 s (the built-in relay channel).
+- ``GET /consent/events``: JSON the open page polls every 2 s (the built-in relay channel):
+  the open requests, the shown request's fragments and the person's open interaction relays.
+- ``POST /consent/relay``: ``engage`` | ``answer`` | ``decline`` one relay, with a CSRF token.
 - ``GET /consent/static/consent.js|consent.css``: the page's only script and style (CSP).
 
 Decisions the digest leaves open, made here: the CSRF token is an HMAC over a per-browser
@@ -18,7 +20,11 @@ cookie nonce, the person, the pending id and the callback; a ``callback`` must m
 agent provider's ``callback_endpoint`` in scheme, host, port and path (any query), or be a
 loopback ``http(s)`` URL when the provider allows ``localhost_callback_allowed``; a refused
 callback answers ``400`` without redeeming anything further and leaves the request in the
-person's open list.
+person's open list.  A relay's CSRF token is the same HMAC with ``relay:{id}`` in place of the
+pending id and no callback.  A relay form posted by the page's script (``Accept:
+application/json``) gets JSON back (for ``engage``, the ``target`` the script then opens in a
+new tab); a plain form post gets a page with the link (``engage``) or a redirect back to the
+page it came from.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ from .csrf import SessionCodec, check_csrf, check_secret, csrf_token, new_nonce,
 from .csrf import set_cookie as cookie_header
 from .lifecycle import OPEN, State
 from .markdown import render_markdown
+from .relay import MAX_TEXT as MAX_ANSWER
 
 if TYPE_CHECKING:
+    from .channels import RelayView
     from .consent import ConsentView
     from .server import PersonServer
 
@@ -326,6 +334,46 @@ def _page_request(view: ConsentView) -> PageRequest:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class PageRelay:
+    """A ``RelayView`` as the page shows it: agent-asserted texts sanitised, a form token."""
+
+    id: str
+    type: str
+    state: str
+    agent: str
+    agent_provider: str
+    description: Markup
+    question: Markup
+    target: str | None
+    expires_iso: str
+    csrf: str
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _relay_token(secret: bytes, session: str, relay_id: str) -> str:
+    # The consent form's HMAC, bound to the relay instead of a pending request.
+    return csrf_token(secret, session, "relay:" + relay_id, "")
+
+
+def _page_relay(relay: RelayView, secret: bytes, session: str) -> PageRelay:
+    return PageRelay(
+        id=relay.id,
+        type=relay.type,
+        state=relay.state,
+        agent=relay.agent,
+        agent_provider=relay.agent_provider,
+        description=render_markdown(relay.description or ""),
+        question=render_markdown(relay.question or ""),
+        target=relay.target,
+        expires_iso=_iso(relay.deadline),
+        csrf=_relay_token(secret, session, relay.id),
+    )
+
+
 # --- the step machinery: one flow, run by a sync or an async driver ---------------------------
 
 
@@ -369,6 +417,7 @@ class ConsentPages:
             ("GET", self.path): self._consent,
             ("POST", self.path + "/decide"): self._decide,
             ("GET", self.path + "/events"): self._events,
+            ("POST", self.path + "/relay"): self._relay,
         }
         for name in _STATIC:
             self._routes[("GET", f"{self.static}/{name}")] = self._static(name)
@@ -479,7 +528,7 @@ class ConsentPages:
             return _redirect(f"{self.path}?{urlencode(params)}")
         pending_id = query.get("request")
         if not pending_id:
-            return (yield from self._index(person))
+            return (yield from self._index(request, person))
         view = yield from self._view_or_none(pending_id, person)
         if view is None:
             return self._gone(person)
@@ -496,6 +545,7 @@ class ConsentPages:
         req = _page_request(view)
         nonce, set_nonce = self._nonce(request)
         headers = list(set_nonce)
+        relays = yield _Call("relay", "pending_for", (person,))
         if callback:
             # Browsers apply form-action to the redirect that follows a form post too, so
             # the validated callback's origin must be admitted on this page.
@@ -504,6 +554,7 @@ class ConsentPages:
             "consent.html",
             headers=headers,
             **self._consent_context(req, person, nonce, callback),
+            **self._relay_context(relays, person, nonce, self._back(req.id, callback)),
         )
 
     def _consent_context(
@@ -518,14 +569,36 @@ class ConsentPages:
             "events_path": self.path + "/events",
         }
 
-    def _index(self, person: str) -> _Flow:
+    def _relay_context(
+        self, relays: Sequence[RelayView], person: str, nonce: str, back: str
+    ) -> dict[str, Any]:
+        session = f"{nonce}\0{person}"
+        return {
+            "relays": [_page_relay(r, self.secret, session) for r in relays],
+            "relay_path": self.path + "/relay",
+            "relay_next": back,
+            "max_answer": MAX_ANSWER,
+        }
+
+    def _back(self, pending_id: str | None, callback: str) -> str:
+        """The page a plain relay form returns to: the one it was shown on."""
+        if not pending_id:
+            return self.path
+        params = {"request": pending_id, **({"callback": callback} if callback else {})}
+        return f"{self.path}?{urlencode(params)}"
+
+    def _index(self, request: HttpRequest, person: str) -> _Flow:
         yield _Call("presence", "touch", (person,))
         views = yield _Call("consent", "pending_for", (person,))
+        relays = yield _Call("relay", "pending_for", (person,))
+        nonce, set_nonce = self._nonce(request)
         return self.renderer.page(
             "index.html",
+            headers=set_nonce,
             person=person,
             requests=self._summaries(views),
             events_path=self.path + "/events",
+            **self._relay_context(relays, person, nonce, self.path),
         )
 
     def _summaries(self, views: Sequence[Any]) -> list[dict[str, str]]:
@@ -651,15 +724,30 @@ class ConsentPages:
             return _secured(HttpResponse.json(401, {"error": "login_required"}))
         yield _Call("presence", "touch", (person,))
         views = yield _Call("consent", "pending_for", (person,))
-        payload: dict[str, Any] = {"requests": self._summaries(views), "view": None}
+        relays = yield _Call("relay", "pending_for", (person,))
         query = _query(request)
         pending_id = query.get("request")
+        callback = query.get("callback", "")
+        nonce, set_nonce = self._nonce(request)
+        relay_context = self._relay_context(relays, person, nonce, self._back(pending_id, callback))
+        payload: dict[str, Any] = {
+            "requests": self._summaries(views),
+            "relays": [
+                {
+                    "id": relay.id,
+                    "type": relay.type,
+                    "state": relay.state,
+                    "html": self.renderer.fragment("_relay.html", relay=relay, **relay_context),
+                }
+                for relay in relay_context["relays"]
+            ],
+            "view": None,
+        }
         if pending_id:
             view = yield from self._view_or_none(pending_id, person)
             if view is not None:
                 req = _page_request(view)
-                nonce = read_cookie(request, NONCE_COOKIE) or ""
-                context = self._consent_context(req, person, nonce, query.get("callback", ""))
+                context = self._consent_context(req, person, nonce, callback)
                 payload["view"] = {
                     "id": req.id,
                     "state": req.state,
@@ -669,7 +757,74 @@ class ConsentPages:
                 }
             else:
                 payload["view"] = {"id": pending_id, "state": "gone", "open": False}
-        return HttpResponse(200, [("Content-Type", "application/json")], json_bytes(payload))
+        headers: Headers = [("Content-Type", "application/json"), *set_nonce]
+        return HttpResponse(200, headers, json_bytes(payload))
+
+    def _relay(self, request: HttpRequest) -> _Flow:
+        wants_json = "application/json" in (request.header("accept") or "")
+        person = self.authenticate(request)
+        if person is None:
+            if wants_json:
+                return HttpResponse.json(401, {"error": "login_required"})
+            return self.renderer.problem(
+                403,
+                "Please sign in again",
+                "Your session ended before your answer was sent.",
+                link=self.login_path,
+                link_text="Sign in",
+            )
+        form = _form(request)
+        relay_id = form.get("relay", "")
+        nonce = read_cookie(request, NONCE_COOKIE)
+        session = f"{nonce}\0{person}" if nonce else None
+        if (
+            not _same_origin_post(request)
+            or not relay_id
+            or not check_csrf(self.secret, form.get("csrf"), session, "relay:" + relay_id, "")
+        ):
+            if wants_json:
+                return HttpResponse.json(403, {"error": "csrf"})
+            return self._forbidden(person)
+        action = form.get("action", "")
+        args: tuple[str, ...] = (relay_id, person)
+        if action == "answer":
+            answer = form.get("answer", "").strip()
+            if not answer or len(answer) > MAX_ANSWER:
+                if wants_json:
+                    return HttpResponse.json(400, {"error": "invalid_answer"})
+                return self.renderer.problem(
+                    400, "Empty answer", "Write an answer for the agent.", person=person
+                )
+            args = (relay_id, person, answer)
+        elif action not in ("engage", "decline"):
+            if wants_json:
+                return HttpResponse.json(400, {"error": "invalid_action"})
+            return self.renderer.problem(
+                400, "Unknown action", "Choose Open, Answer or Dismiss.", person=person
+            )
+        try:
+            relay = yield _Call("relay", action, args)
+        except AAuthError as error:
+            if error.status >= 500:
+                raise
+            if wants_json:
+                return HttpResponse.json(409, {"error": error.error or "relay_closed"})
+            return self.renderer.problem(
+                409,
+                "This item is no longer open",
+                "The agent withdrew it, it expired, or you already answered it.",
+                link=self.path,
+                link_text="Back to your requests",
+                person=person,
+            )
+        if wants_json:
+            result = {"id": relay.id, "state": relay.state}
+            return HttpResponse.json(200, {**result, "target": relay.target})
+        if action == "engage" and relay.target is not None:
+            # Form-action would block a redirect to another origin, so a page carries the link.
+            return self.renderer.page("relay_open.html", person=person, target=relay.target)
+        back = _safe_next(form.get("next"), self.path)
+        return _redirect(back if back.startswith(self.path) else self.path)
 
 
 # --- a demo login -----------------------------------------------------------------------------

@@ -191,3 +191,45 @@ def test_person_denies_and_the_poll_says_denied(browser: Browser, live: LiveServ
     final = live.env.poll(started, wait=5)
     assert final.status == 403
     assert json.loads(final.body)["error"] == "denied"
+
+
+def test_agent_question_appears_live_and_the_answer_reaches_the_agent(
+    browser: Browser, live: LiveServer
+) -> None:
+    started = live.env.start_interaction()
+    page = browser.new_page()
+    try:
+        # Approving the first request binds the agent to alice: relays find her by it.
+        _log_in_and_open(page, started)
+        page.click("#approve")
+        page.wait_for_selector("#done[data-outcome=approved]")
+        page.goto(live.origin + "/consent")
+        page.wait_for_selector("main[data-polled]")
+        assert page.locator("#relays").is_hidden()
+        page.evaluate("document.body.dataset.marker = 'kept'")
+
+        location = live.env.relay(
+            {
+                "type": "question",
+                "question": "Which **calendar** should I use? <script>window.pwned=1</script>",
+            }
+        )
+        question = page.locator("#relays .relay-question")
+        question.wait_for()
+        assert question.locator("strong").inner_text() == "calendar"
+        assert "<script>" in question.inner_text()  # shown as text, never run
+        assert page.evaluate("window.pwned === undefined")
+        assert page.evaluate("document.body.dataset.marker") == "kept"  # no reload
+        assert "(unverified)" in page.locator("#relays-heading").inner_text()
+
+        page.fill("#relays textarea[name=answer]", "The work one")
+        page.click("#relays .relay-send")
+        page.locator("#relays").wait_for(state="hidden")
+        assert page.locator("#relays .relay").count() == 0
+        assert page.evaluate("document.body.dataset.marker") == "kept"
+    finally:
+        page.close()
+
+    answered = live.env.poll_relay(location, wait=5)
+    assert answered.status == 200, answered.body
+    assert json.loads(answered.body) == {"answer": "The work one"}

@@ -224,6 +224,23 @@ class PagesEnv:
         assert response.status < 300, response.body
         return response
 
+    def bind_agent(self, agent: Agent | None = None) -> None:
+        """Bind the agent to alice the way it happens live: she approves a person token."""
+        self._bound_person_token(agent or self.agent)
+
+    def relay(self, body: Mapping[str, object], agent: Agent | None = None) -> str:
+        """The agent POSTs to the interaction endpoint; returns the relay URL it polls."""
+        url = self.origin + self.config.interaction_path
+        response = self.agent_send(self.agent_request(agent or self.agent, "POST", url, body))
+        assert response.status == 202, response.body
+        return urljoin(self.origin, response.header("Location") or "")
+
+    def poll_relay(self, location: str, *, wait: int | None = None) -> HttpResponse:
+        request = self.agent_request(self.agent, "GET", location)
+        if wait is not None:
+            request.headers.append(("Prefer", f"wait={wait}"))
+        return self.agent_send(request)
+
     def logged_in(self, person: str = "alice") -> Browser:
         browser = Browser(self)
         response = browser.post(
@@ -730,3 +747,204 @@ def test_another_person_cannot_see_or_decide(env: PagesEnv) -> None:
     assert bob.get(f"/consent?request={pending_id}").status == 410
     assert bob.events(pending_id)["view"] == {"id": pending_id, "state": "gone", "open": False}
     assert bob.events(pending_id)["requests"] == []
+
+
+# --- interaction relays on the page (digest 6.4, 11.3) ----------------------------------------
+
+RELAY_URL = "https://resource.example/interact"
+INTERACTION = {
+    "type": "interaction",
+    "url": RELAY_URL,
+    "code": "A1B2-C3D4",
+    "description": "Sign in <script>alert('d')</script> [x](javascript:alert('d')) *now*",
+}
+QUESTION = {"type": "question", "question": "Which **calendar**? <img src=x onerror=alert(1)>"}
+
+
+def _relay_events(browser: Browser) -> list[dict[str, Any]]:
+    response = browser.get("/consent/events")
+    assert response.status == 200, response.body
+    assert_page_headers(response)
+    relays: list[dict[str, Any]] = json.loads(response.body)["relays"]
+    return relays
+
+
+def _relay_csrf(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def _relay_form(browser: Browser, relay_id: str, action: str, **extra: str) -> dict[str, str]:
+    [item] = [r for r in _relay_events(browser) if r["id"] == relay_id]
+    return {"relay": relay_id, "action": action, "csrf": _relay_csrf(item["html"]), **extra}
+
+
+@pytest.fixture
+def relayed(env: PagesEnv) -> tuple[Browser, str, str]:
+    """Alice's page is open; the agent relays a question. (browser, relay id, relay URL)"""
+    env.bind_agent()
+    browser = env.logged_in()
+    assert browser.get("/consent").status == 200  # the open page: presence is fresh
+    location = env.relay(QUESTION)
+    [item] = _relay_events(browser)
+    return browser, item["id"], location
+
+
+def test_relay_unreachable_without_an_open_page(env: PagesEnv) -> None:
+    env.bind_agent()
+    url = env.origin + env.config.interaction_path
+    body = {**QUESTION, "capabilities": ["interaction"]}
+    response = env.send(env.agent_request(env.agent, "POST", url, body))
+    assert response.status == 424, response.body
+
+
+def test_events_and_pages_show_sanitised_relays(env: PagesEnv) -> None:
+    env.bind_agent()
+    browser = env.logged_in()
+    assert _relay_events(browser) == []
+    env.relay(INTERACTION)
+    env.relay(QUESTION)
+    relays = _relay_events(browser)
+    assert [(r["type"], r["state"]) for r in relays] == [
+        ("interaction", "pending"),
+        ("question", "pending"),
+    ]
+    interaction, question = (r["html"] for r in relays)
+    for html in (interaction, question):
+        assert_no_active_content(html)
+        assert "(unverified)" in html
+        actions = [a.get("value") for t, a in tags(html) if t == "input" and a["name"] == "action"]
+        assert "decline" in actions
+    assert "&lt;script&gt;alert('d')" in interaction and "<em>now</em>" in interaction
+    assert f"{RELAY_URL}?code=A1B2-C3D4" in interaction
+    assert 'value="engage"' in interaction and 'name="answer"' not in interaction
+    assert "<strong>calendar</strong>" in question and "&lt;img" in question
+    assert 'name="answer"' in question and 'value="answer"' in question
+    # The person's other pages render the same fragments server-side.
+    index = browser.get("/consent").body.decode()
+    assert_no_active_content(index)
+    assert index.count('class="relay"') == 2 and 'id="relays" aria' in index
+    started = env.start_interaction()
+    pending_id = browser.open_code(started.code)
+    page = browser.get(f"/consent?request={pending_id}").body.decode()
+    assert page.count('class="relay"') == 2
+    assert f'name="next" value="/consent?request={pending_id}"' in page
+    assert env.logged_in("bob").get("/consent/events").status == 200
+    assert _relay_events(env.logged_in("bob")) == []
+
+
+def test_relay_post_refuses_bad_csrf(env: PagesEnv, relayed: tuple[Browser, str, str]) -> None:
+    browser, relay_id, location = relayed
+    form = _relay_form(browser, relay_id, "answer", answer="The work one")
+    other_relay = env.relay(QUESTION)
+    other_id = other_relay.rsplit("/", 1)[1]
+    other_token = _relay_form(browser, other_id, "decline")["csrf"]
+    for csrf in (None, "", form["csrf"][:-2] + "AA", other_token):
+        fields = {k: v for k, v in form.items() if k != "csrf"}
+        if csrf is not None:
+            fields["csrf"] = csrf
+        refused = browser.post("/consent/relay", fields)
+        assert refused.status == 403
+        assert_page_headers(refused)
+    assert browser.post("/consent/relay", form, origin="https://evil.example").status == 403
+    assert env.logged_in("bob").post("/consent/relay", form).status == 403
+    assert Browser(env).post("/consent/relay", form).status == 403
+    pending = env.poll_relay(location)
+    assert pending.status == 202 and json.loads(pending.body) == {"status": "pending"}
+    assert [r["id"] for r in _relay_events(browser)] == [relay_id, other_id]
+
+
+def test_relay_answer_by_form_reaches_the_agent(
+    env: PagesEnv, relayed: tuple[Browser, str, str]
+) -> None:
+    browser, relay_id, location = relayed
+    empty = browser.post("/consent/relay", _relay_form(browser, relay_id, "answer", answer=" "))
+    assert empty.status == 400
+    form = _relay_form(browser, relay_id, "answer", answer="The **work** one", next="//evil")
+    sent = browser.post("/consent/relay", form)
+    assert sent.status == 303 and sent.header("Location") == "/consent"
+    assert_page_headers(sent)
+    answered = env.poll_relay(location)
+    assert (answered.status, json.loads(answered.body)) == (200, {"answer": "The **work** one"})
+    assert _relay_events(browser) == []
+    again = browser.post("/consent/relay", form)
+    assert again.status == 409
+
+
+def test_relay_answer_by_script_gets_json(env: PagesEnv, relayed: tuple[Browser, str, str]) -> None:
+    browser, relay_id, location = relayed
+    form = _relay_form(browser, relay_id, "answer", answer="Work")
+    request = HttpRequest(
+        "POST",
+        env.origin + "/consent/relay",
+        [
+            *browser._headers(),
+            ("Accept", "application/json"),
+            ("Origin", "null"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+        urlencode(form).encode(),
+    )
+    response = env.send(request)
+    assert response.status == 200, response.body
+    assert json.loads(response.body) == {"id": relay_id, "state": "answered", "target": None}
+    assert json.loads(env.poll_relay(location).body) == {"answer": "Work"}
+    cross = HttpRequest(
+        "POST",
+        env.origin + "/consent/relay",
+        [*browser._headers(), ("Accept", "application/json"), ("Sec-Fetch-Site", "cross-site")],
+        urlencode(form).encode(),
+    )
+    refused = env.send(cross)
+    assert (refused.status, json.loads(refused.body)) == (403, {"error": "csrf"})
+
+
+def test_relay_engage_then_open_the_link(env: PagesEnv) -> None:
+    env.bind_agent()
+    browser = env.logged_in()
+    browser.get("/consent")
+    location = env.relay(INTERACTION)
+    [item] = _relay_events(browser)
+    opened = browser.post("/consent/relay", _relay_form(browser, item["id"], "engage"))
+    assert opened.status == 200
+    assert_page_headers(opened)
+    links = [a for t, a in tags(opened.body.decode()) if t == "a" and a.get("id")]
+    assert links == [
+        {
+            "href": f"{RELAY_URL}?code=A1B2-C3D4",
+            "id": "relay-continue",
+            "rel": "noopener noreferrer nofollow",
+        }
+    ]
+    [item] = _relay_events(browser)
+    assert item["state"] == "interacting" and "(opened)" in item["html"]
+    first = env.poll_relay(location)
+    assert (first.status, json.loads(first.body)) == (202, {"status": "interacting"})
+    final = env.poll_relay(location)
+    assert (final.status, json.loads(final.body)) == (200, {"status": "engaged"})
+
+
+def test_relay_decline_tells_the_agent(env: PagesEnv, relayed: tuple[Browser, str, str]) -> None:
+    browser, relay_id, location = relayed
+    unknown = browser.post("/consent/relay", _relay_form(browser, relay_id, "shout"))
+    assert unknown.status == 400
+    back = f"/consent?{urlencode({'request': 'p1'})}"
+    form = _relay_form(browser, relay_id, "decline", next=back)
+    declined = browser.post("/consent/relay", form, use_async=True)
+    assert declined.status == 303 and declined.header("Location") == back
+    refused = env.poll_relay(location)
+    assert (refused.status, json.loads(refused.body)["error"]) == (403, "denied")
+
+
+def test_relay_actions_on_the_async_driver(env: PagesEnv) -> None:
+    env.bind_agent()
+    browser = env.logged_in()
+    browser.get("/consent", use_async=True)
+    location = env.relay(INTERACTION)
+    events = json.loads(browser.get("/consent/events", use_async=True).body)
+    [item] = events["relays"]
+    form = {"relay": item["id"], "action": "engage", "csrf": _relay_csrf(item["html"])}
+    opened = browser.post("/consent/relay", form, use_async=True)
+    assert opened.status == 200 and 'id="relay-continue"' in opened.body.decode()
+    assert json.loads(env.poll_relay(location).body) == {"status": "interacting"}
