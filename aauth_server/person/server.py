@@ -30,6 +30,8 @@ from .tokens import KIND_SEEN, ParamTokens
 
 T = TypeVar("T")
 log = logging.getLogger("aauth_server.person")
+# Agent tokens whose KIND_SEEN record this worker has stored; cleared whole when full.
+_REMEMBERED_MAX = 4096
 
 
 class PersonServer:
@@ -69,6 +71,7 @@ class PersonServer:
         self.agent_verifier = self.verifier
         self.server_verifier = server_verifier(discovery, self.verifier.config, config.clock)
         self.driver = Driver(self.verifier, self.store, self.async_store)
+        self._remembered: dict[str, float] = {}
         self.params = ParamTokens(self)
         self.pending = PendingRequests(self)
         self.endpoints = TokenEndpoints(self)
@@ -176,12 +179,20 @@ class PersonServer:
     def remember_agent_steps(self, verified: VerifiedRequest) -> Steps[None]:
         """Record which agent an agent-token ``jti`` names, for a later revocation's cascade."""
         claims = verified.claims
-        ttl = float(str(claims["exp"])) - self.config.clock.now() + REVOCATION_GRACE
+        now = self.config.clock.now()
+        until = float(str(claims["exp"])) + REVOCATION_GRACE
         seen_id = digest_id(str(claims["iss"]), str(claims["jti"]))
+        # An agent sends many requests with one agent token: after the first, this worker
+        # knows the record is stored until ``until`` and skips the create that would fail.
+        if self._remembered.get(seen_id, 0.0) > now:
+            return
         try:
-            yield StoreOp("create", (KIND_SEEN, seen_id, {"sub": claims["sub"]}, ttl))
+            yield StoreOp("create", (KIND_SEEN, seen_id, {"sub": claims["sub"]}, until - now))
         except RecordExists:
             pass
+        if len(self._remembered) >= _REMEMBERED_MAX:
+            self._remembered.clear()
+        self._remembered[seen_id] = until
 
 
 def _server_error(exc: Exception) -> AAuthError:

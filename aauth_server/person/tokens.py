@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import AAuthError
 from ..identifiers import is_server_identifier
-from ..keys.jwk import PublicKey, jwk_thumbprint
+from ..keys.jwk import REQUIRED_MEMBERS, PublicKey
 from ..resource.state import KIND_REVOKED, digest_id
 from ..revocation import problem
 from ..steps import Steps, StoreOp
@@ -60,6 +60,13 @@ class TokenPair:
         return {name: self.resource_token.get(name) for name in FIXED_CLAIMS}
 
 
+def _same_key(jwk: Mapping[str, object], key: PublicKey) -> bool:
+    """``jwk``'s thumbprint is ``key``'s: RFC 7638 hashes exactly these members, so
+    comparing them is the same test without the hashing (agent_jkt is ``key``'s already)."""
+    members = REQUIRED_MEMBERS.get(key.kty, ())
+    return bool(members) and all(jwk.get(m) == key.jwk[m] for m in members)
+
+
 def _fail(name: str, detail: str, code: str = "invalid") -> AAuthError:
     return problem(400, f"{code}_{name}_token", detail)
 
@@ -88,7 +95,7 @@ class ParamTokens:
         )
         cnf = presented.get("cnf")
         assert isinstance(cnf, dict)
-        if jwk_thumbprint(cnf["jwk"]) != rt["agent_jkt"]:
+        if not _same_key(cnf["jwk"], verified.key):
             raise _fail("presented", "cnf.jwk is not the key named by agent_jkt")
         issuer = presented["iss"] if typ == TYP_PERSON else presented["ps"]
         if presented["jti"] != rt["presented_jti"]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Mapping
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..identifiers import (
@@ -18,11 +19,11 @@ from ..identifiers import (
     parse_agent_identifier,
     server_host,
 )
-from ..keys.jwk import b64url_encode, structurally_complete
-from .jwt import TokenError, UnverifiedJWT, sign_jwt
+from ..keys.jwk import PublicKey, structurally_complete
+from .jwt import TokenError, UnverifiedJWT, sign_typed
 
 if TYPE_CHECKING:
-    from ..keys.jwk import PrivateKey, PublicKey
+    from ..keys.jwk import PrivateKey
 
 __all__ = [
     "DWK_ACCESS",
@@ -77,7 +78,7 @@ _ALG_KEY: Mapping[str, tuple[str, str | None]] = {
     "ES256K": ("EC", "secp256k1"),
     **{name: ("RSA", None) for name in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")},
 }
-_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _CNF_TYPES = frozenset({TYP_AGENT, TYP_PERSON, TYP_AUTH})
 _AUD_TYPES = frozenset({TYP_PERSON, TYP_RESOURCE, TYP_AUTH})
 _DEFAULT_LIFETIME = 3600
@@ -123,9 +124,15 @@ def _optional_str(payload: Mapping[str, object], name: str) -> None:
         raise _bad(f"{name} is not a string")
 
 
+@lru_cache(maxsize=1024)
+def _server_identifier(value: str, dev_loopback: bool) -> bool:
+    # Tokens name the same few servers again and again: run the host checks once per name.
+    return is_server_identifier(value, dev_loopback=dev_loopback)
+
+
 def _server_claim(payload: Mapping[str, object], name: str, dev_loopback: bool) -> str:
     value = payload.get(name)
-    if not isinstance(value, str) or not is_server_identifier(value, dev_loopback=dev_loopback):
+    if not isinstance(value, str) or not _server_identifier(value, dev_loopback):
         raise _bad(f"{name} {value!r} is not a server identifier")
     return value
 
@@ -148,9 +155,10 @@ def _check_cnf_jwk(payload: Mapping[str, object], allow_eddsa: bool) -> None:
     alg = jwk.get("alg")
     if alg is None:
         raise _bad("cnf.jwk has no alg", "unsupported_algorithm")
-    if any(member in jwk for member in _PRIVATE_MEMBERS):
+    if not _PRIVATE_MEMBERS.isdisjoint(jwk):
         raise _bad("cnf.jwk carries private key material", "invalid_key")
-    if not structurally_complete(jwk):
+    # A str kty first: structurally_complete would raise TypeError on an unhashable one.
+    if not isinstance(jwk.get("kty"), str) or not structurally_complete(jwk):
         raise _bad("cnf.jwk is structurally incomplete", "invalid_key")
     if allow_eddsa and alg == "EdDSA":
         if jwk.get("kty") != "OKP" or jwk.get("crv") not in ("Ed25519", "Ed448"):
@@ -290,7 +298,7 @@ def _lifetime(typ: str, lifetime: int | None) -> int:
 
 
 def _new_jti() -> str:
-    return b64url_encode(secrets.token_bytes(16))
+    return secrets.token_urlsafe(16)  # 16 random bytes, unpadded base64url
 
 
 def mint_token(
@@ -304,8 +312,6 @@ def mint_token(
 ) -> str:
     """Sign ``claims`` (order kept) as ``typ``, appending ``jti``/``iat``/``exp`` if absent."""
     seconds = _lifetime(typ, lifetime)
-    if not key.kid:
-        raise ValueError("the signing key needs a kid")
     payload = dict(claims)
     payload.setdefault("jti", jti if jti is not None else _new_jti())
     iat = payload.setdefault("iat", int(now))
@@ -314,12 +320,13 @@ def mint_token(
     exp = payload.setdefault("exp", iat + seconds)
     if not isinstance(exp, int) or isinstance(exp, bool) or not 0 < exp - iat <= MAX_LIFETIME[typ]:
         raise ValueError(f"exp - iat must be within 1..{MAX_LIFETIME[typ]} s for {typ}")
-    return sign_jwt({"alg": key.alg, "typ": typ, "kid": key.kid}, payload, key)
+    return sign_typed(typ, payload, key)
 
 
 def _public_jwk(cnf_jwk: Mapping[str, object] | PublicKey) -> dict[str, object]:
-    jwk: dict[str, object] = dict(cnf_jwk) if isinstance(cnf_jwk, Mapping) else dict(cnf_jwk.jwk)
-    if any(member in jwk for member in _PRIVATE_MEMBERS):
+    # PublicKey first: a failed isinstance against the Mapping ABC is the slow one.
+    jwk: dict[str, object] = dict(cnf_jwk.jwk if isinstance(cnf_jwk, PublicKey) else cnf_jwk)
+    if not _PRIVATE_MEMBERS.isdisjoint(jwk):
         raise ValueError("cnf_jwk must be a public key (it has private members)")
     return jwk
 
@@ -360,7 +367,8 @@ def _mint_checked(
         )
     except TokenError as exc:
         raise ValueError(f"refusing to mint {typ}: {exc.detail}") from exc
-    return mint_token(key, typ, payload, now=now, lifetime=seconds)
+    # jti, iat and exp are set and checked above: sign without mint_token's second pass.
+    return sign_typed(typ, payload, key)
 
 
 def mint_agent_token(

@@ -1,4 +1,4 @@
-"""Compact JWS for AAuth tokens: parse once, mint with joserfc, verify against one key.
+"""Compact JWS for AAuth tokens: parse once, mint, verify against one key.
 
 Parsing and verification are separate steps because the verifier needs the header
 (``typ``, ``kid``) and payload (``iss``, ``dwk``) to find the key before it can check
@@ -12,10 +12,8 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-
-from joserfc import jws
-from joserfc.errors import JoseError
 
 if TYPE_CHECKING:
     from ..keys.jwk import PrivateKey, PublicKey
@@ -26,6 +24,7 @@ __all__ = [
     "UnverifiedJWT",
     "decode_unverified",
     "sign_jwt",
+    "sign_typed",
     "verify_jwt_signature",
 ]
 
@@ -34,6 +33,14 @@ TOKEN_ERROR_CODES = frozenset(
 )
 
 _TO_STD = bytes.maketrans(b"-_", b"+/")
+_PAD = {2: b"==", 3: b"="}
+_URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# The last character of a 2- (3-) character tail carries 4 (2) unused low bits: only the
+# characters whose value has them all zero are canonical (checked without re-encoding).
+_CANONICAL_LAST = {
+    2: frozenset(_URL_ALPHABET[0:64:16]),
+    3: frozenset(_URL_ALPHABET[0:64:4]),
+}
 # Header members that change how the JWS is processed; we implement none of them, and
 # RFC 7515 4.1.11 says an unknown "crit" extension must make the token invalid.
 _UNSUPPORTED_HEADER = ("crit", "b64")
@@ -65,16 +72,16 @@ def _b64url(data: bytes) -> bytes:
 
 def _b64url_decode(segment: bytes, what: str) -> bytes:
     # binascii in strict mode validates in C; '+', '/' and '=' are not base64url.
-    if b"+" in segment or b"/" in segment or b"=" in segment or len(segment) % 4 == 1:
+    tail = len(segment) % 4
+    if tail == 1 or b"+" in segment or b"/" in segment or b"=" in segment:
         raise TokenError("invalid_jwt", f"{what} is not unpadded base64url")
+    std = segment.translate(_TO_STD)
     try:
-        data = binascii.a2b_base64(
-            segment.translate(_TO_STD) + b"=" * (-len(segment) % 4), strict_mode=True
-        )
+        data = binascii.a2b_base64(std + _PAD[tail] if tail else std, strict_mode=True)
     except binascii.Error as exc:
         raise TokenError("invalid_jwt", f"{what} is not base64url") from exc
     # Leftover bits must be zero, so each token has exactly one spelling.
-    if _b64url(data) != segment:
+    if tail and segment[-1] not in _CANONICAL_LAST[tail]:
         raise TokenError("invalid_jwt", f"{what} is not canonical base64url")
     return data
 
@@ -134,10 +141,23 @@ def decode_unverified(token: str, *, max_length: int = 16384) -> UnverifiedJWT:
     )
 
 
+# allow_nan=False: NaN and Infinity are not JSON, and decode_unverified refuses them.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
 def _compact_json(value: Mapping[str, object]) -> bytes:
-    # ensure_ascii matches joserfc's own header encoding, so a mapping header
-    # always round-trips through jws.serialize_compact unchanged.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    # ensure_ascii matches joserfc's own header encoding, so tokens minted before signing
+    # moved off joserfc keep their exact bytes.
+    try:
+        return _ENCODER.encode(value).encode("ascii")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not a JSON object: {exc}") from exc
+
+
+@lru_cache(maxsize=256)
+def _header_segment(alg: str, typ: str, kid: str) -> bytes:
+    # A server mints under a handful of (alg, typ, kid) headers; encode each once.
+    return _b64url(_compact_json({"alg": alg, "typ": typ, "kid": kid}))
 
 
 def sign_jwt(
@@ -146,29 +166,38 @@ def sign_jwt(
     key: PrivateKey,
 ) -> str:
     """Mint a compact JWS. Bytes are signed exactly as given; mappings keep their key order."""
-    header_bytes = header if isinstance(header, bytes) else _compact_json(header)
+    if isinstance(header, bytes):
+        try:
+            alg = _json_object(header, "header").get("alg")
+        except TokenError as exc:
+            raise ValueError(exc.detail) from exc
+        header_bytes = header
+    else:
+        alg = header.get("alg")
+        header_bytes = _compact_json(header)
     payload_bytes = payload if isinstance(payload, bytes) else _compact_json(payload)
     try:
-        parsed = _json_object(header_bytes, "header")
+        # Also for a mapping: keys 1 and "1" would encode as a duplicate member.
         _json_object(payload_bytes, "payload")
     except TokenError as exc:
         raise ValueError(exc.detail) from exc
-    if parsed.get("alg") != key.alg:
-        raise ValueError(f"header alg {parsed.get('alg')!r} does not match key alg {key.alg!r}")
-    jose_key: Any = key.joserfc_key
-    try:
-        if _compact_json(parsed) == header_bytes:
-            return jws.serialize_compact(parsed, payload_bytes, jose_key, algorithms=[key.alg])
-        # joserfc re-serialises the header it is given; for caller-supplied header bytes
-        # in any other spelling, sign the exact bytes with joserfc's algorithm instead.
-        registry = jws.JWSRegistry(algorithms=[key.alg])
-        alg = registry.get_alg(key.alg)
-        alg.check_key(jose_key)
-        signing_input = _b64url(header_bytes) + b"." + _b64url(payload_bytes)
-        signature = alg.sign(signing_input, jose_key)
-    except JoseError as exc:
-        raise ValueError(f"cannot sign with this key: {exc}") from exc
-    return (signing_input + b"." + _b64url(signature)).decode("ascii")
+    if alg != key.alg:
+        raise ValueError(f"header alg {alg!r} does not match key alg {key.alg!r}")
+    return _sign(_b64url(header_bytes), payload_bytes, key)
+
+
+def sign_typed(typ: str, payload: Mapping[str, object], key: PrivateKey) -> str:
+    """:func:`sign_jwt` with the header ``{"alg": key.alg, "typ": typ, "kid": key.kid}``."""
+    if not key.kid:
+        raise ValueError("the signing key needs a kid")
+    return _sign(_header_segment(key.alg, typ, key.kid), _compact_json(payload), key)
+
+
+def _sign(header_segment: bytes, payload_bytes: bytes, key: PrivateKey) -> str:
+    # The key signs directly: PrivateKey.sign already gives the JWS form (raw r||s for
+    # ES256), and joserfc's serialize_compact would cost more than the signature itself.
+    signing_input = header_segment + b"." + _b64url(payload_bytes)
+    return (signing_input + b"." + _b64url(key.sign(signing_input))).decode("ascii")
 
 
 def verify_jwt_signature(jwt: UnverifiedJWT, key: PublicKey, *, allow_eddsa: bool = False) -> None:

@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from joserfc import jws
+from joserfc import jwt as jose_jwt
+from joserfc.errors import BadSignatureError
 
 from aauth_server.keys.jwk import PrivateKey, PublicKey, jwk_thumbprint
 from aauth_server.tokens import (
@@ -770,6 +773,8 @@ ED_JWK = {"kty": "OKP", "crv": "Ed25519", "x": DERIVED["agent_cnf_jwk"]["x"]}
         ({"kty": "OKP", "crv": "Ed25519", "alg": "Ed25519"}, "invalid_key"),
         ({"kty": "oct", "k": "AAAA", "alg": "HS256"}, "invalid_key"),
         ({**ED_JWK, "alg": "Ed25519", "d": "secret"}, "invalid_key"),
+        ({**ED_JWK, "alg": "Ed25519", "kty": ["OKP"]}, "invalid_key"),
+        ({**ED_JWK, "alg": "Ed25519", "kty": {"OKP": 1}}, "invalid_key"),
     ],
 )
 def test_cnf_jwk_rules(
@@ -983,6 +988,39 @@ def test_sign_jwt_rejects_bad_input(
 ) -> None:
     with pytest.raises(ValueError):
         sign_jwt(header, payload, signer)
+
+
+@pytest.mark.parametrize("alg", ["Ed25519", "ES256"])
+def test_minted_tokens_verify_under_joserfc(alg: str, agent_key: PrivateKey) -> None:
+    # We sign without joserfc; an independent JOSE library must still accept every mint path.
+    key = PrivateKey.generate(alg, kid="interop")
+    cnf = agent_key.public
+    tokens = [
+        mint_agent_token(key, iss=AP, sub="aauth:bot@agent.example", cnf_jwk=cnf, now=T),
+        mint_person_token(key, iss=PS, aud=RS, sub=SUB, cnf_jwk=cnf, now=T, tenant="t\u00e9"),
+        mint_resource_token(
+            key, iss=RS, aud=PS, ps=PS, sub=SUB, presented_jti="p", agent_jkt="j", now=T
+        ),
+        mint_auth_token(
+            key, iss=PS, dwk=DWK_PERSON, aud=RS, ps=PS, sub=SUB, cnf_jwk=cnf, now=T, scope="a b"
+        ),
+        mint_token(key, TYP_AUTH, {"iss": PS}, now=T),
+        sign_jwt({"kid": "interop", "alg": alg}, {"x": [1, {"y": None}]}, key),
+        sign_jwt(b'{ "alg" : "%s" }' % alg.encode(), b'{"z": "\xc3\xa9"}', key),
+    ]
+    public = key.public.joserfc_key
+    for token in tokens:
+        ours = decode_unverified(token)
+        compact = jws.deserialize_compact(token, public, algorithms=[alg])  # type: ignore[arg-type]
+        assert compact.headers() == ours.header
+        assert json.loads(compact.payload) == ours.payload
+        decoded = jose_jwt.decode(token, public, algorithms=[alg])  # type: ignore[arg-type]
+        assert decoded.claims == ours.payload
+        head, body, sig = token.split(".")
+        flipped = base64.urlsafe_b64decode(sig + "==")
+        forged = f"{head}.{body}.{_b64(bytes([flipped[0] ^ 1]) + flipped[1:])}"
+        with pytest.raises(BadSignatureError):
+            jws.deserialize_compact(forged, public, algorithms=[alg])  # type: ignore[arg-type]
 
 
 def test_token_error_codes() -> None:

@@ -431,6 +431,19 @@ def test_tokens_issued_before_the_agent_token_was_revoked_are_revoked(mode: str)
     assert send(pw.post("/token", _rt(pw, pw.person_token()), token=fresh)).status == 200
 
 
+def test_the_cascade_holds_after_many_requests_with_one_agent_token(mode: str) -> None:
+    # The PS stores which agent a jti names once per worker, not once per request.
+    pw, send = bound(mode, policy=auto(auto_approve_scopes=("data.read",)))
+    presented = [body_of(send(pw.person_request()))["person_token"] for _ in range(3)]
+    assert send(pw.post("/token", _rt(pw, presented[0]))).status == 200
+    assert send(pw.revoke_agent_token()).status == 200
+    fresh = pw.new_agent_token()
+    pw.tick(1)
+    for token in presented:
+        request = pw.post("/token", _rt(pw, token), token=fresh)
+        assert_error(send(request), 400, "revoked_presented_token")
+
+
 # -- revocation endpoint ------------------------------------------------------------------------
 
 
