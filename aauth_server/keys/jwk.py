@@ -59,7 +59,9 @@ def b64url_decode(data: str) -> bytes:
 def structurally_complete(jwk: object) -> bool:
     if not isinstance(jwk, Mapping):
         return False
-    members = REQUIRED_MEMBERS.get(jwk.get("kty"))  # type: ignore[arg-type]
+    kty = jwk.get("kty")
+    # A list or object kty (attacker-supplied JSON) is unhashable: not a key, not a crash.
+    members = REQUIRED_MEMBERS.get(kty) if isinstance(kty, str) else None
     return members is not None and all(isinstance(jwk.get(m), str) for m in members)
 
 

@@ -226,3 +226,10 @@ def test_private_key_from_jwk_checks_consistency() -> None:
     with pytest.raises(ValueError):
         PrivateKey.generate("RS256")
     assert PrivateKey.from_jwk(ap).alg == "Ed25519"
+
+
+def test_structurally_complete_refuses_an_unhashable_kty() -> None:
+    from aauth_server.keys.jwk import structurally_complete
+
+    assert structurally_complete({"kty": ["OKP"], "crv": "Ed25519", "x": "AA"}) is False
+    assert structurally_complete({"kty": {"a": 1}}) is False
