@@ -17,6 +17,17 @@ round).  For each round this script:
    A poll whose wait runs out first answers ``202`` and the agent polls again at once, as an
    agent does; its latency is then measured to the answer of that later poll.
 
+Each latency is split at three stamps taken by the worker (``time.monotonic()`` is system-wide):
+the announcement reached its subscriber, the waiter woke, the answer was ready; the rest is
+the client's.  Event-loop lag and GC pauses of both processes, and how busy the machine was,
+are printed beside them, so a tail caused by the load generator or by other load on the VM
+shows as such instead of as server latency (``--trace`` writes the raw stamps).
+
+"Parked" means past its first read and blocked on the notification (``AsyncRedisStore.waiting``):
+counting polls that were merely registered started the approvals while thousands of first
+reads were still queued, and the first second of approvals then waited behind them (p99 0.6 to
+2.7 s at 5,000 waiters, all of it in the first ~90 approvals).
+
 It also prints the worker's CPU per poll (to verify and park it; to wake and answer it),
 which says what approval rate one worker can sustain on this machine: the default
 ``--rate 100`` is below it even with the load generator on the same two cores.
@@ -30,8 +41,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import json
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
@@ -61,6 +74,7 @@ from tests.support import AP_ISSUER, RESOURCE, World
 SERVER_NAME = "aauth-bench-ps"
 APPROVER_NAME = "aauth-bench-approver"
 WAITING_PATH = "/_bench/waiting"
+TRACE_PATH = "/_bench/trace"
 SUBJECT_SECRET = b"bench-subject-secret-0123456789abcdef"
 #: Polls per httpx client.  httpcore's pool re-examines every connection and every queued
 #: request whenever one of them changes, so one pool of N busy connections costs O(N) per
@@ -95,7 +109,85 @@ class Round:
     repolls: int = 0
     answer_cpu: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    #: Per 200 poll, in ms: approval -> the worker's subscriber got the announcement -> the
+    #: waiter's wait returned -> the worker had its answer -> the client had the response.
+    phases_ms: list[tuple[float, float, float, float]] = field(default_factory=list)
+    worker_stalls: dict[str, float] = field(default_factory=dict)
+    client_stalls: dict[str, float] = field(default_factory=dict)
+    #: During the approvals, in CPUs: busy on the machine, stolen by the host, and used by
+    #: the worker and this process (client and approver); Redis and anything else is the rest.
+    machine: tuple[float, float, float] = (0.0, 0.0, 0.0)
     statuses: dict[int, int] = field(default_factory=dict)
+
+
+class Stalls:
+    """Event-loop lag and GC pauses of one process, each stamped with ``time.monotonic()``.
+
+    CLOCK_MONOTONIC is system-wide, so the worker's and the client's stalls line up with the
+    approval times: a late answer is then attributed to whichever process was stalled.
+    """
+
+    PERIOD = 0.005
+
+    def __init__(self) -> None:
+        self.lags: list[tuple[float, float]] = []
+        self.pauses: list[tuple[float, float, int]] = []
+        self._gc_started = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is not None:
+            return
+        gc.callbacks.append(self._gc)
+        self._task = asyncio.get_running_loop().create_task(self._sample())
+
+    def stop(self) -> None:
+        if self._gc in gc.callbacks:
+            gc.callbacks.remove(self._gc)
+        if self._task is not None:
+            self._task.cancel()
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.monotonic()
+        else:
+            now = time.monotonic()
+            self.pauses.append((now, now - self._gc_started, info["generation"]))
+
+    async def _sample(self) -> None:
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(self.PERIOD)
+            after = time.monotonic()
+            self.lags.append((after, after - before - self.PERIOD))
+
+    def summary(self, start: float, end: float) -> dict[str, float]:
+        lags = sorted(lag for at, lag in self.lags if start <= at <= end) or [0.0]
+        pauses = [(d, g) for at, d, g in self.pauses if start <= at <= end]
+        return {
+            "lag_p99_ms": percentile(lags, 0.99) * 1000,
+            "lag_max_ms": lags[-1] * 1000,
+            "lag_over_50ms": sum(1 for lag in lags if lag > 0.05),
+            "gc_count": len(pauses),
+            "gc_gen2": sum(1 for _, g in pauses if g == 2),
+            "gc_max_ms": max((d for d, _ in pauses), default=0.0) * 1000,
+            "gc_total_ms": sum(d for d, _ in pauses) * 1000,
+        }
+
+
+def machine_cpu() -> tuple[float, float, float]:
+    """Busy, stolen and total CPU seconds of the whole machine so far (Linux ``/proc/stat``).
+
+    Other processes on the VM (or its host: steal) share the two cores with Redis, the
+    worker and the load generator; a round that ran while they were busy says so.
+    """
+    try:
+        first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    except OSError:
+        return 0.0, 0.0, 0.0
+    ticks = [int(x) / os.sysconf("SC_CLK_TCK") for x in first[1:9]]
+    idle = ticks[3] + ticks[4]
+    return sum(ticks) - idle, ticks[7], sum(ticks)
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -132,16 +224,67 @@ def ps_config(
 # -- the worker (a forked process) ----------------------------------------------------------------
 
 
+class Trace:
+    """When each pending request's announcement reached the worker, when its waiter woke,
+    and when the worker had its answer: splits a poll's latency between Redis, the worker's
+    queue, its work, and the client.  The worker wraps its own store's hooks; nothing in
+    the server changes."""
+
+    def __init__(self, store: AsyncRedisStore, pending_prefix: str) -> None:
+        self.notified: dict[str, float] = {}
+        self.woke: dict[str, float] = {}
+        self.answered: dict[str, float] = {}
+        self.stalls = Stalls()
+        self._prefix = pending_prefix
+        waiters = store._waiters
+        notify, wait = waiters.notify, store.wait_for_change
+
+        def traced_notify(subject: str) -> None:
+            self.notified.setdefault(subject.rpartition(":")[2], time.monotonic())
+            notify(subject)
+
+        async def traced_wait(kind: str, id: str, version: int, timeout: float) -> Any:
+            try:
+                return await wait(kind, id, version, timeout)
+            finally:
+                self.woke[id] = time.monotonic()
+
+        waiters.notify = traced_notify  # type: ignore[method-assign]
+        store.wait_for_change = traced_wait  # type: ignore[method-assign]
+
+    def answer(self, request: HttpRequest, response: HttpResponse) -> None:
+        if request.path.startswith(self._prefix) and response.status == 200:
+            self.answered[request.path[len(self._prefix) :]] = time.monotonic()
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "notified": self.notified,
+            "woke": self.woke,
+            "answered": self.answered,
+            "lags": self.stalls.lags,
+            "pauses": self.stalls.pauses,
+        }
+
+
 def serve(world: World, port: int, redis_url: str, prefix: str, pool: int, backlog: int) -> None:
+    # The fork inherited the load generator's heap (keys, agents, earlier rounds); a real
+    # worker has none of it, so keep it out of the worker's full collections.
+    gc.freeze()
     issuer = f"http://127.0.0.1:{port}"
     ps = PersonServer(ps_config(world, issuer, redis_url, prefix, SERVER_NAME, pool))
     store = ps.async_store
     assert isinstance(store, AsyncRedisStore)
+    trace = Trace(store, ps.config.pending_prefix)
 
     async def handler(request: HttpRequest) -> HttpResponse:
         if request.path == WAITING_PATH:
+            trace.stalls.start()
             return HttpResponse.json(200, {"waiting": store.waiting, "cpu": time.process_time()})
-        return await ps.ahandle(request) or HttpResponse(404, [], b"")
+        if request.path == TRACE_PATH:
+            return HttpResponse.json(200, trace.json())
+        response = await ps.ahandle(request) or HttpResponse(404, [], b"")
+        trace.answer(request, response)
+        return response
 
     config = uvicorn.Config(
         async_asgi_app(handler),
@@ -289,6 +432,8 @@ async def drive(
     timeout = httpx.Timeout(args.wait + 30, connect=60)
     clients = [httpx.AsyncClient(limits=limits, timeout=timeout) for _ in range(0, n, SHARD)]
     probe = httpx.AsyncClient(timeout=10)
+    stalls = Stalls()
+    stalls.start()
     try:
         signed = [signed_poll(world, agent, issuer, args.wait) for agent in agents]
         state_url = issuer + WAITING_PATH
@@ -323,15 +468,59 @@ async def drive(
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+        # Everything the load generator built so far lives until the round ends; frozen, it
+        # stays out of its collections (full ones took up to 0.7 s with 5,000 polls), which
+        # would otherwise stall this loop and show up as server latency.
+        gc.freeze()
+        busy_before, steal_before, _ = machine_cpu()
+        own_before = time.process_time()
         began = time.monotonic()
         await asyncio.to_thread(approve_all, approver, agents, args.rate)
         result.approve_seconds = time.monotonic() - began
         await asyncio.gather(*tasks)
         peak.set()
         watcher.join()
+        ended = time.monotonic()
+        busy_after, steal_after, _ = machine_cpu()
+        own = time.process_time() - own_before
         _, cpu_after = await worker_state(probe, state_url)
+        span = max(ended - began, 1e-9)
+        result.machine = (
+            (busy_after - busy_before) / span,
+            (steal_after - steal_before) / span,
+            (own + cpu_after - cpu_parked) / span,
+        )
         result.answer_cpu = cpu_after - cpu_parked
+        trace = (await probe.get(issuer + TRACE_PATH)).json()
+        worker = Stalls()
+        worker.lags = [(at, lag) for at, lag in trace["lags"]]
+        worker.pauses = [(at, d, g) for at, d, g in trace["pauses"]]
+        result.worker_stalls = worker.summary(began, ended)
+        result.client_stalls = stalls.summary(began, ended)
+        if args.trace:
+            raw = {
+                "began": began,
+                "ended": ended,
+                "worker": trace,
+                "client": {"lags": stalls.lags, "pauses": stalls.pauses},
+                "polls": [(a.pending_id, a.approved_at, a.answered_at, a.status) for a in agents],
+            }
+            Path(f"{args.trace}-{n}.json").write_text(json.dumps(raw))
+        for agent in agents:
+            stamps = [trace[k].get(agent.pending_id) for k in ("notified", "woke", "answered")]
+            if agent.status == 200 and None not in stamps:
+                notified, woke, answered = (float(x) for x in stamps)
+                result.phases_ms.append(
+                    (
+                        (notified - agent.approved_at) * 1000,
+                        (woke - notified) * 1000,
+                        (answered - woke) * 1000,
+                        (agent.answered_at - answered) * 1000,
+                    )
+                )
     finally:
+        gc.unfreeze()
+        stalls.stop()
         for client in [*clients, probe]:
             await client.aclose()
 
@@ -389,6 +578,33 @@ def report(result: Round) -> None:
             f"  approval -> response: p50 = {statistics.median(lat):.1f} ms   "
             f"p99 = {percentile(lat, 0.99):.1f} ms   max = {max(lat):.1f} ms"
         )
+    if result.phases_ms:
+        names = (
+            "approval -> worker notified",
+            "notified -> waiter woke",
+            "woke -> worker answered",
+            "answered -> client got it",
+        )
+        for i, name in enumerate(names):
+            values = [phase[i] for phase in result.phases_ms]
+            print(
+                f"    {name:<30} p50 = {statistics.median(values):7.1f} ms   "
+                f"p99 = {percentile(values, 0.99):7.1f} ms   max = {max(values):7.1f} ms"
+            )
+    busy, steal, ours = result.machine
+    print(
+        f"  machine while approving: {busy:.2f} of {os.cpu_count()} CPUs busy ({steal:.2f} "
+        f"stolen by the host), {ours:.2f} of them the worker and this process"
+    )
+    for side, stalls in (("worker", result.worker_stalls), ("client", result.client_stalls)):
+        if stalls:
+            print(
+                f"  {side} stalls while approving: event-loop lag "
+                f"p99 = {stalls['lag_p99_ms']:.1f} ms, max = {stalls['lag_max_ms']:.1f} ms, "
+                f"{stalls['lag_over_50ms']:.0f} samples > 50 ms; "
+                f"GC {stalls['gc_count']:.0f} runs ({stalls['gc_gen2']:.0f} full), "
+                f"max {stalls['gc_max_ms']:.1f} ms, total {stalls['gc_total_ms']:.0f} ms"
+            )
 
 
 def main() -> int:
@@ -404,6 +620,9 @@ def main() -> int:
         "--pool", type=int, default=16, help="the worker's Redis pool size (0: redis-py default)"
     )
     parser.add_argument("--redis", default=None, help="Redis URL (default: ensure_redis())")
+    parser.add_argument(
+        "--trace", default=None, help="write each round's raw timings to TRACE-<waiters>.json"
+    )
     args = parser.parse_args()
 
     raise_fd_limit(2 * args.waiters + 1024)

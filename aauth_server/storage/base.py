@@ -158,6 +158,7 @@ class ChangeWaiters:
 
     def __init__(self) -> None:
         self._events: dict[str, set[asyncio.Event]] = {}
+        self._parked = 0
 
     def add(self, subject: str) -> asyncio.Event:
         event = asyncio.Event()
@@ -183,6 +184,23 @@ class ChangeWaiters:
     def __len__(self) -> int:
         return sum(len(events) for events in self._events.values())
 
+    @property
+    def parked(self) -> int:
+        """Waiters blocked on their event, i.e. past their read; registered ones may still be
+        queued for that read behind a burst, and are not idle until it is done."""
+        return self._parked
+
+    async def park(self, event: asyncio.Event, timeout: float) -> bool:
+        """Block until ``event`` is set (True) or ``timeout`` runs out (False)."""
+        self._parked += 1
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            self._parked -= 1
+        return True
+
 
 async def wait_for_version(
     waiters: ChangeWaiters,
@@ -205,9 +223,7 @@ async def wait_for_version(
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return current
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
+            if not await waiters.park(event, remaining):
                 return await fetch()
     finally:
         waiters.discard(subject, event)

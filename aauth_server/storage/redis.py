@@ -371,8 +371,9 @@ class AsyncRedisStore:
 
     @property
     def waiting(self) -> int:
-        """How many wait_for_change calls are parked on this store (for metrics and tests)."""
-        return len(self._waiters)
+        """How many wait_for_change calls are parked on this store (for metrics and tests):
+        past their read and blocked on a change notification."""
+        return self._waiters.parked
 
     def _listening(self) -> bool:
         ready, reader = self._ready, self._reader
