@@ -13,8 +13,7 @@ from typing import Any, TypeVar
 
 from ..errors import AAuthError, ServerError
 from ..http import HttpRequest, HttpResponse
-from ..keys.discovery import KeyDiscovery
-from ..resource.config import ConfigurationError
+from ..resource.config import ConfigurationError, discovery_for
 from ..resource.state import REVOCATION_GRACE, ResourceState, digest_id
 from ..revocation import problem, server_verifier
 from ..steps import Driver, Steps, StoreOp
@@ -37,15 +36,7 @@ _REMEMBERED_MAX = 4096
 class PersonServer:
     def __init__(self, config: PersonServerConfig) -> None:
         self.config = config
-        # Discovery builds its egress-checked httpx fetchers itself when none is given.
-        discovery = config.discovery or KeyDiscovery(
-            config.fetcher,
-            config.async_fetcher,
-            clock=config.clock,
-            accept_algs=config.accept_algs,
-            allow_eddsa=config.allow_eddsa,
-            dev_loopback=config.dev_loopback,
-        )
+        discovery = discovery_for(config)
         self.discovery = discovery
         self.store, self.async_store = config.stores()
         # Revocations are keyed (iss, jti) in the shared store, as at the resource.

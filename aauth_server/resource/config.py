@@ -30,6 +30,26 @@ class _ServerSettings(Protocol):
     accept_algs: tuple[str, ...]
 
 
+class _DiscoverySettings(_ServerSettings, Protocol):
+    discovery: KeyDiscovery | None
+    fetcher: Fetcher | None
+    async_fetcher: AsyncFetcher | None
+    clock: Clock
+    allow_eddsa: bool
+
+
+def discovery_for(cfg: _DiscoverySettings) -> KeyDiscovery:
+    """The configured key discovery, or one that builds its egress-checked httpx fetchers."""
+    return cfg.discovery or KeyDiscovery(
+        cfg.fetcher,
+        cfg.async_fetcher,
+        clock=cfg.clock,
+        accept_algs=cfg.accept_algs,
+        allow_eddsa=cfg.allow_eddsa,
+        dev_loopback=cfg.dev_loopback,
+    )
+
+
 def check_server_settings(cfg: _ServerSettings) -> None:
     """The checks every AAuth server's configuration shares (resource, Person Server)."""
     if not is_server_identifier(cfg.issuer, dev_loopback=cfg.dev_loopback):

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 from ..errors import AAuthError, Forbidden, RequirementChallenge, ServerError, SignatureFailure
 from ..fields import FieldError, parse_token_list
 from ..http import HttpRequest, HttpResponse
-from ..keys.discovery import KeyDiscovery
 from ..signatures.message import AAUTH_COMPONENTS
 from ..steps import Driver, Steps, StoreOp, Unavailable
 from ..storage.base import AsyncPendingStore, PendingStore, StorageError
@@ -29,7 +28,7 @@ from ..verifier import (
     VerifiedRequest,
     VerifierConfig,
 )
-from .config import ConfigurationError, ResourceConfig
+from .config import ConfigurationError, ResourceConfig, discovery_for
 from .identity import AgentIdentity, Identity, PersonIdentity
 from .state import ResourceState
 
@@ -102,15 +101,7 @@ class ResourceGuard:
         from .tokens import ResourceTokens
 
         self.config = config
-        # Discovery builds its egress-checked httpx fetchers itself when none is given.
-        discovery = config.discovery or KeyDiscovery(
-            config.fetcher,
-            config.async_fetcher,
-            clock=config.clock,
-            accept_algs=config.accept_algs,
-            allow_eddsa=config.allow_eddsa,
-            dev_loopback=config.dev_loopback,
-        )
+        discovery = discovery_for(config)
         self.discovery = discovery
         store, async_store = config.stores()
         self.store: PendingStore = store
