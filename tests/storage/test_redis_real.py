@@ -99,8 +99,7 @@ def test_a_thousand_waiters_share_one_pubsub_connection(redis_url: str, prefix: 
             assert store.waiting == WAITERS
             while _subscribers(admin, name) == 0 and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.01)
-            # Give every waiter time to finish its first read, so all are parked on the event.
-            await asyncio.sleep(0.2)
+            # `waiting` counts waiters past their first read, parked on the notification.
             assert not any(w.done() for w in waits)
             assert _subscribers(admin, name) == 1
             for chunk in range(0, WAITERS, 100):
@@ -164,9 +163,8 @@ def test_async_outage_fails_waiters_and_operations_then_recovers() -> None:
             await store.create("pending", "kept", {"acknowledged": True}, 600)
             assert isinstance(store, AsyncRedisStore)
             parked = asyncio.create_task(store.wait_for_change("pending", "kept", 1, 30))
-            while store.waiting == 0:
+            while store.waiting == 0:  # parked on the notification, subscription open
                 await asyncio.sleep(0.01)
-            await asyncio.sleep(0.1)  # let the waiter subscribe and park before the outage
             server.stop()
             loop = asyncio.get_running_loop()
             started = loop.time()
