@@ -147,6 +147,10 @@ class RequirementChallenge(AAuthError):
         ]
 
 
+class ConfigurationError(ValueError):
+    """A configuration the framework refuses to run with."""
+
+
 class Forbidden(AAuthError):
     """Authenticated but not authorised: ``403`` with no ``Signature-Error`` or ``Accept-*``."""
 

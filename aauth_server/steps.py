@@ -10,15 +10,18 @@ async views); nothing else differs between the two flavours.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import AAuthError
+from .errors import AAuthError, ConfigurationError, ServerError
+from .http import HttpResponse
 from .storage.base import AsyncPendingStore, PendingStore, StorageError, StorageUnavailable
 from .verifier import Need, RequestVerifier
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +60,48 @@ class Unavailable(AAuthError):
         super().__init__(detail, headers=[("Retry-After", str(retry_after))])
 
 
+log = logging.getLogger("aauth_server")
+
+
 class Driver:
     def __init__(
-        self, verifier: RequestVerifier, store: PendingStore, async_store: AsyncPendingStore
+        self,
+        verifier: RequestVerifier,
+        store: PendingStore,
+        async_store: AsyncPendingStore,
+        *,
+        subject: str = "the server",
     ) -> None:
         self.verifier = verifier
         self.store = store
         self.async_store = async_store
+        #: Who failed, for the operator's log and the 500's detail ("the resource").
+        self.subject = subject
+
+    def server_error(self, exc: Exception) -> AAuthError:
+        """A store or configuration failure the logic did not handle: ``500 server_error``.
+
+        The cause is for the operator's log (chained), never for the caller.
+        """
+        log.error("AAuth: %s failed: %s", self.subject, exc, exc_info=exc)
+        return ServerError(f"{self.subject} could not complete this request")
+
+    def respond(self, steps: Steps[R]) -> R | HttpResponse:
+        """Run ``steps``; an AAuthError or an unhandled failure becomes its response."""
+        try:
+            return self.run(steps)
+        except AAuthError as error:
+            return error.to_response()
+        except (StorageError, ConfigurationError) as exc:
+            return self.server_error(exc).to_response()
+
+    async def arespond(self, steps: Steps[R]) -> R | HttpResponse:
+        try:
+            return await self.arun(steps)
+        except AAuthError as error:
+            return error.to_response()
+        except (StorageError, ConfigurationError) as exc:
+            return self.server_error(exc).to_response()
 
     def run(self, steps: Steps[T]) -> T:
         try:

@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import AAuthError, Deferred, Forbidden, ServerError
+from ..errors import AAuthError, Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..resource.state import digest_id, new_id
 from ..steps import Steps, StoreOp, WaitOp
-from ..storage.base import Record, RecordExists, RecordNotFound, StorageError, VersionConflict
+from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
 from .channels import Channel, RelayView, done
 from .subjects import Presence, bound_person_steps
@@ -262,20 +262,10 @@ class InteractionRelay:
 
     def handle(self, request: HttpRequest) -> HttpResponse | None:
         """Answer one request synchronously (``None``: not a relay path)."""
-        try:
-            return self.ps.run(self.dispatch_steps(request))
-        except AAuthError as error:
-            return error.to_response()
-        except StorageError as exc:
-            return _server_error(exc).to_response()
+        return self.ps.driver.respond(self.dispatch_steps(request))
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
-        try:
-            return await self.ps.arun(self.dispatch_steps(request))
-        except AAuthError as error:
-            return error.to_response()
-        except StorageError as exc:
-            return _server_error(exc).to_response()
+        return await self.ps.driver.arespond(self.dispatch_steps(request))
 
     def _verify_steps(self, request: HttpRequest) -> Steps[VerifiedRequest]:
         return self.ps.agent_verifier.steps(request)
@@ -637,11 +627,6 @@ class InteractionRelay:
     def _log_record_steps(self, entry: Mapping[str, Any]) -> Steps[None]:
         data = {**entry, "at": self.clock.now()}
         yield StoreOp("create", (KIND_RELAY_LOG, new_id(), data, RELAY_LOG_TTL))
-
-
-def _server_error(exc: Exception) -> AAuthError:
-    log.error("AAuth interaction relay failed: %s", exc, exc_info=exc)
-    return ServerError("the person server could not complete this relay")
 
 
 def _view(record: Record) -> RelayView:

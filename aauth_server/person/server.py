@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeVar
 
-from ..errors import AAuthError, ServerError
 from ..http import HttpRequest, HttpResponse
-from ..resource.config import ConfigurationError, discovery_for
+from ..resource.config import discovery_for
 from ..resource.state import REVOCATION_GRACE, ResourceState, digest_id
 from ..revocation import problem, server_verifier
 from ..steps import Driver, Steps, StoreOp
-from ..storage.base import RecordExists, StorageError
+from ..storage.base import RecordExists
 from ..tokens.aauth import TYP_AGENT
 from ..verifier import RequestVerifier, VerifiedRequest, VerifierConfig
 from .config import WELL_KNOWN_PATH, PersonServerConfig
@@ -61,7 +60,9 @@ class PersonServer:
         #: The agent-token verifier under the name the interaction relay uses.
         self.agent_verifier = self.verifier
         self.server_verifier = server_verifier(discovery, self.verifier.config, config.clock)
-        self.driver = Driver(self.verifier, self.store, self.async_store)
+        self.driver = Driver(
+            self.verifier, self.store, self.async_store, subject="the person server"
+        )
         self._remembered: dict[str, float] = {}
         self.params = ParamTokens(self)
         self.pending = PendingRequests(self)
@@ -82,20 +83,10 @@ class PersonServer:
 
     def handle(self, request: HttpRequest) -> HttpResponse | None:
         """Answer a request to one of the PS endpoints; None when the path is not ours."""
-        try:
-            return self.run(self.handle_steps(request))
-        except AAuthError as error:
-            return error.to_response()
-        except (StorageError, ConfigurationError) as exc:
-            return _server_error(exc).to_response()
+        return self.driver.respond(self.handle_steps(request))
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
-        try:
-            return await self.arun(self.handle_steps(request))
-        except AAuthError as error:
-            return error.to_response()
-        except (StorageError, ConfigurationError) as exc:
-            return _server_error(exc).to_response()
+        return await self.driver.arespond(self.handle_steps(request))
 
     def handle_steps(self, request: HttpRequest) -> Steps[HttpResponse | None]:
         cfg = self.config
@@ -184,11 +175,6 @@ class PersonServer:
         if len(self._remembered) >= _REMEMBERED_MAX:
             self._remembered.clear()
         self._remembered[seen_id] = until
-
-
-def _server_error(exc: Exception) -> AAuthError:
-    log.error("AAuth person server failed: %s", exc, exc_info=exc)
-    return ServerError("the person server could not complete this request")
 
 
 __all__ = ["PersonServer"]

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
+from ..errors import ConfigurationError as ConfigurationError  # re-exported: its public home
 from ..identifiers import is_server_identifier
 from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
@@ -16,10 +17,6 @@ from ..storage.base import AsyncPendingStore, PendingStore
 from ..storage.uri import open_store_pair
 
 ACCESS_MODES = ("agent-token", "person-token", "auth-token", "session-token")
-
-
-class ConfigurationError(ValueError):
-    """A configuration the framework refuses to run with."""
 
 
 class _ServerSettings(Protocol):

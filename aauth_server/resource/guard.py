@@ -15,7 +15,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import AAuthError, Forbidden, RequirementChallenge, ServerError, SignatureFailure
+from ..errors import AAuthError, Forbidden, RequirementChallenge, SignatureFailure
 from ..fields import FieldError, parse_token_list
 from ..http import HttpRequest, HttpResponse
 from ..signatures.message import AAUTH_COMPONENTS
@@ -127,7 +127,7 @@ class ResourceGuard:
             clock=config.clock,
             state=self.state,
         )
-        self.driver = Driver(self.verifier, store, async_store)
+        self.driver = Driver(self.verifier, store, async_store, subject="the resource")
         self.tokens = ResourceTokens(self)
         self.sessions = Sessions(self)
         self.endpoints = ResourceEndpoints(self)
@@ -153,7 +153,7 @@ class ResourceGuard:
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
         except (StorageError, ConfigurationError) as exc:
-            raise _server_error(exc) from exc
+            raise self.driver.server_error(exc) from exc
 
     async def acheck(
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
@@ -163,7 +163,7 @@ class ResourceGuard:
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
         except (StorageError, ConfigurationError) as exc:
-            raise _server_error(exc) from exc
+            raise self.driver.server_error(exc) from exc
 
     def check_steps(self, request: HttpRequest, protection: Protection) -> Steps[Identity | None]:
         if self._unsigned(request):
@@ -286,37 +286,17 @@ class ResourceGuard:
 
     def handle(self, request: HttpRequest) -> HttpResponse | Redispatch | None:
         """Answer a request to one of the guard's endpoints; None when the path is not ours."""
-        try:
-            return self.run(self.endpoints.handle_steps(request))
-        except AAuthError as error:
-            return error.to_response()
-        except (StorageError, ConfigurationError) as exc:
-            return _server_error(exc).to_response()
+        return self.driver.respond(self.endpoints.handle_steps(request))
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse | Redispatch | None:
-        try:
-            return await self.arun(self.endpoints.handle_steps(request))
-        except AAuthError as error:
-            return error.to_response()
-        except (StorageError, ConfigurationError) as exc:
-            return _server_error(exc).to_response()
+        return await self.driver.arespond(self.endpoints.handle_steps(request))
 
     def finish(self, redispatch: Redispatch, response: HttpResponse) -> HttpResponse:
         """Store the held invocation's result (answered again on repeat polls) and return it."""
-        try:
-            return self.run(self.endpoints.finish_steps(redispatch, response))
-        except AAuthError as error:
-            return error.to_response()
-        except (StorageError, ConfigurationError) as exc:
-            return _server_error(exc).to_response()
+        return self.driver.respond(self.endpoints.finish_steps(redispatch, response))
 
     async def afinish(self, redispatch: Redispatch, response: HttpResponse) -> HttpResponse:
-        try:
-            return await self.arun(self.endpoints.finish_steps(redispatch, response))
-        except AAuthError as error:
-            return error.to_response()
-        except (StorageError, ConfigurationError) as exc:
-            return _server_error(exc).to_response()
+        return await self.driver.arespond(self.endpoints.finish_steps(redispatch, response))
 
     def routes(self) -> list[tuple[str, str]]:
         """``(method, path)`` pairs adapters route to :meth:`handle`; a path ending in ``/``
@@ -372,12 +352,6 @@ class ResourceGuard:
     @staticmethod
     def error_response(error: AAuthError) -> HttpResponse:
         return error.to_response()
-
-
-def _server_error(exc: Exception) -> AAuthError:
-    # The cause is for the operator's log (chained), never for the caller.
-    log.error("AAuth resource guard failed: %s", exc, exc_info=exc)
-    return ServerError("the resource could not complete this request")
 
 
 __all__ = [
