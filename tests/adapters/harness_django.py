@@ -108,7 +108,9 @@ def send_sync(request: HttpRequest, url: SplitResult) -> HttpResponse:
     return HttpResponse(response.status_code, list(response.items()), response.content)
 
 
-async def send_async(request: HttpRequest, url: SplitResult) -> HttpResponse:
+async def send_async(
+    request: HttpRequest, url: SplitResult, client: AsyncClient | None = None
+) -> HttpResponse:
     """Through AsyncClient with an explicit ASGI scope: raw header lines and raw path."""
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
     names = {k for k, _ in headers}
@@ -128,5 +130,5 @@ async def send_async(request: HttpRequest, url: SplitResult) -> HttpResponse:
     }
     if request.body:
         scope["_body_file"] = FakePayload(request.body)  # AsyncClient's hook for a body
-    response = await AsyncClient().request(**scope)
+    response = await (client or AsyncClient()).request(**scope)
     return HttpResponse(response.status_code, list(response.items()), response.content)

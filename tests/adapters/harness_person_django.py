@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from aauth_server_django.person import (
     Mountable,
@@ -24,12 +24,11 @@ from aauth_server_django.person import (
 )
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient, Client, override_settings
-from django.test.client import FakePayload
 from django.urls import include, path
 
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.person import PersonServer, PersonServerConfig
-from tests.adapters.harness_django import configure_django
+from tests.adapters.harness_django import configure_django, send_async
 
 HOSTS = ["ps.example", "resource.example", "testserver"]
 
@@ -127,25 +126,8 @@ def _send_sync(request: HttpRequest, url: SplitResult) -> HttpResponse:
 
 
 async def _send_async(request: HttpRequest, url: SplitResult) -> HttpResponse:
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers]
-    if not any(k == b"host" for k, _ in headers):
-        headers.insert(0, (b"host", url.netloc.encode("latin-1")))
-    if request.body:
-        headers.append((b"content-length", str(len(request.body)).encode("ascii")))
-    https = url.scheme == "https"
-    scope: dict[str, Any] = {
-        "method": request.method,
-        "path": unquote(url.path),
-        "raw_path": url.path.encode("latin-1"),
-        "query_string": url.query.encode("latin-1"),
-        "scheme": url.scheme,
-        "server": (url.hostname or "", url.port or (443 if https else 80)),
-        "headers": headers,
-    }
-    if request.body:
-        scope["_body_file"] = FakePayload(request.body)  # AsyncClient's hook for a body
-    response = await AsyncClient(enforce_csrf_checks=True).request(**scope)
-    return HttpResponse(response.status_code, list(response.items()), response.content)
+    # Django's CSRF middleware is enforced: the PS must not depend on test-client leniency.
+    return await send_async(request, url, AsyncClient(enforce_csrf_checks=True))
 
 
 __all__ = ["as_settings", "mounted", "person_server_for", "send", "urlpatterns"]
