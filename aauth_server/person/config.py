@@ -73,6 +73,9 @@ class PersonServerConfig:
     auth_token_lifetime: int = 3600
     #: How long an agent-person binding is remembered after it was made.
     binding_lifetime: int = 365 * 86400
+    #: Seconds a mission record is kept after its approval or termination, and its log after
+    #: the last entry (the store's TTL; a mission with ``expires_at`` still ends then).
+    mission_retention: int = 400 * 86400
     revocations_per_minute: int = 600
     scopes_supported: tuple[str, ...] = ()
     claims_supported: tuple[str, ...] = ()
@@ -96,7 +99,13 @@ class PersonServerConfig:
         for name in ("person_token_lifetime", "auth_token_lifetime"):
             if not 0 < getattr(self, name) <= 3600:
                 raise ConfigurationError(f"{name} must be 1..3600 seconds (digest 3.7)")
-        for name in ("pending_lifetime", "poll_interval", "code_attempts", "binding_lifetime"):
+        for name in (
+            "pending_lifetime",
+            "poll_interval",
+            "code_attempts",
+            "binding_lifetime",
+            "mission_retention",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive")
         if self.max_wait < 0 or self.clarification_rounds < 0:

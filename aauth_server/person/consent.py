@@ -217,10 +217,25 @@ class Consent:
                 raise problem(409, "invalid_state", "this agent is bound to another person")
         granted = sorted(record.data["scope"])
         yield from self._fire(record, Event.APPROVED, _set(granted=granted, bound=True))
+        yield from self._mission_log_steps(record, Event.APPROVED, granted=granted)
 
     def _decide_steps(self, pending_id: str, person: str, event: Event) -> Steps[None]:
         record = yield from self._owned_steps(pending_id, person)
         yield from self._fire(record, event)
+        yield from self._mission_log_steps(record, event)
+
+    def _mission_log_steps(self, record: Record, event: Event, **details: object) -> Steps[None]:
+        """The person's decisions on a request within a mission go to the mission log."""
+        mission = record.data.get("mission_s256")
+        if mission is not None:
+            entry = {
+                "event": f"person_{event.value}",
+                "pending": record.id,
+                "kind": record.data["kind"],
+                "resource": record.data["resource"],
+                **details,
+            }
+            yield from self.server.missions.log_steps(str(mission), entry)
 
     def _ask_steps(
         self,
@@ -255,6 +270,7 @@ class Consent:
             data["clarifications"] = [*data["clarifications"], entry]
 
         yield from self._fire(record, Event.CLARIFICATION_ASKED, append)
+        yield from self._mission_log_steps(record, Event.CLARIFICATION_ASKED, question=question)
 
     def _inbox_steps(self, person: str) -> Steps[list[Record]]:
         inbox = yield StoreOp("get", (KIND_INBOX, digest_id(person)))

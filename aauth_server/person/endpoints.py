@@ -26,11 +26,12 @@ from .subjects import Presence, bound_person_steps, upsert_steps
 from .tokens import KIND_CUTOFF, KIND_SEEN
 
 if TYPE_CHECKING:
+    from .missions import Mission
     from .server import PersonServer
 
 PROMPTS = ("none", "login", "consent", "select_account")
 PLATFORMS = ("web", "mobile", "desktop", "workload", "self-hosted")
-_UNSUPPORTED = ("mission_s256", "subagent_token", "upstream_token")
+_UNSUPPORTED = ("subagent_token", "upstream_token")
 _TEXT = ("justification", "login_hint", "tenant", "domain_hint", "device")
 
 
@@ -86,7 +87,10 @@ class TokenEndpoints:
         data = {**self._agent_data(verified), **fields, "kind": PERSON, "resource": resource}
         data["tenant_hint"] = data.pop("tenant")  # a hint: person tokens carry no tenant here
         data["scope"] = []
-        return (yield from self._decide_steps(verified, data, person))
+        mission = None
+        if body.get("mission_s256") is not None:
+            mission = yield from self._mission_steps(verified, body["mission_s256"], person)
+        return (yield from self._decide_steps(verified, data, person, mission))
 
     # -- auth token endpoint (digest 5.3, three-party) ------------------------------------------
 
@@ -113,7 +117,23 @@ class TokenEndpoints:
             "tenant": rt.get("tenant"),
             "fixed": pair.fixed(),
         }
-        return (yield from self._decide_steps(verified, data, person))
+        mission = None
+        if rt.get("mission_s256") is not None:
+            mission = yield from self._mission_steps(verified, rt["mission_s256"], person)
+        return (yield from self._decide_steps(verified, data, person, mission))
+
+    def _mission_steps(
+        self, verified: VerifiedRequest, s256: object, person: str | None
+    ) -> Steps[Mission]:
+        """The named mission, active and this agent's (digest 8.6 errors otherwise)."""
+        claims = verified.claims
+        mission = yield from self.server.missions.require_steps(
+            s256, str(claims["iss"]), str(claims["sub"])
+        )
+        if mission.person != person:
+            # The agent is now bound to someone else: not a mission it can name.
+            raise problem(404, "mission_not_found", "no such mission")
+        return mission
 
     # -- the shared decision ------------------------------------------------------------------
 
@@ -128,9 +148,16 @@ class TokenEndpoints:
         }
 
     def _decide_steps(
-        self, verified: VerifiedRequest, data: dict[str, Any], person: str | None
+        self,
+        verified: VerifiedRequest,
+        data: dict[str, Any],
+        person: str | None,
+        mission: Mission | None = None,
     ) -> Steps[HttpResponse]:
         server = self.server
+        if mission is not None:
+            data["mission_s256"] = mission.s256
+            data["mission_expires"] = mission.expires_at
         requested = frozenset(data["scope"])
         prompt = data.get("prompt")
         decision: Approve | Deny | AskPerson = AskPerson()
@@ -150,11 +177,21 @@ class TokenEndpoints:
                     login_hint=data.get("login_hint"),
                     tenant=data.get("tenant") or data.get("tenant_hint"),
                     prompt=prompt,
+                    mission=mission,
                 )
             )
             # The agent asked for the person explicitly: a standing approval does not answer it.
             if isinstance(decision, Approve) and prompt in ("login", "consent"):
                 decision = AskPerson()
+        if mission is not None:
+            entry = {
+                "event": "token_requested",
+                "kind": data["kind"],
+                "resource": data["resource"],
+                "scope": sorted(requested),
+                "decision": type(decision).__name__.lower(),
+            }
+            yield from server.missions.log_steps(mission.s256, entry)
         if isinstance(decision, Deny):
             raise problem(403, "denied", decision.reason)
         data["person"] = person

@@ -187,8 +187,14 @@ class PendingRequests:
             return record
         data = record.data
         event: Event | None = None
+        update: Callable[[dict[str, Any]], None] | None = None
         if (yield from self.agent_revoked_steps(data)):
             event = Event.REVOKED
+        elif data.get("mission_s256") is not None and not (
+            yield from self.server.missions.is_active_steps(str(data["mission_s256"]))
+        ):
+            # Digest 8.5: a mission that ended takes its open requests with it.
+            event, update = Event.REVOKED, _revoked_by("the mission this request names ended")
         else:
             now = self._cfg.clock.now()
             deadline = float(data["expires_at"])
@@ -200,7 +206,7 @@ class PendingRequests:
         if event is None:
             return record
         try:
-            return (yield from fire_steps(record, event))
+            return (yield from fire_steps(record, event, update))
         except Refused as refused:
             return refused.record
 
@@ -260,7 +266,8 @@ class PendingRequests:
                 record = refused.record  # another poll took it (or it changed): decide again
                 continue
             if status != 200:
-                raise problem(status, error or "server_error", _DETAILS.get(state, state.value))
+                detail = delivered.data.get("revoked_detail") or _DETAILS.get(state, state.value)
+                raise problem(status, error or "server_error", detail)
             return (yield from self.issue_steps(delivered.data, verified))
 
     def issue_steps(
@@ -278,6 +285,15 @@ class PendingRequests:
             raise problem(408, "expired", "a token this request depends on has expired")
         yield from self.server.remember_agent_steps(verified)
         token, lifetime = issued
+        if data.get("mission_s256") is not None:
+            entry = {
+                "event": "token_issued",
+                "kind": data["kind"],
+                "resource": data["resource"],
+                "scope": list(data.get("granted", [])),
+                "expires_in": lifetime,
+            }
+            yield from self.server.missions.log_steps(str(data["mission_s256"]), entry)
         return HttpResponse.json(
             200, {field: token, "expires_in": lifetime}, headers=[("Cache-Control", "no-store")]
         )
@@ -368,7 +384,19 @@ class PendingRequests:
             raise problem(
                 400, "invalid_request", "there is no open clarification question"
             ) from None
+        mission = record.data.get("mission_s256")
+        if mission is not None:
+            answer = record.data["clarifications"][-1]["answer"]
+            entry = {"event": f"agent_{action}", "pending": record.id, "answer": answer}
+            yield from self.server.missions.log_steps(str(mission), entry)
         raise self.deferred(record)
+
+
+def _revoked_by(detail: str) -> Callable[[dict[str, Any]], None]:
+    def update(data: dict[str, Any]) -> None:
+        data["revoked_detail"] = detail
+
+    return update
 
 
 def _answer(answer: str) -> Callable[[dict[str, Any]], None]:

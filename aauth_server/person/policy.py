@@ -16,7 +16,10 @@ person, so the policy is not consulted for it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from .missions import Mission
 
 PERSON = "person"
 AUTH = "auth"
@@ -40,6 +43,9 @@ class TokenRequest:
     login_hint: str | None = None
     tenant: str | None = None
     prompt: str | None = None
+    #: The active mission the request names (``mission_s256``), already checked to be this
+    #: agent's; its ``document`` holds ``approved_resources`` and ``approved_tools``.
+    mission: Mission | None = None
 
 
 @dataclass(frozen=True, slots=True)

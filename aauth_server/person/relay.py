@@ -41,6 +41,7 @@ from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
 from .channels import Channel, RelayView, done
+from .missions import valid_s256
 from .subjects import Presence, bound_person_steps
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ class RelayRequest:
     question: str | None
     max_wait: int | None
     capabilities: frozenset[str]
+    mission_s256: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +138,9 @@ def parse_relay_body(body: object, *, dev_loopback: bool = False) -> RelayReques
     kind = body.get("type")
     if kind not in TYPES:
         raise _bad("type must be one of " + ", ".join(TYPES))
-    if body.get("mission_s256") is not None:
-        raise _bad("missions are not supported by this person server")
+    mission = body.get("mission_s256")
+    if mission is not None and not valid_s256(mission):
+        raise _bad("mission_s256 is not a base64url SHA-256")
     caps = body.get("capabilities", [])
     if not isinstance(caps, list) or not all(isinstance(c, str) and c for c in caps):
         raise _bad("capabilities must be an array of strings")
@@ -157,7 +160,7 @@ def parse_relay_body(body: object, *, dev_loopback: bool = False) -> RelayReques
             raise _bad("question belongs to question relays")
         url = _interaction_url(body.get("url"), dev_loopback)
         code = _interaction_code(body.get("code"), required=kind == "interaction")
-    return RelayRequest(kind, description, url, code, question, max_wait, frozenset(caps))
+    return RelayRequest(kind, description, url, code, question, max_wait, frozenset(caps), mission)
 
 
 def _interaction_url(value: object, dev_loopback: bool) -> str:
@@ -283,6 +286,12 @@ class InteractionRelay:
         relay = parse_relay_body(body, dev_loopback=self.dev_loopback)
         ap, agent = str(verified.issuer), str(verified.claims.get("sub"))
         person = yield from bound_person_steps(ap, agent)
+        if relay.mission_s256 is not None:
+            # Digest 6.4: a relay within a mission that has ended is refused before anything
+            # else (mission_not_found for a mission that is not this agent's).
+            mission = yield from self.ps.missions.require_steps(relay.mission_s256, ap, agent)
+            if mission.person != person:
+                raise _problem(404, "mission_not_found", "no such mission")
         channel: Channel | None = None
         if person is not None:
             for candidate in self.channels:
@@ -310,6 +319,7 @@ class InteractionRelay:
             "channel": channel.name,
             "shown": False,
             "answer": None,
+            "mission_s256": relay.mission_s256,
         }
         record = yield StoreOp("create", (KIND_RELAY, relay_id, data, hold + RETENTION))
         yield from self._inbox_add_steps(person, relay_id, now + hold)
@@ -352,7 +362,7 @@ class InteractionRelay:
             "relay agent=%s person=%s type=%s outcome=%s", agent, person, relay.type, error.error
         )
         entry = {"agent": agent, "person": person, "type": relay.type, "outcome": error.error}
-        yield from self._log_record_steps(entry)
+        yield from self._log_record_steps(entry, relay.mission_s256)
         return error
 
     # -- polling -------------------------------------------------------------------------------
@@ -622,11 +632,14 @@ class InteractionRelay:
             "channel": data["channel"],
             "outcome": outcome,
         }
-        yield from self._log_record_steps(entry)
+        yield from self._log_record_steps(entry, data.get("mission_s256"))
 
-    def _log_record_steps(self, entry: Mapping[str, Any]) -> Steps[None]:
+    def _log_record_steps(self, entry: Mapping[str, Any], mission: str | None) -> Steps[None]:
         data = {**entry, "at": self.clock.now()}
         yield StoreOp("create", (KIND_RELAY_LOG, new_id(), data, RELAY_LOG_TTL))
+        if mission is not None:
+            # Digest 6.4: within a mission, relays go to the mission log as well.
+            yield from self.ps.missions.log_steps(mission, {"event": "relay", **entry})
 
 
 def _view(record: Record) -> RelayView:

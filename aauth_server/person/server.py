@@ -22,6 +22,7 @@ from ..verifier import RequestVerifier, VerifiedRequest, VerifierConfig
 from .config import WELL_KNOWN_PATH, PersonServerConfig
 from .consent import Consent
 from .endpoints import TokenEndpoints
+from .missions import Missions
 from .pending import PendingRequests
 from .subjects import Presence, directed_sub
 from .tokens import KIND_SEEN, ParamTokens
@@ -65,6 +66,7 @@ class PersonServer:
         )
         self._remembered: dict[str, float] = {}
         self.params = ParamTokens(self)
+        self.missions = Missions(self)
         self.pending = PendingRequests(self)
         self.endpoints = TokenEndpoints(self)
         self.consent = Consent(self)

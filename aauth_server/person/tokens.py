@@ -177,7 +177,9 @@ class ParamTokens:
     ) -> tuple[str, int] | None:
         """A person token for ``data["resource"]``; None when no lifetime is left."""
         cfg = self.server.config
-        lifetime = self._lifetime(cfg.person_token_lifetime, verified.claims.get("exp"))
+        lifetime = self._lifetime(
+            cfg.person_token_lifetime, verified.claims.get("exp"), data.get("mission_expires")
+        )
         if lifetime <= 0:
             return None
         token = mint_person_token(
@@ -188,6 +190,7 @@ class ParamTokens:
             cnf_jwk=verified.key,
             now=cfg.clock.now(),
             lifetime=lifetime,
+            mission_s256=data.get("mission_s256"),
             tenant=data.get("tenant"),
             dev_loopback=cfg.dev_loopback,
         )
@@ -199,7 +202,10 @@ class ParamTokens:
         """An auth token from the stored request ``data``; None when no lifetime is left."""
         cfg = self.server.config
         lifetime = self._lifetime(
-            cfg.auth_token_lifetime, verified.claims.get("exp"), data.get("presented_exp")
+            cfg.auth_token_lifetime,
+            verified.claims.get("exp"),
+            data.get("presented_exp"),
+            data.get("mission_expires"),
         )
         if lifetime <= 0:
             return None
