@@ -39,6 +39,7 @@ from .pending import (
 from .subjects import bind_steps, upsert_steps
 
 if TYPE_CHECKING:
+    from .missions import Mission
     from .server import PersonServer
 
 KIND_CODE_FAILURES = "ps-code-failures"
@@ -72,6 +73,8 @@ class ConsentView:
     expires_at: float
     #: Approving also binds this agent to the person (the PS did not know it).
     binds_agent: bool
+    #: The mission the request is part of (approved by the person earlier), if any.
+    mission: Mission | None = None
 
 
 class Consent:
@@ -307,10 +310,19 @@ class Consent:
     # -- views --------------------------------------------------------------------------------
 
     def _view(self, record: Record) -> ConsentView:
-        return self._build(record, self._metadata(record.data["resource"]))
+        mission = self._mission_of(record)
+        found = None if mission is None else self.server.missions.get(mission)
+        return self._build(record, self._metadata(record.data["resource"]), found)
 
     async def _aview(self, record: Record) -> ConsentView:
-        return self._build(record, await self._ametadata(record.data["resource"]))
+        mission = self._mission_of(record)
+        found = None if mission is None else await self.server.missions.aget(mission)
+        return self._build(record, await self._ametadata(record.data["resource"]), found)
+
+    @staticmethod
+    def _mission_of(record: Record) -> str | None:
+        value = record.data.get("mission_s256")
+        return None if value is None else str(value)
 
     def _metadata(self, resource: str) -> Mapping[str, object]:
         try:
@@ -324,7 +336,9 @@ class Consent:
         except (AAuthError, ValueError, OSError):
             return {}
 
-    def _build(self, record: Record, meta: Mapping[str, object]) -> ConsentView:
+    def _build(
+        self, record: Record, meta: Mapping[str, object], mission: Mission | None = None
+    ) -> ConsentView:
         data = record.data
         described = meta.get("scope_descriptions")
         descriptions = described if isinstance(described, dict) else {}
@@ -350,6 +364,7 @@ class Consent:
             can_ask=self._can_ask(record),
             expires_at=float(data["expires_at"]),
             binds_agent=not data["bound"],
+            mission=mission,
         )
 
 

@@ -284,6 +284,12 @@ def test_the_mission_log_records_the_persons_and_the_agents_side(mode: str) -> N
     code = CODE.search(str(started.header("AAuth-Requirement")))
     assert code is not None
     view = pw.ps.consent.open(code.group(1), ALICE)
+    # The consent page learns which mission the request belongs to.
+    assert view.mission is not None and view.mission.s256 == mission.s256
+    assert view.mission.description == PLAN
+    aview = asyncio.run(pw.ps.consent.aview(view.pending_id, ALICE))
+    assert aview.mission is not None and aview.mission.s256 == mission.s256
+    assert pw.ps.consent.view(view.pending_id, ALICE).mission == view.mission
     pw.ps.consent.ask(view.pending_id, ALICE, "Which *calendar*?")
     pw.tick()
     answer = {"action": "clarification_response", "clarification_response": "work"}
