@@ -171,14 +171,17 @@ def serve_django(built: Built, sock: socket.socket, host: str, port: int) -> Non
         MIDDLEWARE=[],
     )
     django.setup()
-    from aauth_server_django.person import use_person_server
+    from aauth_server_django.person import PersonServerLifespan, use_person_server
     from django.urls import include, path
 
     use_person_server(built.ps, pages=[built.pages, built.login])
     # uvicorn serves Django's ASGI handler, so the async views (and the async store) answer.
     urlpatterns.append(path("", include("aauth_server_django.person_async_urls")))
+    # Django has no lifespan: the wrapper checks the store at start and closes the stores
+    # on uvicorn's loop at shutdown, where the async store's connections live.
+    app = PersonServerLifespan(get_asgi_application())
     server = _AnnouncingServer(
-        uvicorn.Config(get_asgi_application(), log_level="warning", lifespan="off"),
+        uvicorn.Config(app, log_level="warning", lifespan="on"),
         lambda: announce(built, host, port, "django"),
     )
     server.run(sockets=[sock])

@@ -103,6 +103,7 @@ class ScriptedPerson:
         if "/login" in response.url.path:
             say("  (alice) logs in as alice")
             form = {"username": "alice", "password": PASSWORD, "next": _next(response.url)}
+            form["csrf"] = dict(_FIELD.findall(response.text)).get("csrf", "")
             response = self.http.post(
                 self.ps_url + "/login", data=form, headers={"Origin": self.ps_url}
             )

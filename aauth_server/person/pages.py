@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,6 +92,9 @@ _STATIC: Final = {
 }
 _HTML: Final = "text/html; charset=utf-8"
 _FORM_LIMIT: Final = 16 * 1024
+#: The demo login's CSRF token: the consent HMAC over the pre-session nonce and this label.
+_LOGIN_CSRF: Final = "login"
+_LOGIN_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{22}")
 
 Authenticate = Callable[[HttpRequest], "str | None"]
 
@@ -835,6 +839,20 @@ class DemoLogin:
 
     The session cookie is ``HttpOnly``, ``SameSite=Lax`` and ``Secure`` unless the page is
     served from a loopback address (plain-HTTP development).
+
+    The form carries a CSRF token although nobody is signed in yet (login CSRF: a foreign
+    page must not sign the browser in as someone else).  With no session to bind it to, the
+    token is bound to a pre-session cookie: ``GET`` sets ``aauth_login``, a random nonce
+    (``HttpOnly``, ``SameSite=Lax``, ``Path`` the login path, ``Secure`` as above), and the
+    form's ``csrf`` field is the consent pages' HMAC (keyed by ``secret``) over that nonce
+    with ``login`` in place of the pending id.  A ``POST`` needs both, matching, and no
+    cross-site ``Origin``/``Sec-Fetch-Site``, else ``403`` and nothing is checked or set.  A
+    nonce is 22 base64url symbols (never a ``NUL``), so a login token can never pass as a
+    consent token, whose session part is ``nonce NUL person``; a token is worth nothing
+    without the cookie it was made for, which another site can neither read nor send.  A
+    ``login.html`` override must post the ``csrf`` field it is given.  ``next`` (where a
+    successful sign-in goes) is kept only as a same-site absolute path (``/...``, never
+    ``//host`` or a backslash), else ``default_next``.
     """
 
     def __init__(
@@ -845,6 +863,7 @@ class DemoLogin:
         login_path: str = "/login",
         default_next: str = "/consent",
         cookie_name: str = "aauth_session",
+        nonce_cookie: str = "aauth_login",
         max_age: int = 8 * 3600,
         clock: Clock = SYSTEM_CLOCK,
         templates_dir: str | Path | None = None,
@@ -852,10 +871,12 @@ class DemoLogin:
         static: str = "/consent/static",
     ) -> None:
         self.users = dict(users)
+        self.secret = check_secret(secret)
         self.codec = SessionCodec(secret, max_age=max_age, clock=clock)
         self.login_path = login_path
         self.default_next = default_next
         self.cookie_name = cookie_name
+        self.nonce_cookie = nonce_cookie
         self.max_age = max_age
         self.renderer = _Renderer(templates_dir, server_name, static)
 
@@ -871,12 +892,31 @@ class DemoLogin:
             return None
         if request.method == "GET":
             target = _safe_next(_query(request).get("next"), self.default_next)
-            return self._form(target)
+            nonce = self._nonce(request)
+            headers: Headers = []
+            if nonce is None:
+                nonce = new_nonce()
+                headers.append(
+                    cookie_header(
+                        self.nonce_cookie,
+                        nonce,
+                        secure=not _is_loopback(request.url),
+                        path=self.login_path,
+                    )
+                )
+            return self._form(target, nonce, headers=headers)
         form = _form(request)
         target = _safe_next(form.get("next"), self.default_next)
+        nonce = self._nonce(request)
+        if (
+            nonce is None
+            or not _same_origin_post(request)
+            or not check_csrf(self.secret, form.get("csrf"), nonce, _LOGIN_CSRF, "")
+        ):
+            return self._expired(target)
         username = form.get("username", "")
         if not self._check(username, form.get("password", "")):
-            return self._form(target, failed=True, username=username)
+            return self._form(target, nonce, failed=True, username=username)
         cookie = cookie_header(
             self.cookie_name,
             self.codec.issue(username),
@@ -888,6 +928,11 @@ class DemoLogin:
     async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
         return self.handle(request)
 
+    def _nonce(self, request: HttpRequest) -> str | None:
+        """The browser's pre-session nonce, when it has a well-formed one."""
+        nonce = read_cookie(request, self.nonce_cookie)
+        return nonce if nonce is not None and _LOGIN_NONCE.fullmatch(nonce) else None
+
     def _check(self, username: str, password: str) -> bool:
         # Unknown users cost the same comparison, so timing does not reveal who exists.
         expected = self.users.get(username)
@@ -895,11 +940,31 @@ class DemoLogin:
         matched = hmac.compare_digest(candidate, password.encode("utf-8", "replace"))
         return matched and expected is not None
 
-    def _form(self, target: str, *, failed: bool = False, username: str = "") -> HttpResponse:
+    def _expired(self, target: str) -> HttpResponse:
+        return self.renderer.problem(
+            403,
+            "This sign-in form has expired",
+            "It was not sent from this server's sign-in page, or your browser did not keep "
+            "the page's cookie. Open the sign-in page again.",
+            link=f"{self.login_path}?{urlencode({'next': target})}",
+            link_text="Sign in",
+        )
+
+    def _form(
+        self,
+        target: str,
+        nonce: str,
+        *,
+        failed: bool = False,
+        username: str = "",
+        headers: Headers | None = None,
+    ) -> HttpResponse:
         return self.renderer.page(
             "login.html",
+            headers=headers,
             failed=failed,
             username=username,
             next=target,
             login_path=self.login_path,
+            csrf=csrf_token(self.secret, nonce, _LOGIN_CSRF, ""),
         )

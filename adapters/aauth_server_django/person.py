@@ -4,12 +4,35 @@
 ``include("aauth_server_django.person_async_urls")`` (async views, ASGI) serves the PS
 endpoints and, when given, its consent and login pages.  Only conversion and routing live
 here: every protocol decision, and every error body, is the core's.
+
+Django has no lifespan, so the PS's stores (Redis pools, the async store's change
+subscription) are closed by whoever ends the process:
+
+- ASGI: ``application = PersonServerLifespan(get_asgi_application())`` answers the server's
+  ``lifespan`` events (Django's handler refuses them): startup builds the PS and checks its
+  store, shutdown awaits :func:`aclose_person_server` on the server's own event loop, the
+  one the async views used.  The async store's connections, its subscription reader task
+  and its locks belong to that loop and can be closed only while it runs.
+- Otherwise :func:`close_person_server` (sync) or :func:`aclose_person_server`; and at
+  interpreter exit an ``atexit`` hook runs :func:`close_person_server`: the sync store is
+  closed here, the async store on the loop the async views ran in while that loop exists
+  (else on a loop of its own, which is right for a store no async view used).  When that
+  loop is already gone (an ASGI server without the wrapper), its connections cannot be
+  closed any more: the hook logs a warning naming the wrapper instead of failing with
+  "Event loop is closed".
+
+Under ASGI every async view runs on the server's one loop.  Under WSGI the async views
+(``person_async_urls``) would each run on a fresh loop, which a Redis pool bound to the
+first one cannot serve: use ``person_urls`` there.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import fields
 from typing import Any, Protocol
 
@@ -31,6 +54,9 @@ from .convert import raw_target, request_headers, to_django
 
 SETTING = "AAUTH_PERSON"
 _TUPLES = ("accept_algs", "scopes_supported", "claims_supported")
+#: Seconds the sync close waits for the async store to close on its (running) loop.
+CLOSE_TIMEOUT = 5.0
+log = logging.getLogger("aauth_server_django.person")
 
 
 class Mountable(Protocol):
@@ -57,6 +83,9 @@ class PersonMount:
     def __init__(self, ps: PersonServer, pages: Iterable[Mountable] = ()) -> None:
         self.ps = ps
         self.pages: tuple[Mountable, ...] = tuple(pages)
+        #: The event loop the async views last ran in, while the async store may hold
+        #: connections there (None once closed, or before the first async request).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def methods_for(self, path: str) -> set[str]:
         """The methods served at ``path``; empty when it is not ours."""
@@ -96,6 +125,7 @@ class PersonMount:
         refused = self._refused(request)
         if refused is not None:
             return refused
+        self._loop = asyncio.get_running_loop()
         neutral = self.to_neutral(request)
         for part in (self.ps, *self.pages):
             answer = await part.ahandle(neutral)
@@ -108,6 +138,72 @@ class PersonMount:
         if not allowed:
             raise Http404("not a Person Server URL")
         return None if request.method in allowed else HttpResponseNotAllowed(sorted(allowed))
+
+    # -- the stores' life ------------------------------------------------------------------
+
+    async def astartup(self) -> None:
+        """Check the async store on the running loop: a Redis that does not answer fails
+        the server's start, not a request."""
+        self._loop = asyncio.get_running_loop()
+        await self.ps.async_store.check()
+
+    async def aclose(self) -> None:
+        """Close both stores; run it on the loop the async views ran in (ASGI shutdown)."""
+        try:
+            await self.ps.async_store.aclose()
+            self._loop = None
+        finally:
+            self.ps.store.close()
+
+    def close(self) -> None:
+        """Close both stores from synchronous code (no event loop running in this thread).
+
+        The async store is closed on the loop the async views ran in: by that loop's thread
+        while it runs, here while it is stopped but open, else (no async view ran, or the
+        loop has ended) on a loop of its own.  Connections of an ended loop cannot be closed
+        any more: then this logs a warning naming :class:`PersonServerLifespan` instead of
+        failing with "Event loop is closed".
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("close() is for synchronous code; await aclose() here")
+        try:
+            self._close_async()
+        finally:
+            self.ps.store.close()
+
+    def _close_async(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.is_running():
+            closing = asyncio.run_coroutine_threadsafe(self.ps.async_store.aclose(), loop)
+            closing.result(CLOSE_TIMEOUT)
+            return
+        if loop is not None and not loop.is_closed():
+            loop.run_until_complete(self.ps.async_store.aclose())
+            return
+        try:
+            _run_alone(self.ps.async_store.aclose)
+        except Exception:
+            if loop is None:
+                raise
+            log.warning(
+                "the Person Server's async store was not closed before its event loop "
+                "ended, so its connections could not be closed; wrap the ASGI application "
+                "in aauth_server_django.person.PersonServerLifespan (or await "
+                "aclose_person_server() at shutdown)"
+            )
+
+
+def _run_alone(aclose: Callable[[], Awaitable[None]]) -> None:
+    """Run ``aclose()`` on a loop of its own."""
+
+    async def run() -> None:
+        await aclose()
+
+    asyncio.run(run())
 
 
 # --- settings -> the mount in use -------------------------------------------------------------
@@ -198,6 +294,85 @@ def get_person_server() -> PersonServer:
     return get_person_mount().ps
 
 
+def _mounts_in_use() -> list[PersonMount]:
+    with _lock:
+        mounts = [m for m in (_installed, _mount) if m is not None]
+    return list({id(m): m for m in mounts}.values())
+
+
+def close_person_server() -> None:
+    """Close the stores of the PS in use (the installed one and the one built from
+    ``settings.AAUTH_PERSON``), from synchronous code: see :meth:`PersonMount.close`.
+    Also run at interpreter exit.  A closed store reconnects if it is used again."""
+    for mount in _mounts_in_use():
+        mount.close()
+
+
+async def aclose_person_server() -> None:
+    """Close the stores of the PS in use on the running loop (an ASGI shutdown)."""
+    for mount in _mounts_in_use():
+        await mount.aclose()
+
+
+def _close_at_exit() -> None:
+    try:
+        close_person_server()
+    except Exception:  # the process is ending: report, never mask its exit status
+        log.exception("closing the Person Server's stores at exit failed")
+
+
+atexit.register(_close_at_exit)
+
+
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
+    Awaitable[None],
+]
+
+
+class PersonServerLifespan:
+    """ASGI middleware giving a Django project the lifespan it lacks, for the PS's stores::
+
+        application = PersonServerLifespan(get_asgi_application())
+
+    ``lifespan.startup`` builds the PS in use and checks its store (a failure fails the
+    start); ``lifespan.shutdown`` closes its stores on the server's loop.  Every other
+    scope goes to the wrapped application unchanged.  Run the server with its lifespan on
+    (uvicorn's default ``auto`` detects it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await get_person_mount().astartup()
+                except Exception as exc:
+                    log.exception("the Person Server could not start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    await aclose_person_server()
+                except Exception as exc:
+                    log.exception("closing the Person Server's stores failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
 def _reset(*, setting: str, **kwargs: Any) -> None:
     global _mount
     if setting in (SETTING, "DEBUG"):
@@ -248,8 +423,11 @@ __all__ = [
     "PagesFactory",
     "PersonEndpoints",
     "PersonMount",
+    "PersonServerLifespan",
+    "aclose_person_server",
     "aperson_endpoint",
     "build_person_config",
+    "close_person_server",
     "configure_person",
     "get_person_mount",
     "get_person_server",

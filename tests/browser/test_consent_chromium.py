@@ -10,9 +10,11 @@ import base64
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -37,12 +39,13 @@ CHROMIUM_ARGS = [
 ]
 STEP_MS = 8000
 CALLBACK_PATH = "/agent-callback"
+INTERACTION_PATH = "/interact"
 
 
 class LiveServer:
     """uvicorn in a thread, serving the PS, the consent pages and the demo login."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, dev_loopback: bool = False) -> None:
         # Listening before uvicorn starts: connections wait in the backlog, so the test
         # never has to poll for readiness.
         self.socket = socket.socket()
@@ -54,6 +57,7 @@ class LiveServer:
             origin=self.origin,
             poll_interval=1,
             agent_metadata={"localhost_callback_allowed": True},
+            dev_loopback=dev_loopback,
         )
         config = uvicorn.Config(
             asgi_app(self._route),
@@ -92,6 +96,41 @@ class LiveServer:
         return HttpResponse(answer.status_code, answer.headers.multi_items(), answer.content)
 
 
+class InteractionSite:
+    """The page an agent relays the person to: its own 127.0.0.1 port (another origin than
+    the PS), answering every GET with a small page and recording what each request sent."""
+
+    def __init__(self) -> None:
+        site = self
+        self.requests: list[tuple[str, str | None]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                site.requests.append((self.path, self.headers.get("Referer")))
+                body = b"<!doctype html><title>Airline</title><p id=reached>Signed in</p>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # keep the test output quiet
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}{INTERACTION_PATH}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> InteractionSite:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
@@ -115,6 +154,18 @@ def _log_in_and_open(page: Page, started: Started, callback: str = "") -> None:
     page.fill("input[name=password]", USERS["alice"])
     page.click("#login")
     page.wait_for_url("**/consent?request=*")
+
+
+def _poll_as_agent(live: LiveServer, started: Started) -> HttpResponse:
+    """A plain poll, paced as an agent paces it: the PS's first 202 asks for Retry-After
+    before the first poll (and the sync driver cannot park a long poll), so a 429
+    slow_down means polling again once its Retry-After has passed."""
+    deadline = time.monotonic() + STEP_MS / 1000
+    while True:
+        polled = live.env.poll(started)
+        if polled.status != 429 or time.monotonic() > deadline:
+            return polled
+        time.sleep(float(polled.header("Retry-After") or "1"))  # the server's pacing
 
 
 def _claims(token: str) -> dict[str, object]:
@@ -144,7 +195,7 @@ def test_person_asks_agent_answers_live_then_approves(
         # Marks this document: a reload would lose it.
         page.evaluate("document.body.dataset.marker = 'kept'")
 
-        polled = live.env.poll(started, wait=0)
+        polled = _poll_as_agent(live, started)
         assert polled.status == 202
         assert json.loads(polled.body)["clarification"] == "Which dates will you book?"
         live.env.agent_answers(started, "From **May 3** to May 7 <script>window.pwned=1</script>")
@@ -233,3 +284,56 @@ def test_agent_question_appears_live_and_the_answer_reaches_the_agent(
     answered = live.env.poll_relay(location, wait=5)
     assert answered.status == 200, answered.body
     assert json.loads(answered.body) == {"answer": "The work one"}
+
+
+def test_relay_open_takes_the_person_to_the_relayed_url(browser: Browser) -> None:
+    with LiveServer(dev_loopback=True) as live, InteractionSite() as site:
+        started = live.env.start_interaction()
+        context = browser.new_context()
+        context.set_default_timeout(STEP_MS)
+        page = context.new_page()
+        try:
+            # Approving the first request binds the agent to alice: relays find her by it.
+            _log_in_and_open(page, started)
+            page.click("#approve")
+            page.wait_for_selector("#done[data-outcome=approved]")
+            page.goto(live.origin + "/consent")
+            page.wait_for_selector("main[data-polled]")
+
+            location = live.env.relay({"type": "interaction", "url": site.url, "code": "A1B2-C3D4"})
+            target = f"{site.url}?code=A1B2-C3D4"
+            relay = page.locator("#relays .relay[data-type=interaction]")
+            relay.wait_for()
+            assert relay.locator(".relay-target").inner_text() == target
+            assert relay.get_attribute("data-state") == "pending"
+            waiting = live.env.poll_relay(location)
+            assert (waiting.status, json.loads(waiting.body)) == (202, {"status": "pending"})
+            assert site.requests == []
+
+            # "Open" posts the engage in the background, then opens the link in a new tab.
+            with context.expect_page() as opened:
+                relay.locator(".relay-open").click()
+            tab = opened.value
+            tab.wait_for_load_state()
+            assert tab.url == target
+            assert parse_qs(urlsplit(tab.url).query) == {"code": ["A1B2-C3D4"]}
+            assert tab.locator("#reached").inner_text() == "Signed in"
+            assert tab.evaluate("window.opener === null")  # noopener
+            # One visit, without the PS page's address (noreferrer); the browser may also
+            # fetch the site's favicon.
+            visits = [r for r in site.requests if r[0].startswith(INTERACTION_PATH)]
+            assert visits == [(f"{INTERACTION_PATH}?code=A1B2-C3D4", None)]
+
+            # The PS page stays open (it is the person's channel) and shows the relay opened.
+            page.locator("#relays .relay[data-state=interacting] .relay-opened").wait_for()
+            assert page.url == live.origin + "/consent"
+        finally:
+            context.close()
+
+        interacting = live.env.poll_relay(location)
+        assert (interacting.status, json.loads(interacting.body)) == (
+            202,
+            {"status": "interacting"},
+        )
+        engaged = live.env.poll_relay(location)
+        assert (engaged.status, json.loads(engaged.body)) == (200, {"status": "engaged"})

@@ -69,6 +69,7 @@ class PagesEnv:
         agent_metadata: Mapping[str, object] | None = None,
         resource_metadata: Mapping[str, object] | None = None,
         poll_interval: int = 5,
+        dev_loopback: bool = False,
     ) -> None:
         self.clock = clock
         self.world = World(clock=clock) if clock is not None else World()
@@ -96,6 +97,8 @@ class PagesEnv:
             clock=self.world.clock,
             store="memory://",
             poll_interval=poll_interval,
+            # Development only: admits loopback http:// interaction URLs in relays.
+            dev_loopback=dev_loopback,
         )
         self.ps = PersonServer(self.config)
         self.login = DemoLogin(USERS, SECRET, clock=self.world.clock)
@@ -243,9 +246,7 @@ class PagesEnv:
 
     def logged_in(self, person: str = "alice") -> Browser:
         browser = Browser(self)
-        response = browser.post(
-            "/login", {"username": person, "password": USERS[person], "next": "/consent"}
-        )
+        response = browser.log_in(person, USERS[person])
         assert response.status == 303, response.body
         return browser
 
@@ -289,6 +290,16 @@ class Browser:
         body = urlencode(fields).encode()
         return self._send(HttpRequest("POST", self.env.origin + target, headers, body), use_async)
 
+    def log_in(
+        self, username: str, password: str, *, next: str = "/consent", use_async: bool = False
+    ) -> HttpResponse:
+        """What a person does: open the sign-in form (its cookie and token), then post it."""
+        form = self.get(f"/login?{urlencode({'next': next})}", use_async=use_async)
+        assert form.status == 200, form.body
+        fields = {"username": username, "password": password, "next": next}
+        fields["csrf"] = login_csrf(form.body.decode())
+        return self.post("/login", fields, use_async=use_async)
+
     def open_code(self, code: str, *, callback: str = "", use_async: bool = False) -> str:
         query = {"code": code, **({"callback": callback} if callback else {})}
         response = self.get(f"/consent?{urlencode(query)}", use_async=use_async)
@@ -330,6 +341,12 @@ class Browser:
         assert_page_headers(response)
         payload: dict[str, Any] = json.loads(response.body)
         return payload
+
+
+def login_csrf(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
 
 
 def make_env(**options: Any) -> PagesEnv:
@@ -488,29 +505,63 @@ def test_session_cookie_expires_and_resists_tampering() -> None:
 # --- login -----------------------------------------------------------------------------------
 
 
+def _login_post(
+    login: DemoLogin, origin: str, fields: Mapping[str, str], nonce: str | None
+) -> HttpResponse:
+    headers = [("Content-Type", "application/x-www-form-urlencoded")]
+    if nonce is not None:
+        headers.append(("Cookie", f"aauth_login={nonce}"))
+    body = urlencode(fields).encode()
+    response = login.handle(HttpRequest("POST", origin + "/login", headers, body))
+    assert response is not None
+    return response
+
+
+def _login_form(
+    login: DemoLogin, origin: str, nonce: str | None = None, nxt: str = "/consent?request=1"
+) -> HttpResponse:
+    headers = [("Cookie", f"aauth_login={nonce}")] if nonce is not None else []
+    target = f"{origin}/login?{urlencode({'next': nxt})}"
+    form = login.handle(HttpRequest("GET", target, headers))
+    assert form is not None and form.status == 200
+    return form
+
+
+def _set_cookie(response: HttpResponse, name: str) -> str | None:
+    """The ``Set-Cookie`` line for ``name``, if the response sets it."""
+    for key, value in response.headers:
+        if key.lower() == "set-cookie" and value.startswith(name + "="):
+            return value
+    return None
+
+
+def _cookie_value(line: str | None) -> str:
+    assert line is not None
+    return line.split(";")[0].split("=", 1)[1]
+
+
 def test_demo_login_sets_a_hardened_cookie_and_refuses_wrong_passwords() -> None:
     login = DemoLogin({"alice": "wonderland"}, b"s" * 32)
-    form = login.handle(HttpRequest("GET", "https://ps.example/login?next=/consent?request=1"))
-    assert form is not None and form.status == 200
+    form = _login_form(login, "https://ps.example")
     assert_page_headers(form)
     assert 'value="/consent?request=1"' in form.body.decode()
+    nonce_cookie = _set_cookie(form, "aauth_login") or ""
+    assert "HttpOnly" in nonce_cookie and "SameSite=Lax" in nonce_cookie
+    assert "Secure" in nonce_cookie and "Path=/login" in nonce_cookie
+    nonce = _cookie_value(nonce_cookie)
+    token = login_csrf(form.body.decode())
+    # The same browser keeps its nonce: the next form sets no cookie and has the same token.
+    again = _login_form(login, "https://ps.example", nonce)
+    assert _set_cookie(again, "aauth_login") is None and login_csrf(again.body.decode()) == token
 
     def post(origin: str, username: str, password: str, nxt: str) -> HttpResponse:
-        body = urlencode({"username": username, "password": password, "next": nxt}).encode()
-        response = login.handle(
-            HttpRequest(
-                "POST",
-                origin + "/login",
-                [("Content-Type", "application/x-www-form-urlencoded")],
-                body,
-            )
-        )
-        assert response is not None
-        return response
+        fields = {"username": username, "password": password, "next": nxt, "csrf": token}
+        return _login_post(login, origin, fields, nonce)
 
     wrong = post("https://ps.example", "alice", "nope", "/consent")
     assert wrong.status == 200 and wrong.header("Set-Cookie") is None
     assert "wrong password" in wrong.body.decode()
+    assert login_csrf(wrong.body.decode()) == token  # the form shown again still works
     assert post("https://ps.example", "bob", "wonderland", "/consent").header("Set-Cookie") is None
 
     ok = post("https://ps.example", "alice", "wonderland", "/consent?request=1")
@@ -525,9 +576,84 @@ def test_demo_login_sets_a_hardened_cookie_and_refuses_wrong_passwords() -> None
         == "alice"
     )
 
-    loopback = post("http://127.0.0.1:8000", "alice", "wonderland", "//evil.example/")
+    loopback_form = _login_form(login, "http://127.0.0.1:8000")
+    loopback_nonce = _set_cookie(loopback_form, "aauth_login")
+    assert loopback_nonce is not None and "Secure" not in loopback_nonce
+    fields = {"username": "alice", "password": "wonderland", "next": "//evil.example/"}
+    fields["csrf"] = login_csrf(loopback_form.body.decode())
+    loopback = _login_post(login, "http://127.0.0.1:8000", fields, _cookie_value(loopback_nonce))
+    assert loopback.status == 303
     assert loopback.header("Location") == "/consent"  # never an open redirect
     assert "Secure" not in (loopback.header("Set-Cookie") or "")
+
+
+@pytest.mark.parametrize(
+    "nxt",
+    [
+        "//evil.example/",
+        "https://evil.example/",
+        "/\\evil.example",
+        "\\/evil.example",
+        "javascript:alert(1)",
+        "/consent\r\nSet-Cookie: x=1",
+        "",
+    ],
+)
+def test_demo_login_next_stays_on_this_site(nxt: str) -> None:
+    login = DemoLogin({"alice": "wonderland"}, b"s" * 32)
+    form = _login_form(login, "https://ps.example", nxt=nxt)
+    page = form.body.decode()
+    assert 'name="next" value="/consent"' in page
+    fields = {"username": "alice", "password": "wonderland", "next": nxt}
+    nonce = _cookie_value(_set_cookie(form, "aauth_login"))
+    ok = _login_post(login, "https://ps.example", {**fields, "csrf": login_csrf(page)}, nonce)
+    assert ok.status == 303 and ok.header("Location") == "/consent"
+
+
+def test_demo_login_without_or_with_a_wrong_token_is_403(env: PagesEnv) -> None:
+    browser = Browser(env)
+    form = browser.get("/login?next=/consent")
+    token = login_csrf(form.body.decode())
+    fields = {"username": "alice", "password": USERS["alice"], "next": "/consent"}
+
+    def refused(response: HttpResponse, by: Browser = browser) -> None:
+        assert response.status == 403, response.body
+        assert_page_headers(response)
+        html = response.body.decode()
+        assert 'id="problem"' in html and 'href="/login?next=%2Fconsent"' in html
+        assert "aauth_session" not in by.cookies  # not signed in
+
+    refused(browser.post("/login", fields))  # no token at all
+    refused(browser.post("/login", {**fields, "csrf": ""}))
+    refused(browser.post("/login", {**fields, "csrf": token[:-2] + "AA"}))  # a wrong token
+    refused(browser.post("/login", {**fields, "csrf": "x" * 43}))
+    # A valid token from another browser (another nonce) is worth nothing with this cookie.
+    other = login_csrf(Browser(env).get("/login").body.decode())
+    refused(browser.post("/login", {**fields, "csrf": other}))
+    # The right token without its cookie (a cross-site form has no way to send it), or
+    # posted from another origin, is refused as well.
+    cookieless = Browser(env)
+    refused(cookieless.post("/login", {**fields, "csrf": token}), cookieless)
+    refused(browser.post("/login", {**fields, "csrf": token}, origin="https://evil.example"))
+    # The right token with its cookie signs in, on the sync and the async driver.
+    ok = browser.post("/login", {**fields, "csrf": token})
+    assert ok.status == 303 and ok.header("Location") == "/consent"
+    assert browser.get("/consent").status == 200  # signed in: the page, not the login redirect
+    bob = Browser(env)
+    assert bob.log_in("bob", USERS["bob"], use_async=True).status == 303
+    assert bob.get("/consent", use_async=True).status == 200
+
+
+def test_demo_login_refuses_a_malformed_nonce_cookie(env: PagesEnv) -> None:
+    # Only 22 base64url symbols are a nonce: anything else gets a fresh one, never a token,
+    # even one made with the right secret for that value.
+    for value in ("short", "a" * 23, "aaaaaaaaaaaaaaaaaaaa%0", "a" * 200):
+        browser = Browser(env, {"aauth_login": value})
+        assert browser.get("/login").status == 200
+        assert browser.cookies["aauth_login"] != value
+        forged = csrf_token(SECRET, value, "login", "")
+        fields = {"username": "alice", "password": USERS["alice"], "csrf": forged}
+        assert Browser(env, {"aauth_login": value}).post("/login", fields).status == 403
 
 
 # --- the consent flow through the real PS ----------------------------------------------------

@@ -305,6 +305,17 @@ def test_only_questions_take_answers(env: Env) -> None:
     assert caught.value.error == "invalid_request"
 
 
+async def until_parked(env: Env, count: int, timeout: float = 5.0) -> None:
+    """Return once ``count`` long polls are parked on the PS's async (memory) store, past
+    their read and blocked on a change notification; fail after ``timeout`` seconds."""
+    waiters = env.w.ps.async_store._waiters  # type: ignore[attr-defined]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while waiters.parked < count:
+        assert loop.time() < deadline, f"{waiters.parked} of {count} long polls parked"
+        await asyncio.sleep(0.005)
+
+
 def test_long_poll_is_woken_by_the_answer() -> None:
     env = Env("async")
     env.w.bind()
@@ -318,7 +329,7 @@ def test_long_poll_is_woken_by_the_answer() -> None:
         polls = [
             asyncio.create_task(env.relay.ahandle(env.w.poll(location, wait=20))) for _ in range(2)
         ]
-        await asyncio.sleep(0.05)
+        await until_parked(env, 2)  # both polls wait on the relay's change notification
         await env.relay.aanswer(view.id, ALICE, "Personal")
         first, second = await asyncio.gather(*polls)
         assert first is not None and second is not None
@@ -410,7 +421,7 @@ def test_inbox_long_poll_sees_a_new_relay() -> None:
 
     async def scenario() -> Any:
         waiting = asyncio.create_task(env.relay.await_inbox(ALICE, inbox.version, 20))
-        await asyncio.sleep(0.05)
+        await until_parked(env, 1)
         await env.relay.ahandle(env.w.post("/interaction", QUESTION))
         return await asyncio.wait_for(waiting, 5)
 

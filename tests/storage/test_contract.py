@@ -219,12 +219,28 @@ def test_check_passes_on_a_live_backend(backend: Backend) -> None:
     backend.run(body)
 
 
+def parked(store: Any) -> int:
+    """How many wait_for_change calls are parked on ``store``: past their read, blocked on a
+    change notification (the Redis stores' ``waiting``; the memory store's waiter count)."""
+    waiting = getattr(store, "waiting", None)
+    return int(waiting if waiting is not None else store._waiters.parked)
+
+
+async def until_parked(store: Any, count: int, timeout: float = 5.0) -> None:
+    """Return once ``count`` waiters are parked on ``store``; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while parked(store) < count:
+        assert loop.time() < deadline, f"{parked(store)} of {count} waiters parked"
+        await asyncio.sleep(0.005)
+
+
 def test_wait_for_change_is_woken_by_another_task(async_backend: Backend) -> None:
     async def body(store: Any) -> None:
         await store.create("pending", "w", {"status": "pending"}, 60)
 
         async def approve() -> None:
-            await asyncio.sleep(0.05)
+            await until_parked(store, 1)
             await store.compare_and_set("pending", "w", 1, {"status": "approved"})
 
         loop = asyncio.get_running_loop()
@@ -242,7 +258,7 @@ def test_wait_for_change_sees_consume_as_gone(async_backend: Backend) -> None:
         await store.create("pending", "g", {}, 60)
 
         async def take() -> None:
-            await asyncio.sleep(0.05)
+            await until_parked(store, 1)
             await store.consume("pending", "g")
 
         gone, _ = await asyncio.gather(store.wait_for_change("pending", "g", 1, 10), take())
@@ -276,8 +292,8 @@ def test_wait_for_change_times_out_without_polling(async_backend: Backend) -> No
         store.get = counting_get
 
         async def disturb() -> None:
-            # A change to another record must not wake this waiter.
-            await asyncio.sleep(0.05)
+            # A change to another record must not wake this waiter (parked by now).
+            await until_parked(store, 1)
             await store.compare_and_set("pending", "neighbour", 1, {"x": 1})
 
         loop = asyncio.get_running_loop()
@@ -297,7 +313,7 @@ def test_many_waiters_on_one_record_all_wake(async_backend: Backend) -> None:
         await store.create("pending", "m", {}, 60)
 
         async def change() -> None:
-            await asyncio.sleep(0.05)
+            await until_parked(store, 20)
             await store.compare_and_set("pending", "m", 1, {"x": 1})
 
         *results, _ = await asyncio.gather(

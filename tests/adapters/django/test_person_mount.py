@@ -368,8 +368,11 @@ def test_a_person_logs_in_and_decides_through_django(decision: str) -> None:
     with harness.mounted(pw.config):
         page = browser.get(f"/consent?code={code}", secure=True)
         assert page.status_code == 303 and page["Location"].startswith("/login?next=")
+        form = browser.get(page["Location"], secure=True)  # the sign-in form and its cookie
+        token = re.search(r'name="csrf" value="([^"]+)"', form.content.decode())
+        assert form.status_code == 200 and token is not None
         credentials = {"username": ALICE, "password": "wonderland", "next": f"/consent?code={code}"}
-        login = _form_post(browser, "/login", credentials)
+        login = _form_post(browser, "/login", {**credentials, "csrf": token.group(1)})
         assert login.status_code == 303
         redeemed = browser.get(login["Location"], secure=True)
         assert redeemed.status_code == 303  # the code is redeemed once, then the request id

@@ -325,6 +325,8 @@ def test_consent_pages_and_login_mount_with_the_ps() -> None:
     with TestClient(app, base_url=PS_ISSUER, follow_redirects=False) as client:
         form = client.get("/ps/login")
         assert form.status_code == 200
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
         assert "frame-ancestors 'none'" in form.headers["content-security-policy"]
         assert client.get("/ps/consent/static/consent.css").status_code == 200
         redirected = client.get("/ps/consent")
@@ -332,7 +334,12 @@ def test_consent_pages_and_login_mount_with_the_ps() -> None:
         assert redirected.headers["location"].startswith("/ps/login?")
         logged_in = client.post(
             "/ps/login",
-            data={"username": "alice", "password": "wonderland", "next": "/ps/consent"},
+            data={
+                "username": "alice",
+                "password": "wonderland",
+                "next": "/ps/consent",
+                "csrf": csrf.group(1),
+            },
             headers={"Origin": PS_ISSUER},
         )
         assert logged_in.status_code in (302, 303)
