@@ -302,6 +302,11 @@ class PageRequest:
     awaiting_answer: bool
     expires_iso: str
     binds_agent: bool
+    #: The mission the request belongs to: its description (sanitised Markdown), digest and
+    #: approval time; None when the request names no mission.
+    mission: Markup | None = None
+    mission_s256: str | None = None
+    mission_approved: str | None = None
 
 
 def _page_request(view: ConsentView) -> PageRequest:
@@ -335,7 +340,20 @@ def _page_request(view: ConsentView) -> PageRequest:
             "%Y-%m-%dT%H:%M:%SZ"
         ),
         binds_agent=view.binds_agent,
+        **_page_mission(view),
     )
+
+
+def _page_mission(view: ConsentView) -> dict[str, Any]:
+    mission = view.mission
+    if mission is None:
+        return {}
+    approved = mission.document.get("approved_at")
+    return {
+        "mission": render_markdown(mission.description),
+        "mission_s256": mission.s256,
+        "mission_approved": approved if isinstance(approved, str) else None,
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,6 +157,7 @@ class PagesEnv:
         device: str | None = None,
         scope: str | None = None,
         agent: Agent | None = None,
+        mission_s256: str | None = None,
     ) -> Started:
         """An agent asks for a person token (or, with ``scope``, an auth token after a
         first approved person token) and is told to send its person to the consent page."""
@@ -171,6 +172,8 @@ class PagesEnv:
             body["platform"] = platform
         if device is not None:
             body["device"] = device
+        if mission_s256 is not None:
+            body["mission_s256"] = mission_s256
         if scope is None:
             request = self.agent_request(agent, "POST", self.origin + "/person", body)
             return self._started(agent, self.agent_send(request))
@@ -727,6 +730,29 @@ def test_agent_and_resource_text_is_neutralised() -> None:
     events = browser.events(pending_id)
     assert_no_active_content(events["view"]["agent_html"])
     assert "&lt;script&gt;alert('a')" in events["view"]["agent_html"]
+
+
+def test_a_request_within_a_mission_shows_the_mission_sanitised() -> None:
+    env = make_env()
+    env._bound_person_token(env.agent)  # alice approved this agent before
+    claims = json.loads(base64.urlsafe_b64decode(env.agent.token.split(".")[1] + "=="))
+    mission = env.ps.missions.approve(
+        agent_issuer=claims["iss"],
+        agent=claims["sub"],
+        person="alice",
+        description="# Plan *Kyoto*\n\n<script>alert('m')</script> [map](javascript:x())",
+    )
+    started = env.start_interaction(mission_s256=mission.s256)
+    browser = env.logged_in()
+    pending_id = browser.open_code(started.code)
+    page = browser.get(f"/consent?request={pending_id}").body.decode()
+    assert_no_active_content(page)
+    assert 'id="mission"' in page and mission.s256 in page
+    assert "<em>Kyoto</em>" in page and "&lt;script&gt;alert('m')" in page
+    assert 'href="javascript' not in page  # left as text, never a link
+    plain = env.start_interaction()
+    other = browser.get(f"/consent?request={browser.open_code(plain.code)}").body.decode()
+    assert 'id="mission"' not in other
 
 
 def test_csrf_missing_or_wrong_is_403(env: PagesEnv) -> None:
