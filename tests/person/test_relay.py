@@ -164,7 +164,7 @@ BAD_BODIES: dict[str, Any] = {
     "question not a string": {"type": "question", "question": ["why"]},
     "question on an interaction": {**INTERACTION, "question": "why?"},
     "url on a question": {**QUESTION, "url": URL},
-    "mission_s256 unsupported": {**INTERACTION, "mission_s256": "abc"},
+    "mission_s256 malformed": {**INTERACTION, "mission_s256": "abc"},
     "capabilities not an array": {**INTERACTION, "capabilities": "interaction"},
     "capabilities not strings": {**INTERACTION, "capabilities": [1]},
 }
