@@ -167,6 +167,9 @@ class Story:
     def observe(self, note: str, request: httpx.Request, response: httpx.Response) -> None:
         self.exchanges.append((note, response))
         show(note, request, response)
+        if self.person.errors:
+            # The person's script failed: nobody will decide, so stop polling now.
+            raise FlowError(f"the scripted person failed: {self.person.errors[-1]}")
 
     def first(self, note: str, status: int) -> httpx.Response | None:
         return next((r for n, r in self.exchanges if n == note and r.status_code == status), None)

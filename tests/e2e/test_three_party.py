@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from aauth_server.agent import Agent
-from aauth_server.agent.flow import AgentFlow, Clarification, Interaction
+from aauth_server.agent.flow import AgentFlow, Clarification, FlowError, Interaction
 from aauth_server.tokens.jwt import decode_unverified
 from example_apps._procs import AppSpec, RunningApp, running_apps
 from example_apps.three_party import PASSWORD, ScriptedPerson
@@ -81,6 +81,8 @@ def _agent(parties: Parties, local: str) -> Agent3P:
 
     def observe(note: str, _request: httpx.Request, response: httpx.Response) -> None:
         holder[0].notes.append((note, response.status_code))
+        if person.errors:  # nobody will decide: fail now, not at the flow's deadline
+            raise FlowError(f"the scripted person failed: {person.errors[-1]}")
 
     flow = AgentFlow(
         agent, parties.client, interact=interact, clarify=clarify, observe=observe, wait=10
