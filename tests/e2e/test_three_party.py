@@ -169,6 +169,8 @@ def test_relay_falls_back_when_the_person_has_no_page_open(parties: Parties) -> 
     a = _agent(parties, "e2e-relay")
     try:
         _bind(parties, a)
+        # The link is made up: the agent records where it would send the person, no more.
+        a.flow.interact = a.directed.append
         made_up = Interaction(parties.resource.url + "/aauth/interact", "RELA-Y234")
         outcome = a.flow.relay(made_up, description="Confirm the export")
         assert outcome.response.status_code == 424
