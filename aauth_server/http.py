@@ -7,6 +7,8 @@ Adapters convert their framework's request into :class:`HttpRequest` and render
 from __future__ import annotations
 
 import json
+import json.encoder
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,7 +48,9 @@ class HttpRequest:
                 value = v.strip()
                 combined[lname] = combined[lname] + ", " + value if lname in combined else value
             self._combined = combined
-        return combined.get(name.lower())
+        # Most callers already pass the lower-cased name: skip lower() when it is found.
+        found = combined.get(name)
+        return found if found is not None else combined.get(name.lower())
 
     @property
     def path(self) -> str:
@@ -81,6 +85,38 @@ class HttpResponse:
         return cls(status, hdrs, body)
 
 
+def compact_json_encoder(*, ensure_ascii: bool, allow_nan: bool = True) -> Callable[[Any], str]:
+    """``JSONEncoder(separators=(",", ":"), ...).encode``, set up once instead of per call.
+
+    ``JSONEncoder.encode`` builds a fresh C encoder (and a closure) on every call; this keeps
+    one.  It runs without the cycle bookkeeping, so a cycle (or a structure too deep to
+    encode) is handed to ``JSONEncoder.encode`` itself, which raises exactly what it always
+    did.  Output is byte-for-byte ``JSONEncoder.encode``'s.
+    """
+    encoder = json.JSONEncoder(
+        separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=allow_nan
+    )
+    # The C accelerators JSONEncoder.iterencode itself uses (absent only without _json).
+    make = getattr(json.encoder, "c_make_encoder", None)
+    quote = getattr(
+        json.encoder, "c_encode_basestring_ascii" if ensure_ascii else "c_encode_basestring", None
+    )
+    if make is None or quote is None:  # pragma: no cover - CPython always has them
+        return encoder.encode
+    run = make(None, encoder.default, quote, None, ":", ",", False, False, allow_nan)
+
+    def encode(value: Any) -> str:
+        try:
+            return "".join(run(value, 0))
+        except RecursionError:
+            return encoder.encode(value)
+
+    return encode
+
+
+_encode_response = compact_json_encoder(ensure_ascii=False)
+
+
 def json_bytes(payload: Any) -> bytes:
     """The one JSON serialisation every response uses, so adapters answer byte-for-byte alike."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _encode_response(payload).encode("utf-8")

@@ -104,11 +104,16 @@ class Driver:
             return self.server_error(exc).to_response()
 
     def run(self, steps: Steps[T]) -> T:
+        store = self.store
         try:
             need = next(steps)
             while True:
                 try:
-                    answer = self._answer(need)
+                    # A store call (most steps) straight away; anything else via _answer.
+                    if type(need) is StoreOp:
+                        answer = getattr(store, need.op)(*need.args)
+                    else:
+                        answer = self._answer(need)
                 except StorageUnavailable as exc:
                     raise Unavailable(exc.retry_after) from exc
                 except (StorageError, AAuthError) as exc:

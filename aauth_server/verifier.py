@@ -144,11 +144,9 @@ class VerifierConfig:
 
 @dataclass(frozen=True, slots=True)
 class _VerifiedToken:
-    typ: str
-    claims: Mapping[str, object]
-    key: PublicKey
+    #: What every later request with this token resolves to (immutable: handed out as is).
+    resolved: _Resolved
     exp: float
-    issuer: str
 
 
 #: Every JWK member PublicKey.from_jwk reads (see keys/jwk.py); the parsed-key cache key.
@@ -366,8 +364,10 @@ class RequestVerifier:
         raw = _str_param(entry, "jwt")
         cached = self._tokens.get(raw)
         if cached is not None and now < cached.exp:
-            yield from self._check_revocation(cached.typ, cached.issuer, cached.claims)
-            return _Resolved(cached.key, cached.typ, raw, cached.claims, cached.issuer)
+            resolved = cached.resolved
+            assert resolved.typ is not None and resolved.issuer is not None
+            yield from self._check_revocation(resolved.typ, resolved.issuer, resolved.claims)
+            return resolved
         token = self._token(decode_unverified, raw)
         typ = self._token(check_header, token, self.config.token_types)
         payload = token.payload
@@ -402,8 +402,9 @@ class RequestVerifier:
         yield from self._check_revocation(typ, iss, claims)
         exp = claims["exp"]
         assert isinstance(exp, int | float)
-        self._remember(raw, _VerifiedToken(typ, claims, key, float(exp), iss))
-        return _Resolved(key, typ, raw, claims, iss)
+        resolved = _Resolved(key, typ, raw, claims, iss)
+        self._remember(raw, _VerifiedToken(resolved, float(exp)))
+        return resolved
 
     def _scheme_jkt_jwt(self, entry: SignatureKey, now: float) -> _Resolved:
         raw = _str_param(entry, "jwt")

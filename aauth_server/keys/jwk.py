@@ -8,11 +8,13 @@ computed over the encoded strings: two spellings of one key would give two thumb
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
+from typing import cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -27,9 +29,12 @@ from ..errors import SignatureFailure
 SUPPORTED_ALGS: tuple[str, ...] = ("Ed25519", "ES256")
 
 #: RFC 7638 §3.2 required members (RFC 8037 §2 for OKP).
-REQUIRED_MEMBERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"OKP": ("crv", "kty", "x"), "EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n")}
-)
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "OKP": ("crv", "kty", "x"),
+    "EC": ("crv", "kty", "x", "y"),
+    "RSA": ("e", "kty", "n"),
+}
+REQUIRED_MEMBERS: Mapping[str, tuple[str, ...]] = MappingProxyType(_REQUIRED)
 
 # alg -> (kty, crv) it demands; a key disagreeing with its alg is invalid_key (digest §2.2).
 _ALG_SHAPE: Mapping[str, tuple[str, str]] = MappingProxyType(
@@ -39,8 +44,12 @@ _COORD_LEN = 32
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
+_TO_URL = bytes.maketrans(b"+/", b"-_")
+
+
 def b64url_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # base64.urlsafe_b64encode without its Python-level hops: the same bytes, unpadded.
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URL).rstrip(b"=").decode("ascii")
 
 
 def b64url_decode(data: str) -> bytes:
@@ -57,12 +66,18 @@ def b64url_decode(data: str) -> bytes:
 
 
 def structurally_complete(jwk: object) -> bool:
-    if not isinstance(jwk, Mapping):
+    # A dict (every parsed JWK) first: the Mapping ABC check is the slow one.
+    if type(jwk) is not dict and not isinstance(jwk, Mapping):
         return False
     kty = jwk.get("kty")
     # A list or object kty (attacker-supplied JSON) is unhashable: not a key, not a crash.
-    members = REQUIRED_MEMBERS.get(kty) if isinstance(kty, str) else None
-    return members is not None and all(isinstance(jwk.get(m), str) for m in members)
+    members = _REQUIRED.get(kty) if isinstance(kty, str) else None
+    if members is None:
+        return False
+    for member in members:
+        if not isinstance(jwk.get(member), str):
+            return False
+    return True
 
 
 _THUMBPRINT_HASHES = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
@@ -113,7 +128,7 @@ def _load_public(alg: str, jwk: Mapping[str, object]) -> CryptoPublic:
 class PublicKey:
     """A verified-shape public key: immutable, equal and hashable by thumbprint and alg."""
 
-    __slots__ = ("_crypto", "_joserfc", "alg", "jwk", "kid", "kty", "thumbprint")
+    __slots__ = ("_crypto", "_ed25519_verify", "_joserfc", "alg", "jwk", "kid", "kty", "thumbprint")
 
     alg: str
     kty: str
@@ -121,9 +136,12 @@ class PublicKey:
     jwk: Mapping[str, str]
     thumbprint: str
     _crypto: CryptoPublic
+    #: An Ed25519 key's own verify, looked up once (the ABC isinstance is not free).
+    _ed25519_verify: Callable[[bytes, bytes], None] | None
     _joserfc: object | None
 
     def __init__(self, alg: str, jwk: Mapping[str, str], crypto: CryptoPublic) -> None:
+        ed25519_verify = crypto.verify if isinstance(crypto, ed25519.Ed25519PublicKey) else None
         for name, value in (
             ("alg", alg),
             ("kty", jwk["kty"]),
@@ -131,6 +149,7 @@ class PublicKey:
             ("jwk", MappingProxyType(dict(jwk))),
             ("thumbprint", jwk_thumbprint(jwk)),
             ("_crypto", crypto),
+            ("_ed25519_verify", ed25519_verify),
             ("_joserfc", None),
         ):
             object.__setattr__(self, name, value)
@@ -192,14 +211,16 @@ class PublicKey:
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         try:
-            if isinstance(self._crypto, ed25519.Ed25519PublicKey):
-                self._crypto.verify(signature, data)
+            ed25519_verify = self._ed25519_verify
+            if ed25519_verify is not None:
+                ed25519_verify(signature, data)
                 return True
+            crypto = cast(ec.EllipticCurvePublicKey, self._crypto)  # not Ed25519: ES256
             if len(signature) != 2 * _COORD_LEN:
                 return False
             r = int.from_bytes(signature[:_COORD_LEN], "big")
             s = int.from_bytes(signature[_COORD_LEN:], "big")
-            self._crypto.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
+            crypto.verify(encode_dss_signature(r, s), data, ec.ECDSA(hashes.SHA256()))
             return True
         except (InvalidSignature, ValueError):
             return False
@@ -230,12 +251,15 @@ CryptoPrivate = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 class PrivateKey:
     """A signing key for our own servers and for tests (never parsed from requests)."""
 
-    __slots__ = ("_crypto", "_joserfc", "alg", "kid", "public")
+    __slots__ = ("_crypto", "_ed25519_sign", "_joserfc", "alg", "kid", "public")
 
     def __init__(self, alg: str, crypto: CryptoPrivate, kid: str | None = None) -> None:
         self.alg = alg
         self.kid = kid
         self._crypto = crypto
+        self._ed25519_sign: Callable[[bytes], bytes] | None = (
+            crypto.sign if isinstance(crypto, ed25519.Ed25519PrivateKey) else None
+        )
         self._joserfc: object | None = None
         self.public = PublicKey.from_jwk(self.public_jwk())
 
@@ -272,9 +296,11 @@ class PrivateKey:
         return key
 
     def sign(self, data: bytes) -> bytes:
-        if isinstance(self._crypto, ed25519.Ed25519PrivateKey):
-            return self._crypto.sign(data)
-        r, s = decode_dss_signature(self._crypto.sign(data, ec.ECDSA(hashes.SHA256())))
+        ed25519_sign = self._ed25519_sign
+        if ed25519_sign is not None:
+            return ed25519_sign(data)
+        crypto = cast(ec.EllipticCurvePrivateKey, self._crypto)  # not Ed25519: ES256
+        r, s = decode_dss_signature(crypto.sign(data, ec.ECDSA(hashes.SHA256())))
         return r.to_bytes(_COORD_LEN, "big") + s.to_bytes(_COORD_LEN, "big")
 
     def public_jwk(self) -> dict[str, str]:

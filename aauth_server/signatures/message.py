@@ -117,17 +117,19 @@ def _parse_fast(
     if m_in is None:
         return None
     m_sig = _FAST_SIGNATURE.fullmatch(signature_value)
-    chosen = m_in.group(1)
+    chosen, signature_params, inner, raw_params = m_in.groups()
     if m_sig is None or m_sig.group(1) != chosen or (label is not None and label != chosen):
         return None
     b64 = m_sig.group(2)
     if len(b64) % 4:
         return None
-    names = tuple(c[1:-1] for c in m_in.group(3).split(" ")) if m_in.group(3) else ()
+    # The pattern admits only '"name"' items joined by single spaces, names without quotes
+    # or spaces: stripping the outer quotes and splitting on '" "' yields exactly the names.
+    names = tuple(inner[1:-1].split('" "')) if inner else ()
     if len(set(names)) != len(names):
         return None
     params: dict[str, str | int] = {}
-    for item in m_in.group(4).split(";")[1:]:
+    for item in raw_params.split(";")[1:]:
         key, _, raw = item.partition("=")
         if key in params:
             return None
@@ -146,7 +148,7 @@ def _parse_fast(
         expires=expires if isinstance(expires, int) else None,
         keyid=keyid if isinstance(keyid, str) else None,
         alg=alg if isinstance(alg, str) else None,
-        signature_params=m_in.group(2),
+        signature_params=signature_params,
         signature=signature,
     )
 
@@ -155,8 +157,8 @@ def parse_signature(
     request: HttpRequest, *, label: str | None = None, accept_base64url: bool = True
 ) -> ParsedSignature:
     """Read the signature ``label`` (or the one a verifier should pick) from the request."""
-    input_value = request.header("Signature-Input")
-    signature_value = request.header("Signature")
+    input_value = request.header("signature-input")
+    signature_value = request.header("signature")
     if input_value is not None and signature_value is not None:
         fast = _parse_fast(input_value, signature_value, label)
         if fast is not None:
@@ -328,7 +330,7 @@ def signature_base(request: HttpRequest, parsed: ParsedSignature) -> bytes:
             value = _structured_value(name, value_or_none, params) if params else value_or_none
         if "\n" in value or "\r" in value:
             raise _fail(f"component {name!r} contains a line break")
-        lines.append(f"{_identifier(name, params)}: {value}")
+        lines.append(f"{_identifier(name, params)}: {value}" if params else f'"{name}": {value}')
     lines.append(f'"@signature-params": {parsed.signature_params}')
     try:
         return "\n".join(lines).encode("ascii")
@@ -396,4 +398,4 @@ def verify_signature(request: HttpRequest, parsed: ParsedSignature, key: Verifie
     if not ok:
         raise _fail("signature does not verify")
     if "content-digest" in parsed.components:
-        verify_content_digest(request.header("Content-Digest"), request.body)
+        verify_content_digest(request.header("content-digest"), request.body)

@@ -104,14 +104,6 @@ def check_header(jwt: UnverifiedJWT, typ: str | Collection[str]) -> str:
     return found
 
 
-def _int_claim(payload: Mapping[str, object], name: str) -> int:
-    value = payload.get(name)
-    # bool is an int subclass; true/false is not a NumericDate.
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _bad(f"{name} missing or not an integer")
-    return value
-
-
 def _str_claim(payload: Mapping[str, object], name: str) -> str:
     value = payload.get(name)
     if not isinstance(value, str) or not value:
@@ -119,9 +111,8 @@ def _str_claim(payload: Mapping[str, object], name: str) -> str:
     return value
 
 
-def _optional_str(payload: Mapping[str, object], name: str) -> None:
-    if name in payload and not isinstance(payload[name], str):
-        raise _bad(f"{name} is not a string")
+#: Claims that are optional in every type but must be strings when present.
+_OPTIONAL_STR = ("scope", "mission_s256", "tenant")
 
 
 @lru_cache(maxsize=1024)
@@ -157,17 +148,18 @@ def _check_cnf_jwk(payload: Mapping[str, object], allow_eddsa: bool) -> None:
         raise _bad("cnf.jwk has no alg", "unsupported_algorithm")
     if not _PRIVATE_MEMBERS.isdisjoint(jwk):
         raise _bad("cnf.jwk carries private key material", "invalid_key")
-    # A str kty first: structurally_complete would raise TypeError on an unhashable one.
-    if not isinstance(jwk.get("kty"), str) or not structurally_complete(jwk):
+    # structurally_complete also checks kty is a string (an unhashable one is no crash).
+    if not structurally_complete(jwk):
         raise _bad("cnf.jwk is structurally incomplete", "invalid_key")
     if allow_eddsa and alg == "EdDSA":
         if jwk.get("kty") != "OKP" or jwk.get("crv") not in ("Ed25519", "Ed448"):
             raise _bad("cnf.jwk kty/crv disagree with alg EdDSA", "invalid_key")
         return
-    if not isinstance(alg, str) or alg not in _ALG_KEY:
+    shape = _ALG_KEY.get(alg) if isinstance(alg, str) else None
+    if shape is None:
         raise _bad(f"cnf.jwk alg {alg!r} is not a supported, fully specified alg",
                    "unsupported_algorithm")  # fmt: skip
-    kty, crv = _ALG_KEY[alg]
+    kty, crv = shape
     if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
         raise _bad(f"cnf.jwk kty/crv disagree with alg {alg}", "invalid_key")
 
@@ -176,8 +168,13 @@ def _check_aud(payload: Mapping[str, object], audience: str | None) -> None:
     aud = payload.get("aud")
     # RFC 7519 4.1.3: a single string or an array of strings; aauth-go emits the array form.
     if isinstance(aud, str):
-        values: Collection[object] = (aud,)
-    elif isinstance(aud, list) and aud:
+        # The one-string form, checked as the array form below would check (aud,).
+        if not aud:
+            raise _bad("aud is not a string or an array of strings")
+        if audience is not None and audience != aud:
+            raise _bad(f"aud does not name {audience}")
+        return
+    if isinstance(aud, list) and aud:
         values = aud
     else:
         raise _bad("aud missing")
@@ -221,15 +218,26 @@ def _check_payload(
     ceiling = MAX_LIFETIME[typ] if max_lifetime is None else max_lifetime
     if typ in _HARD_CEILING and ceiling > MAX_LIFETIME[typ]:
         raise ValueError(f"{typ} lifetime ceiling cannot exceed {MAX_LIFETIME[typ]} s")
-    dwk = payload.get("dwk")
+    get = payload.get
+    dwk = get("dwk")
     if not isinstance(dwk, str) or dwk not in EXPECTED_DWK[typ]:
         raise _bad(f"dwk {dwk!r} is not expected for {typ}")
-    iss = _server_claim(payload, "iss", dev_loopback)
-    _str_claim(payload, "jti")
-    iat = _int_claim(payload, "iat")
+    # _server_claim("iss") and _str_claim("jti") inlined: this runs for every token verified
+    # and minted.  bool is an int subclass; true/false is not a NumericDate (a plain int first).
+    iss = get("iss")
+    if not isinstance(iss, str) or not _server_identifier(iss, dev_loopback):
+        raise _bad(f"iss {iss!r} is not a server identifier")
+    jti = get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise _bad("jti missing or not a string")
+    iat = get("iat")
+    if type(iat) is not int and (not isinstance(iat, int) or isinstance(iat, bool)):
+        raise _bad("iat missing or not an integer")
     if iat > now + clock_skew:
         raise _bad("iat is ahead of our clock", "clock_skew")
-    exp = _int_claim(payload, "exp")
+    exp = get("exp")
+    if type(exp) is not int and (not isinstance(exp, int) or isinstance(exp, bool)):
+        raise _bad("exp missing or not an integer")
     if now >= exp:
         raise _bad("token expired", "expired_jwt")
     if exp <= iat or exp - iat > ceiling:
@@ -238,8 +246,9 @@ def _check_payload(
         _check_cnf_jwk(payload, allow_eddsa)
     if typ in _AUD_TYPES:
         _check_aud(payload, audience)
-    for name in ("scope", "mission_s256", "tenant"):
-        _optional_str(payload, name)
+    for name in _OPTIONAL_STR:
+        if name in payload and not isinstance(payload[name], str):
+            raise _bad(f"{name} is not a string")
     if typ == TYP_AGENT:
         _check_agent_rules(payload, iss, dev_loopback)
         return

@@ -7,13 +7,14 @@ the signature.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+from ..http import compact_json_encoder
 
 if TYPE_CHECKING:
     from ..keys.jwk import PrivateKey, PublicKey
@@ -66,8 +67,12 @@ class UnverifiedJWT:
     signature: bytes
 
 
+_TO_URL = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64url(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+    # base64.urlsafe_b64encode, without its two Python-level hops.
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URL).rstrip(b"=")
 
 
 def _b64url_decode(segment: bytes, what: str) -> bytes:
@@ -99,16 +104,53 @@ def _reject_constant(name: str) -> Any:
 
 # One decoder, built once: json.loads with hooks would build a new one per call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+# The scanner decode() runs: (text, index) -> (value, end); StopIteration when no value.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
-        value = _DECODER.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        value: Any = None
+        # A text that opens with "{" and is one value to its last character is what
+        # decode() returns through the very same scan (no whitespace to skip at either
+        # end); anything else, and every error path, goes through decode() itself.
+        if text[:1] == "{":
+            try:
+                value, end = _SCAN(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):
+                value = _DECODER.decode(text)
+        else:
+            value = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise TokenError("invalid_jwt", f"{what} is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise TokenError("invalid_jwt", f"{what} is not a JSON object")
     return value
+
+
+# Parsed headers by their exact segment: an issuer signs every token under the same
+# {"alg", "typ", "kid"}, so a verifier sees a handful of header segments over and over.
+# Only accepted, flat (all-string) headers are kept, and each caller gets its own copy.
+_HEADERS: dict[bytes, dict[str, Any]] = {}
+_HEADERS_MAX = 256
+
+
+def _header(segment: bytes) -> dict[str, Any]:
+    hit = _HEADERS.get(segment)
+    if hit is not None:
+        return dict(hit)
+    header = _json_object(_b64url_decode(segment, "header"), "header")
+    for name in _UNSUPPORTED_HEADER:
+        if name in header:
+            raise TokenError("invalid_jwt", f"header member {name!r} is not supported")
+    if all(type(value) is str for value in header.values()):
+        if len(_HEADERS) >= _HEADERS_MAX:
+            _HEADERS.clear()  # many distinct headers (an attacker's): start over, stay bounded
+        _HEADERS[segment] = dict(header)
+    return header
 
 
 def decode_unverified(token: str, *, max_length: int = 16384) -> UnverifiedJWT:
@@ -126,10 +168,7 @@ def decode_unverified(token: str, *, max_length: int = 16384) -> UnverifiedJWT:
     header_seg, payload_seg, signature_seg = parts
     if not header_seg or not payload_seg:
         raise TokenError("invalid_jwt", "token has an empty header or payload")
-    header = _json_object(_b64url_decode(header_seg, "header"), "header")
-    for name in _UNSUPPORTED_HEADER:
-        if name in header:
-            raise TokenError("invalid_jwt", f"header member {name!r} is not supported")
+    header = _header(header_seg)
     payload = _json_object(_b64url_decode(payload_seg, "payload"), "payload")
     signature = _b64url_decode(signature_seg, "signature")
     return UnverifiedJWT(
@@ -142,14 +181,14 @@ def decode_unverified(token: str, *, max_length: int = 16384) -> UnverifiedJWT:
 
 
 # allow_nan=False: NaN and Infinity are not JSON, and decode_unverified refuses them.
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+_encode = compact_json_encoder(ensure_ascii=True, allow_nan=False)
 
 
 def _compact_json(value: Mapping[str, object]) -> bytes:
     # ensure_ascii matches joserfc's own header encoding, so tokens minted before signing
     # moved off joserfc keep their exact bytes.
     try:
-        return _ENCODER.encode(value).encode("ascii")
+        return _encode(value).encode("ascii")
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not a JSON object: {exc}") from exc
 
