@@ -64,7 +64,8 @@ class PersonServer:
         self.driver = Driver(
             self.verifier, self.store, self.async_store, subject="the person server"
         )
-        self._remembered: dict[str, float] = {}
+        self._remembered: dict[tuple[str, str], float] = {}
+        self._subs: dict[tuple[str, str], str] = {}
         self.params = ParamTokens(self)
         self.missions = Missions(self)
         self.pending = PendingRequests(self)
@@ -150,7 +151,15 @@ class PersonServer:
     # -- shared by the endpoints ----------------------------------------------------------------
 
     def directed_sub(self, person: str, resource: str) -> str:
-        return directed_sub(self.config.subject_secret, person, resource)
+        # One HMAC per (person, resource) while the pair stays in this bounded table.
+        pair = (person, resource)
+        sub = self._subs.get(pair)
+        if sub is None:
+            sub = directed_sub(self.config.subject_secret, person, resource)
+            if len(self._subs) >= _REMEMBERED_MAX:
+                self._subs.clear()
+            self._subs[pair] = sub
+        return sub
 
     def verify_agent_steps(
         self, request: HttpRequest, *, token_request: bool = False
@@ -164,19 +173,21 @@ class PersonServer:
         """Record which agent an agent-token ``jti`` names, for a later revocation's cascade."""
         claims = verified.claims
         now = self.config.clock.now()
-        until = float(str(claims["exp"])) + REVOCATION_GRACE
-        seen_id = digest_id(str(claims["iss"]), str(claims["jti"]))
         # An agent sends many requests with one agent token: after the first, this worker
-        # knows the record is stored until ``until`` and skips the create that would fail.
-        if self._remembered.get(seen_id, 0.0) > now:
+        # knows the record is stored until then and skips the create that would fail (and
+        # the digest that names it).
+        token = (str(claims["iss"]), str(claims["jti"]))
+        if self._remembered.get(token, 0.0) > now:
             return
+        until = float(str(claims["exp"])) + REVOCATION_GRACE
+        seen_id = digest_id(*token)
         try:
             yield StoreOp("create", (KIND_SEEN, seen_id, {"sub": claims["sub"]}, until - now))
         except RecordExists:
             pass
         if len(self._remembered) >= _REMEMBERED_MAX:
             self._remembered.clear()
-        self._remembered[seen_id] = until
+        self._remembered[token] = until
 
 
 __all__ = ["PersonServer"]
