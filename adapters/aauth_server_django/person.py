@@ -324,10 +324,9 @@ def _close_at_exit() -> None:
 atexit.register(_close_at_exit)
 
 
-ASGIApp = Callable[
-    [MutableMapping[str, Any], Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-    Awaitable[None],
-]
+# Loose on purpose: Django's ASGIHandler takes ``dict`` scopes and ``Mapping`` messages,
+# other ASGI apps their own aliases; any of them is callable as (scope, receive, send).
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 class PersonServerLifespan:
