@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,13 +17,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from aauth_server.asgi import asgi_app
 from aauth_server.http import HttpRequest, HttpResponse
 from tests.person.test_pages import USERS, PagesEnv, Started
 from tests.support import RESOURCE
+from tests.threaded_uvicorn import ThreadedUvicorn
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -46,43 +45,25 @@ class LiveServer:
     """uvicorn in a thread, serving the PS, the consent pages and the demo login."""
 
     def __init__(self, *, dev_loopback: bool = False) -> None:
-        # Listening before uvicorn starts: connections wait in the backlog, so the test
-        # never has to poll for readiness.
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(64)
-        self.port = self.socket.getsockname()[1]
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self.uvicorn = ThreadedUvicorn(asgi_app(self._route))
+        self.port = self.uvicorn.port
+        self.origin = self.uvicorn.origin
         self.env = PagesEnv(
             origin=self.origin,
             poll_interval=1,
             agent_metadata={"localhost_callback_allowed": True},
             dev_loopback=dev_loopback,
         )
-        config = uvicorn.Config(
-            asgi_app(self._route),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            ws="none",
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
         self.http = httpx.Client(timeout=10)
         self.env.agent_send = self._over_http
 
     def __enter__(self) -> LiveServer:
-        self.thread.start()
+        self.uvicorn.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.http.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.socket.close()
+        self.uvicorn.stop()
 
     def _route(self, request: HttpRequest) -> HttpResponse:
         if request.path == CALLBACK_PATH:  # the agent's callback endpoint
@@ -168,6 +149,16 @@ def _poll_as_agent(live: LiveServer, started: Started) -> HttpResponse:
         time.sleep(float(polled.header("Retry-After") or "1"))  # the server's pacing
 
 
+def _bind_and_go_home(page: Page, live: LiveServer) -> None:
+    """Alice approves a first request, which binds the agent to her (relays find her by
+    it), then keeps her PS page open."""
+    _log_in_and_open(page, live.env.start_interaction())
+    page.click("#approve")
+    page.wait_for_selector("#done[data-outcome=approved]")
+    page.goto(live.origin + "/consent")
+    page.wait_for_selector("main[data-polled]")
+
+
 def _claims(token: str) -> dict[str, object]:
     payload = token.split(".")[1]
     claims: dict[str, object] = json.loads(
@@ -247,15 +238,9 @@ def test_person_denies_and_the_poll_says_denied(browser: Browser, live: LiveServ
 def test_agent_question_appears_live_and_the_answer_reaches_the_agent(
     browser: Browser, live: LiveServer
 ) -> None:
-    started = live.env.start_interaction()
     page = browser.new_page()
     try:
-        # Approving the first request binds the agent to alice: relays find her by it.
-        _log_in_and_open(page, started)
-        page.click("#approve")
-        page.wait_for_selector("#done[data-outcome=approved]")
-        page.goto(live.origin + "/consent")
-        page.wait_for_selector("main[data-polled]")
+        _bind_and_go_home(page, live)
         assert page.locator("#relays").is_hidden()
         page.evaluate("document.body.dataset.marker = 'kept'")
 
@@ -288,17 +273,11 @@ def test_agent_question_appears_live_and_the_answer_reaches_the_agent(
 
 def test_relay_open_takes_the_person_to_the_relayed_url(browser: Browser) -> None:
     with LiveServer(dev_loopback=True) as live, InteractionSite() as site:
-        started = live.env.start_interaction()
         context = browser.new_context()
         context.set_default_timeout(STEP_MS)
         page = context.new_page()
         try:
-            # Approving the first request binds the agent to alice: relays find her by it.
-            _log_in_and_open(page, started)
-            page.click("#approve")
-            page.wait_for_selector("#done[data-outcome=approved]")
-            page.goto(live.origin + "/consent")
-            page.wait_for_selector("main[data-polled]")
+            _bind_and_go_home(page, live)
 
             location = live.env.relay({"type": "interaction", "url": site.url, "code": "A1B2-C3D4"})
             target = f"{site.url}?code=A1B2-C3D4"

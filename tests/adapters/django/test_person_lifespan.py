@@ -12,7 +12,6 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +26,6 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis
-import uvicorn
 from aauth_server_django.person import (
     PersonServerLifespan,
     close_person_server,
@@ -47,6 +45,7 @@ from tests.person.ps_harness import ALICE, PsWorld
 from tests.redis_server import ensure_redis
 from tests.storage.conftest import delete_prefix
 from tests.support import PS_ISSUER
+from tests.threaded_uvicorn import ThreadedUvicorn
 
 configure_django()
 
@@ -94,34 +93,19 @@ def _until(condition: Any, what: str) -> None:
         time.sleep(0.01)
 
 
-class AsgiServer:
+class AsgiServer(ThreadedUvicorn):
     """uvicorn in a thread serving ``PersonServerLifespan(get_asgi_application())``."""
 
     def __init__(self) -> None:
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        self.socket.listen(64)
-        self.origin = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        config = uvicorn.Config(
-            PersonServerLifespan(get_asgi_application()),
-            log_level="warning",
-            ws="none",
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
+        super().__init__(PersonServerLifespan(get_asgi_application()))
 
     def start(self) -> None:
-        self.thread.start()
-        _until(lambda: self.server.started, "uvicorn to start")
+        super().start()
+        self.wait_started(DEADLINE)
 
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(DEADLINE)
+    def stop(self, timeout: float = DEADLINE) -> None:
+        super().stop(timeout)
         assert not self.thread.is_alive()
-        self.socket.close()
 
     def send(self, client: httpx.Client, request: HttpRequest) -> httpx.Response:
         # Host as the agent signed it; the PS's public_origin names the URL it verifies.
@@ -267,6 +251,7 @@ configure_django()
 from aauth_server_django.person import get_person_mount, use_person_server
 from aauth_server.person import PersonServer
 from aauth_server.storage import open_async_store, open_store
+from tests.threaded_uvicorn import ThreadedUvicorn
 from tests.person.ps_harness import PsWorld
 
 options = {"prefix": prefix, "client_name": name, "socket_timeout": 5}

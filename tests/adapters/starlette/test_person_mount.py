@@ -10,7 +10,6 @@ import contextvars
 import json
 import random
 import re
-import socket
 import threading
 import time
 import uuid
@@ -24,7 +23,6 @@ import httpx
 import pytest
 import redis
 import redis.asyncio
-import uvicorn
 from aauth_server_starlette.person import PersonServerApp, person_paths
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -48,6 +46,7 @@ from tests.person.ps_harness import ALICE, T0, PsApp, PsWorld, body_of
 from tests.redis_server import ensure_redis, free_port
 from tests.storage.conftest import delete_prefix
 from tests.support import PS_ISSUER
+from tests.threaded_uvicorn import ThreadedUvicorn
 
 CODE = re.compile(r'code="([^"]+)"')
 AGENT = "aauth:assistant@agent.example"
@@ -412,11 +411,8 @@ class LiveServer:
     """uvicorn in a thread on 127.0.0.1 serving the PS under /ps, stores on a real Redis."""
 
     def __init__(self, url: str, prefix: str, client_name: str) -> None:
-        self.socket = socket.socket()
-        self.socket.bind(("127.0.0.1", 0))
-        # Listening before uvicorn starts: early connections wait in the backlog.
-        self.socket.listen(64)
-        self.origin = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.uvicorn = ThreadedUvicorn(self._app)
+        self.origin = self.uvicorn.origin
         self.pw = PsWorld(clock=FixedClock(time.time()))
         self.async_store = ObservedRedisStore(
             redis.asyncio.Redis.from_url(url, client_name=client_name),
@@ -432,17 +428,15 @@ class LiveServer:
             **person_paths("/ps"),
         )
         self.ps_app = PersonServerApp(self.config, mount_path="/ps")
-        app = Starlette(routes=self.ps_app.mounted(), lifespan=self.ps_app.lifespan)
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, log_level="warning", ws="none", lifespan="on")
-        )
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
-        )
+        self.app = Starlette(routes=self.ps_app.mounted(), lifespan=self.ps_app.lifespan)
         self.http = httpx.Client(timeout=30)
 
+    async def _app(self, scope: Any, receive: Any, send: Any) -> None:
+        # The app needs the origin uvicorn's socket gives: built after, called through this.
+        await self.app(scope, receive, send)
+
     def __enter__(self) -> LiveServer:
-        self.thread.start()
+        self.uvicorn.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -450,9 +444,7 @@ class LiveServer:
 
     def stop(self) -> None:
         self.http.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.socket.close()
+        self.uvicorn.stop(timeout=15)
 
     def signed(self, method: str, path: str, body: Any = None, **kw: Any) -> HttpRequest:
         raw = json.dumps(body).encode() if body is not None else b""
@@ -515,7 +507,7 @@ def test_live_long_poll_is_woken_by_the_approval_and_the_lifespan_closes_the_sto
         assert response.status_code == 200, response.text
         assert "person_token" in response.json()
         assert woken_after < 2, f"the poll answered {woken_after:.2f} s after the approval"
-    assert not live.thread.is_alive()
+    assert not live.uvicorn.thread.is_alive()
     assert live.async_store.closed.is_set()
     assert named_connections(url, name) == 0
     assert live.async_store.waiting == 0
