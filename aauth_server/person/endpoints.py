@@ -127,13 +127,11 @@ class TokenEndpoints:
     ) -> Steps[Mission]:
         """The named mission, active and this agent's (digest 8.6 errors otherwise)."""
         claims = verified.claims
-        mission = yield from self.server.missions.require_steps(
-            s256, str(claims["iss"]), str(claims["sub"])
+        return (
+            yield from self.server.missions.require_steps(
+                s256, str(claims["iss"]), str(claims["sub"]), person
+            )
         )
-        if mission.person != person:
-            # The agent is now bound to someone else: not a mission it can name.
-            raise problem(404, "mission_not_found", "no such mission")
-        return mission
 
     # -- the shared decision ------------------------------------------------------------------
 

@@ -263,14 +263,18 @@ class Missions:
             mission = yield from self._end_steps(record, "expired")
         return mission
 
-    def require_steps(self, s256: object, agent_issuer: str, agent: str) -> Steps[Mission]:
-        """The active mission ``s256`` of this agent, or the digest 8.6 error."""
+    def require_steps(
+        self, s256: object, agent_issuer: str, agent: str, person: str | None
+    ) -> Steps[Mission]:
+        """The active mission ``s256`` of this agent and of the person it is bound to now,
+        or the digest 8.6 error."""
         if not isinstance(s256, str) or not s256:
             raise problem(400, "invalid_request", "mission_s256 must be a string")
         if not valid_s256(s256):
             raise problem(400, "invalid_request", "mission_s256 is not a base64url SHA-256")
         mission = yield from self.get_steps(s256)
-        if mission is None or (mission.agent_issuer, mission.agent) != (agent_issuer, agent):
+        caller = (agent_issuer, agent, person)
+        if mission is None or (mission.agent_issuer, mission.agent, mission.person) != caller:
             raise _not_found()
         if not mission.active:
             raise mission_terminated(mission)

@@ -289,9 +289,7 @@ class InteractionRelay:
         if relay.mission_s256 is not None:
             # Digest 6.4: a relay within a mission that has ended is refused before anything
             # else (mission_not_found for a mission that is not this agent's).
-            mission = yield from self.ps.missions.require_steps(relay.mission_s256, ap, agent)
-            if mission.person != person:
-                raise _problem(404, "mission_not_found", "no such mission")
+            yield from self.ps.missions.require_steps(relay.mission_s256, ap, agent, person)
         channel: Channel | None = None
         if person is not None:
             for candidate in self.channels:
