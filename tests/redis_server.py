@@ -1,7 +1,8 @@
 """Real redis-server processes for tests.
 
-``ensure_redis()`` answers with a URL of a Redis that is up: the one on 127.0.0.1:6379 when it
-answers, else a throwaway server started for this test run. ``RedisProcess`` is a server the
+``ensure_redis()`` answers with the URL of a throwaway redis-server started on a free port for
+this test run (once per process), so the suite never writes into a Redis it did not start and
+passes beside any other user of 6379. ``RedisProcess`` is a server the
 test owns (start, stop, start again on the same port and data directory) for outage tests.
 Tests sharing a Redis keep apart by a unique key prefix, never by flushing the database.
 """
@@ -17,7 +18,6 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
 _STARTUP_TIMEOUT = 10.0
 _started: list[RedisProcess] = []
 
@@ -128,11 +128,9 @@ class RedisProcess:
 
 
 def ensure_redis() -> str:
-    """A Redis URL that answers PING, starting a private server once per process if needed."""
+    """The URL of this process's private redis-server, started on first use."""
     if _started:
         return _started[0].url
-    if _ping("127.0.0.1", 6379):
-        return DEFAULT_URL
     server = RedisProcess(appendonly=False).start()
     _started.append(server)
     atexit.register(server.cleanup)

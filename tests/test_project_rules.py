@@ -58,3 +58,14 @@ def test_python_sources_are_formatted() -> None:
     assert len(sources) > 50
     result = _run(str(BIN / "ruff"), "format", "--check", *sources)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_suite_redis_is_its_own_server_not_the_machines() -> None:
+    # Another process may use 6379 (same client names, same keys, FLUSHDB): the suite must not
+    # depend on it or write into it, so every run gets a private redis-server on a free port.
+    from tests.redis_server import ensure_redis
+
+    url = ensure_redis()
+    assert url.startswith("redis://127.0.0.1:")
+    assert not url.startswith("redis://127.0.0.1:6379/"), url
+    assert ensure_redis() == url  # one server per process
