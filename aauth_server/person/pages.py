@@ -30,24 +30,43 @@ page it came from.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import re
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit
 
-import jinja2
 from markupsafe import Markup
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import AAuthError
 from ..http import Headers, HttpRequest, HttpResponse, json_bytes
+from ..pagekit import (
+    CSP,
+    SECURITY_HEADERS,
+    Authenticate,
+    Renderer,
+    SessionCodec,
+    check_csrf,
+    check_secret,
+    csp,
+    csrf_token,
+    new_nonce,
+    read_cookie,
+    redirect,
+    safe_next,
+    same_origin_post,
+    secured,
+    with_query,
+)
+from ..pagekit import form_fields as _form
+from ..pagekit import is_loopback as _is_loopback
+from ..pagekit import origin_of as _origin
+from ..pagekit import query_params as _query
+from ..pagekit import set_cookie as cookie_header
 from ..tokens.aauth import DWK_AGENT
-from .csrf import SessionCodec, check_csrf, check_secret, csrf_token, new_nonce, read_cookie
-from .csrf import set_cookie as cookie_header
 from .lifecycle import OPEN, State
 from .markdown import render_markdown
 from .relay import MAX_TEXT as MAX_ANSWER
@@ -60,163 +79,25 @@ if TYPE_CHECKING:
 __all__ = [
     "CSP",
     "SECURITY_HEADERS",
+    "Authenticate",
     "ConsentPages",
     "DemoLogin",
     "callback_allowed",
     "csp",
 ]
 
-
-def csp(*, form_action: Sequence[str] = ()) -> str:
-    """The pages' Content-Security-Policy; ``form_action`` adds redirect targets of forms."""
-    targets = " ".join(("'self'", *form_action))
-    return (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-        f"connect-src 'self'; form-action {targets}; frame-ancestors 'none'; base-uri 'none'"
-    )
-
-
-CSP: Final = csp()
-SECURITY_HEADERS: Final[tuple[tuple[str, str], ...]] = (
-    ("Content-Security-Policy", CSP),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-    ("Cache-Control", "no-store"),
-)
-PACKAGE_TEMPLATES: Final = Path(__file__).with_name("templates")
+#: This family's templates and its only script and style (``base.html`` links them).
+TEMPLATES: Final = Path(__file__).with_name("templates")
+ASSETS: Final = ("consent.css", "consent.js")
 NONCE_COOKIE: Final = "aauth_consent"
 MAX_QUESTION: Final = 2000
-_STATIC: Final = {
-    "consent.js": "text/javascript; charset=utf-8",
-    "consent.css": "text/css; charset=utf-8",
-}
-_HTML: Final = "text/html; charset=utf-8"
-_FORM_LIMIT: Final = 16 * 1024
 #: The demo login's CSRF token: the consent HMAC over the pre-session nonce and this label.
 _LOGIN_CSRF: Final = "login"
 _LOGIN_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{22}")
 
-Authenticate = Callable[[HttpRequest], "str | None"]
 
-
-# --- shared rendering -----------------------------------------------------------------------
-
-
-def _environment(templates_dir: str | Path | None) -> jinja2.Environment:
-    loaders: list[jinja2.BaseLoader] = []
-    if templates_dir is not None:
-        loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
-    loaders.append(jinja2.FileSystemLoader(str(PACKAGE_TEMPLATES)))
-    # Autoescape every template, whatever its name: overrides may use any extension.
-    return jinja2.Environment(
-        loader=jinja2.ChoiceLoader(loaders),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-
-
-def _secured(response: HttpResponse) -> HttpResponse:
-    names = {k.lower() for k, _ in response.headers}
-    for name, value in SECURITY_HEADERS:
-        if name.lower() not in names:
-            response.headers.append((name, value))
-    return response
-
-
-def _redirect(location: str, headers: Headers | None = None) -> HttpResponse:
-    return _secured(HttpResponse(303, [("Location", location), *(headers or [])]))
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _query(request: HttpRequest) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(request.url).query).items()}
-
-
-def _form(request: HttpRequest) -> dict[str, str]:
-    if len(request.body) > _FORM_LIMIT:
-        return {}
-    text = request.body.decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(text, keep_blank_values=True).items()}
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def _same_origin_post(request: HttpRequest) -> bool:
-    """Defence in depth beside the CSRF token: refuse what the browser says is cross-site.
-
-    ``Referrer-Policy: no-referrer`` makes browsers send ``Origin: null`` even for our own
-    forms, so ``null`` proves nothing either way and is left to the token.
-    """
-    origin = request.header("origin")
-    if origin is not None and origin != "null" and origin.lower() != _origin(request.url):
-        return False
-    site = request.header("sec-fetch-site")
-    return site is None or site in ("same-origin", "none")
-
-
-def _safe_next(value: str | None, default: str) -> str:
-    """Only same-site absolute paths: ``next`` must never become an open redirect."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return default
-    if any(ord(c) < 0x20 for c in value):
-        return default
-    return value
-
-
-class _Renderer:
-    def __init__(self, templates_dir: str | Path | None, server_name: str, static: str) -> None:
-        self.env = _environment(templates_dir)
-        self.server_name = server_name
-        self.static = static
-
-    def fragment(self, name: str, **context: Any) -> str:
-        return self.env.get_template(name).render(**context)
-
-    def page(
-        self, name: str, code: int = 200, headers: Headers | None = None, **context: Any
-    ) -> HttpResponse:
-        context.setdefault("person", None)
-        body = self.fragment(name, server_name=self.server_name, static=self.static, **context)
-        response = HttpResponse(code, [("Content-Type", _HTML), *(headers or [])], body.encode())
-        return _secured(response)
-
-    def problem(
-        self,
-        status: int,
-        heading: str,
-        message: str,
-        *,
-        link: str | None = None,
-        link_text: str = "",
-        person: str | None = None,
-    ) -> HttpResponse:
-        return self.page(
-            "error.html",
-            status,
-            status=status,
-            heading=heading,
-            message=message,
-            link=link,
-            link_text=link_text,
-            person=person,
-        )
-
-    def static_file(self, name: str) -> HttpResponse:
-        source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
-        headers: Headers = [("Content-Type", _STATIC[name])]
-        return _secured(HttpResponse(200, headers, source.encode("utf-8")))
+def _renderer(templates_dir: str | Path | None, server_name: str, static: str) -> Renderer:
+    return Renderer(templates_dir, TEMPLATES, server_name=server_name, static=static, assets=ASSETS)
 
 
 # --- callback validation (digest 6.3) -------------------------------------------------------
@@ -251,13 +132,6 @@ def callback_allowed(callback: str, agent_metadata: Mapping[str, object]) -> boo
     if agent_metadata.get("localhost_callback_allowed") is True:
         return parts.scheme in ("http", "https") and _is_loopback(callback)
     return False
-
-
-def _with_query(url: str, params: Mapping[str, str]) -> str:
-    parts = urlsplit(url)
-    extra = urlencode(params)
-    query = f"{parts.query}&{extra}" if parts.query else extra
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 # Consent-API failures mapped onto the callback error vocabulary of digest 6.3.
@@ -434,14 +308,14 @@ class ConsentPages:
         self.discovery = discovery or ps.discovery
         self.static = self.path + "/static"
         name = server_name or config.name or "Person Server"
-        self.renderer = _Renderer(templates_dir, name, self.static)
+        self.renderer = _renderer(templates_dir, name, self.static)
         self._routes: dict[tuple[str, str], Callable[[HttpRequest], _Flow]] = {
             ("GET", self.path): self._consent,
             ("POST", self.path + "/decide"): self._decide,
             ("GET", self.path + "/events"): self._events,
             ("POST", self.path + "/relay"): self._relay,
         }
-        for name in _STATIC:
+        for name in ASSETS:
             self._routes[("GET", f"{self.static}/{name}")] = self._static(name)
 
     def routes(self) -> list[tuple[str, str]]:
@@ -462,7 +336,7 @@ class ConsentPages:
                 else:
                     call = flow.send(value)
         except StopIteration as stop:
-            return _secured(stop.value)
+            return secured(stop.value)
         except AAuthError as error:
             return self._failure(error)
 
@@ -481,7 +355,7 @@ class ConsentPages:
                 else:
                     call = flow.send(value)
         except StopIteration as stop:
-            return _secured(stop.value)
+            return secured(stop.value)
         except AAuthError as error:
             return self._failure(error)
 
@@ -508,7 +382,9 @@ class ConsentPages:
 
     def _static(self, name: str) -> Callable[[HttpRequest], _Flow]:
         def flow(request: HttpRequest) -> _Flow:
-            return self.renderer.static_file(name)
+            response = self.renderer.static_file(name)
+            assert response is not None  # routes exist only for ASSETS
+            return response
             yield  # a generator like every route; never reached
 
         return flow
@@ -516,7 +392,7 @@ class ConsentPages:
     def _login_redirect(self, request: HttpRequest) -> HttpResponse:
         parts = urlsplit(request.url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        return _redirect(f"{self.login_path}?{urlencode({'next': target})}")
+        return redirect(f"{self.login_path}?{urlencode({'next': target})}")
 
     def _consent(self, request: HttpRequest) -> _Flow:
         person = self.authenticate(request)
@@ -547,7 +423,7 @@ class ConsentPages:
             params = {"request": str(view.pending_id)}
             if callback:
                 params["callback"] = callback
-            return _redirect(f"{self.path}?{urlencode(params)}")
+            return redirect(f"{self.path}?{urlencode(params)}")
         pending_id = query.get("request")
         if not pending_id:
             return (yield from self._index(request, person))
@@ -686,7 +562,7 @@ class ConsentPages:
                 link=self.login_path,
                 link_text="Sign in",
             )
-        if not _same_origin_post(request):
+        if not same_origin_post(request):
             return self._forbidden(person)
         form = _form(request)
         pending_id = form.get("request", "")
@@ -719,7 +595,7 @@ class ConsentPages:
                     link_text="Back to the request",
                     person=person,
                 )
-            return _redirect(f"{self.path}?{urlencode(back)}")
+            return redirect(f"{self.path}?{urlencode(back)}")
         if action not in ("approve", "deny"):
             return self.renderer.problem(
                 400, "Unknown action", "Choose Approve or Deny.", person=person
@@ -731,19 +607,19 @@ class ConsentPages:
                 raise
             if callback:
                 code = _CALLBACK_ERRORS.get(error.error, "server_error")
-                return _redirect(_with_query(callback, {"error": code}))
+                return redirect(with_query(callback, {"error": code}))
             return self._gone(person)
         if callback:
             if action == "deny":
-                return _redirect(_with_query(callback, {"error": "access_denied"}))
-            return _redirect(callback)
+                return redirect(with_query(callback, {"error": "access_denied"}))
+            return redirect(callback)
         outcome = "approved" if action == "approve" else "denied"
         return self.renderer.page("done.html", person=person, outcome=outcome)
 
     def _events(self, request: HttpRequest) -> _Flow:
         person = self.authenticate(request)
         if person is None:
-            return _secured(HttpResponse.json(401, {"error": "login_required"}))
+            return secured(HttpResponse.json(401, {"error": "login_required"}))
         yield _Call("presence", "touch", (person,))
         views = yield _Call("consent", "pending_for", (person,))
         relays = yield _Call("relay", "pending_for", (person,))
@@ -800,7 +676,7 @@ class ConsentPages:
         nonce = read_cookie(request, NONCE_COOKIE)
         session = f"{nonce}\0{person}" if nonce else None
         if (
-            not _same_origin_post(request)
+            not same_origin_post(request)
             or not relay_id
             or not check_csrf(self.secret, form.get("csrf"), session, "relay:" + relay_id, "")
         ):
@@ -845,8 +721,8 @@ class ConsentPages:
         if action == "engage" and relay.target is not None:
             # Form-action would block a redirect to another origin, so a page carries the link.
             return self.renderer.page("relay_open.html", person=person, target=relay.target)
-        back = _safe_next(form.get("next"), self.path)
-        return _redirect(back if back.startswith(self.path) else self.path)
+        back = safe_next(form.get("next"), self.path)
+        return redirect(back if back.startswith(self.path) else self.path)
 
 
 # --- a demo login -----------------------------------------------------------------------------
@@ -896,7 +772,7 @@ class DemoLogin:
         self.cookie_name = cookie_name
         self.nonce_cookie = nonce_cookie
         self.max_age = max_age
-        self.renderer = _Renderer(templates_dir, server_name, static)
+        self.renderer = _renderer(templates_dir, server_name, static)
 
     def routes(self) -> list[tuple[str, str]]:
         return [("GET", self.login_path), ("POST", self.login_path)]
@@ -909,7 +785,7 @@ class DemoLogin:
         if request.path != self.login_path or request.method not in ("GET", "POST"):
             return None
         if request.method == "GET":
-            target = _safe_next(_query(request).get("next"), self.default_next)
+            target = safe_next(_query(request).get("next"), self.default_next)
             nonce = self._nonce(request)
             headers: Headers = []
             if nonce is None:
@@ -924,11 +800,11 @@ class DemoLogin:
                 )
             return self._form(target, nonce, headers=headers)
         form = _form(request)
-        target = _safe_next(form.get("next"), self.default_next)
+        target = safe_next(form.get("next"), self.default_next)
         nonce = self._nonce(request)
         if (
             nonce is None
-            or not _same_origin_post(request)
+            or not same_origin_post(request)
             or not check_csrf(self.secret, form.get("csrf"), nonce, _LOGIN_CSRF, "")
         ):
             return self._expired(target)
@@ -941,7 +817,7 @@ class DemoLogin:
             secure=not _is_loopback(request.url),
             max_age=self.max_age,
         )
-        return _redirect(quote(target, safe="/?&=%:@-._~+,;!$'()*"), [cookie])
+        return redirect(quote(target, safe="/?&=%:@-._~+,;!$'()*"), [cookie])
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
         return self.handle(request)

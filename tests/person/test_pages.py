@@ -23,8 +23,8 @@ from aauth_server.clock import FixedClock
 from aauth_server.fields import parse_aauth_requirement
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.jwk import PrivateKey, jwk_thumbprint
+from aauth_server.pagekit.csrf import SessionCodec, check_csrf, csrf_token
 from aauth_server.person.config import PersonServerConfig
-from aauth_server.person.csrf import SessionCodec, check_csrf, csrf_token
 from aauth_server.person.markdown import render_markdown
 from aauth_server.person.pages import CSP, ConsentPages, DemoLogin, callback_allowed, csp
 from aauth_server.person.server import PersonServer

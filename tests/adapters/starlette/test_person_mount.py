@@ -27,7 +27,7 @@ from aauth_server_starlette.person import PersonServerApp, person_paths
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-import aauth_server.person.csrf
+import aauth_server.pagekit.csrf
 import aauth_server.resource.sessions
 import aauth_server.resource.state
 import aauth_server.tokens.aauth
@@ -61,7 +61,7 @@ RANDOM_MODULES: tuple[ModuleType, ...] = (
     aauth_server.tokens.aauth,
     aauth_server.resource.state,
     aauth_server.resource.sessions,
-    aauth_server.person.csrf,
+    aauth_server.pagekit.csrf,
 )
 
 

@@ -1,4 +1,4 @@
-"""HMAC-signed values for the consent pages: CSRF tokens and the demo session cookie.
+"""HMAC-signed values for server-rendered pages: CSRF tokens and the demo session cookie.
 
 Each value carries a purpose label inside the MAC, so a token minted for one purpose (a
 CSRF token) can never be replayed as another (a session cookie), even under one secret.
