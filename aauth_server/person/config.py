@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..clock import SYSTEM_CLOCK, Clock
+from ..http import DEFAULT_MAX_BODY
 from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
@@ -81,6 +82,8 @@ class PersonServerConfig:
     claims_supported: tuple[str, ...] = ()
     name: str | None = None
     description: str | None = None
+    #: Bytes of a request body the adapters read at most; a larger body answers ``413``.
+    max_body: int = DEFAULT_MAX_BODY
 
     def __post_init__(self) -> None:
         check_server_settings(self)

@@ -25,7 +25,6 @@ relay only tells the agent whether the person engaged.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from ..errors import AAuthError, Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..resource.state import digest_id, new_id
+from ..revocation import json_body
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
@@ -279,10 +279,7 @@ class InteractionRelay:
         verified = yield from self._verify_steps(request)
         if verified.claims.get("parent_agent") is not None:
             raise _bad("a sub-agent cannot relay to the person; its parent agent can")
-        try:
-            body: object = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _bad("the body is not JSON") from exc
+        body: object = json_body(request)
         relay = parse_relay_body(body, dev_loopback=self.dev_loopback)
         ap, agent = str(verified.issuer), str(verified.claims.get("sub"))
         person = yield from bound_person_steps(ap, agent)

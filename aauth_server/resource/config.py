@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError as ConfigurationError  # re-exported: its public home
+from ..http import DEFAULT_MAX_BODY
 from ..identifiers import is_server_identifier
 from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
@@ -25,6 +26,7 @@ class _ServerSettings(Protocol):
     public_origin: str | None
     signature_window: int
     accept_algs: tuple[str, ...]
+    max_body: int
 
 
 class _DiscoverySettings(_ServerSettings, Protocol):
@@ -60,6 +62,8 @@ def check_server_settings(cfg: _ServerSettings) -> None:
         raise ConfigurationError("signature_window must be 1..600 seconds")
     if not cfg.accept_algs or any(a not in SUPPORTED_ALGS for a in cfg.accept_algs):
         raise ConfigurationError(f"accept_algs must be a non-empty subset of {SUPPORTED_ALGS}")
+    if not isinstance(cfg.max_body, int) or isinstance(cfg.max_body, bool) or cfg.max_body < 1:
+        raise ConfigurationError("max_body must be a positive number of bytes")
 
 
 @dataclass
@@ -125,6 +129,9 @@ class ResourceConfig:
     #: store object also pass ``async_store``.  Default: memory (one process only).
     store: str | PendingStore | None = None
     async_store: AsyncPendingStore | None = None
+    #: Bytes of a request body the adapters read at most, for protected endpoints and the
+    #: guard's own; a larger body answers ``413`` before authentication.
+    max_body: int = DEFAULT_MAX_BODY
 
     def __post_init__(self) -> None:
         check_server_settings(self)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from ..errors import AAuthError, Forbidden, RequirementChallenge, SignatureFailure
 from ..fields import FieldError, parse_token_list
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, public_url
 from ..signatures.message import AAUTH_COMPONENTS
 from ..steps import Driver, Steps, StoreOp, Unavailable
 from ..storage.base import AsyncPendingStore, PendingStore, StorageError
@@ -306,12 +306,20 @@ class ResourceGuard:
     # -- what adapters need besides checks -------------------------------------------------------
 
     def public_url(self, scheme: str, host: str | None, target: str) -> str:
-        """The absolute URL a request was sent to: ``public_origin`` wins over Host."""
-        if self.config.public_origin:
-            return self.config.public_origin.rstrip("/") + target
-        if not host:
-            host = urlsplit(self.config.issuer).netloc
-        return f"{scheme}://{host}{target}"
+        """The absolute URL a request was sent to: ``public_origin`` wins over Host.
+        A Host no URL can be built from raises :class:`~aauth_server.http.MalformedHost`."""
+        return public_url(
+            scheme,
+            host,
+            target,
+            public_origin=self.config.public_origin,
+            default_host=urlsplit(self.config.issuer).netloc,
+        )
+
+    @property
+    def body_limit(self) -> int:
+        """Bytes of a request body the adapters read at most (``max_body``)."""
+        return self.config.max_body
 
     def url_for(self, path: str) -> str:
         """An absolute URL on this resource's public origin (for metadata and Location)."""

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from aauth_server.errors import AAuthError
+from aauth_server.errors import AAuthError, RequestRejected
 from aauth_server.resource import (
     AGENT_TOKEN,
     WELL_KNOWN_PATH,
@@ -136,7 +136,10 @@ class AAuth:
         cfg = self.config
 
         async def endpoint(request: Request) -> Response:
-            result = await guard.ahandle(await to_http_request(request, guard))
+            try:
+                result = await guard.ahandle(await to_http_request(request, guard))
+            except RequestRejected as rejected:
+                return to_response(rejected.to_response())
             if result is None:
                 raise HTTPException(status_code=404)
             if isinstance(result, Redispatch):
