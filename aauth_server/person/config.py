@@ -44,6 +44,9 @@ class PersonServerConfig:
     signature_window: int = 60
     accept_algs: tuple[str, ...] = SUPPORTED_ALGS
     allow_eddsa: bool = False
+    #: Admit key discovery through a metadata ``jwks_uri`` on another origin than the
+    #: issuer's (digest 2.8 asks for explicit admission); off by default.
+    allow_cross_origin_jwks: bool = False
     discovery: KeyDiscovery | None = None
     fetcher: Fetcher | None = None
     async_fetcher: AsyncFetcher | None = None

@@ -35,6 +35,7 @@ class _DiscoverySettings(_ServerSettings, Protocol):
     async_fetcher: AsyncFetcher | None
     clock: Clock
     allow_eddsa: bool
+    allow_cross_origin_jwks: bool
 
 
 def discovery_for(cfg: _DiscoverySettings) -> KeyDiscovery:
@@ -46,6 +47,7 @@ def discovery_for(cfg: _DiscoverySettings) -> KeyDiscovery:
         accept_algs=cfg.accept_algs,
         allow_eddsa=cfg.allow_eddsa,
         dev_loopback=cfg.dev_loopback,
+        allow_cross_origin_jwks=cfg.allow_cross_origin_jwks,
     )
 
 
@@ -85,6 +87,9 @@ class ResourceConfig:
     allow_eddsa: bool = False
     #: Accept unpadded base64url ``Signature`` values (an interop quirk of some stacks).
     accept_base64url: bool = True
+    #: Admit key discovery through a metadata ``jwks_uri`` on another origin than the
+    #: issuer's (digest 2.8 asks for explicit admission); off by default.
+    allow_cross_origin_jwks: bool = False
     additional_signature_components: tuple[str, ...] = ()
     jwks_uri: str | None = None
     name: str | None = None

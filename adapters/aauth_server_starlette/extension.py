@@ -50,6 +50,8 @@ ENV_SETTINGS: Mapping[str, Callable[[str], Any]] = {
     "name": str,
     "description": str,
     "documentation_uri": str,
+    "allow_cross_origin_jwks": bool,
+    "max_body": int,
 }
 
 
