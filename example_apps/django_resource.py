@@ -85,11 +85,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ps", action="append", default=[], metavar="URL", help="trusted Person Server (repeat)"
     )
+    parser.add_argument(
+        "--trust-any-ps",
+        action="store_true",
+        help="accept person and auth tokens of every Person Server (instead of --ps)",
+    )
     parser.add_argument("--as", dest="access_server", metavar="URL", help="Access Server")
     parser.add_argument("--store", default="memory://", help="memory:// or redis://...")
     parser.add_argument("--signing-key", metavar="FILE", help="private JWK (JSON) for tokens")
     parser.add_argument("--replay-cache", action="store_true", help="refuse replayed requests")
     args = parser.parse_args(argv)
+    if args.trust_any_ps and args.ps:
+        parser.error("--ps and --trust-any-ps exclude each other")
     if args.issuer is None:
         if not args.dev:
             parser.error("--issuer is required unless --dev is given")
@@ -119,6 +126,7 @@ def configure(args: argparse.Namespace) -> None:
         "AUTHORIZATION_PATH": "/aauth/authorize",
         "REVOCATION_PATH": "/aauth/revoke",
         "TRUSTED_PS": tuple(args.ps),
+        "TRUST_ANY_PS": args.trust_any_ps,
         "ACCESS_SERVER": args.access_server,
         "STORE": args.store,
         "REPLAY_CACHE": args.replay_cache,

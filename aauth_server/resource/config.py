@@ -18,6 +18,8 @@ from ..storage.base import AsyncPendingStore, PendingStore
 from ..storage.uri import open_store_pair
 
 ACCESS_MODES = ("agent-token", "person-token", "auth-token", "session-token")
+#: The modes whose tokens come from Person Servers (trust must be configured).
+PS_MODES = ("person-token", "auth-token")
 
 
 class _ServerSettings(Protocol):
@@ -107,9 +109,13 @@ class ResourceConfig:
     #: The resource's own key, which signs resource tokens; published at ``jwks_path``.
     signing_key: PrivateKey | None = None
     jwks_path: str = "/aauth/jwks.json"
-    #: Person Servers whose person and auth tokens are accepted; empty accepts any PS
-    #: (persons are ``(ps, sub)``, so one PS can never speak for another's users).
+    #: Person Servers whose person and auth tokens are accepted.  Person-token and
+    #: auth-token endpoints need it (or ``trust_any_ps``); tokens of any other PS are
+    #: refused before their issuer's keys are fetched.
     trusted_ps: tuple[str, ...] = ()
+    #: Explicit opt-in: accept person and auth tokens of every Person Server (persons are
+    #: ``(ps, sub)``, so one PS can never speak for another's users).  Logs a warning.
+    trust_any_ps: bool = False
     #: Four-party: the resource's Access Server.  Resource tokens are then addressed to it
     #: and only its auth tokens (``dwk`` ``aauth-access.json``) are accepted.
     access_server: str | None = None
@@ -145,6 +151,10 @@ class ResourceConfig:
         for server in (*self.trusted_ps, *([self.access_server] if self.access_server else [])):
             if not is_server_identifier(server, dev_loopback=self.dev_loopback):
                 raise ConfigurationError(f"{server!r} is not a server identifier")
+        if self.trust_any_ps and self.trusted_ps:
+            raise ConfigurationError("trusted_ps and trust_any_ps exclude each other")
+        if self.access_mode in PS_MODES:
+            self.require_ps_trust(self.access_mode)
         for name in ("jwks_path", "authorization_path", "revocation_path", "interaction_path"):
             path = getattr(self, name)
             if path is not None and (not path.startswith("/") or "?" in path or "#" in path):
@@ -160,6 +170,14 @@ class ResourceConfig:
             raise ConfigurationError("async_store goes with a sync store object in store")
         if self.store is not None and not isinstance(self.store, str) and self.async_store is None:
             raise ConfigurationError("a store object needs its async twin in async_store")
+
+    def require_ps_trust(self, mode: str) -> None:
+        """Refuse a person-token or auth-token endpoint that no Person Server may reach."""
+        if mode in PS_MODES and not self.trusted_ps and not self.trust_any_ps:
+            raise ConfigurationError(
+                f"{mode} endpoints need trusted_ps (the Person Servers whose tokens are "
+                "accepted), or trust_any_ps=True to accept every Person Server"
+            )
 
     def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
         """The sync and async stores over one backend (shared state for both flavours)."""

@@ -26,6 +26,8 @@ from .convert import to_django, to_neutral
 from .redispatch import redispatched_identity
 
 ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+#: Access modes of every view decorated in this process (the system checks read it).
+DECLARED_MODES: set[str] = set()
 
 
 class AAuthRequest(HttpRequest):
@@ -65,6 +67,7 @@ def aauth_required(
     (``name="get"``), or on ``dispatch`` for sync views.
     """
     protection = Protection(mode, scope=scope, optional=optional, deferred=deferred)
+    DECLARED_MODES.add(protection.mode)  # checked against the settings (aauth.E004)
 
     def decorator(view: ViewT) -> ViewT:
         wrapper: Callable[..., Any]

@@ -53,11 +53,18 @@ class AAuth:
     ) -> None:
         self._config = config
         self._overrides = overrides
+        # What protect() declared and the guards init_app built, so a person-token or
+        # auth-token view without trusted PSes fails at startup whichever comes first.
+        self._protections: list[Protection] = []
+        self._guards: list[ResourceGuard] = []
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
         guard = ResourceGuard(self._config_for(app))
+        for protection in self._protections:
+            guard.check_protection(protection)
+        self._guards.append(guard)
         app.extensions[EXTENSION_KEY] = guard
         _add_guard_routes(app, guard)
         # Lets views raise Forbidden, RequirementChallenge, ... and get the core's wire form.
@@ -100,6 +107,9 @@ class AAuth:
         event loop.
         """
         protection = Protection(mode, scope=scope, optional=optional, deferred=deferred)
+        for guard in self._guards:
+            guard.check_protection(protection)
+        self._protections.append(protection)
 
         def decorate(view: F) -> F:
             if inspect.iscoroutinefunction(view):

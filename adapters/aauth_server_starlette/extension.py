@@ -103,6 +103,7 @@ class AAuth:
         (person-token, auth-token) or ``SessionIdentity`` (session-token)."""
         protection = Protection(mode, scope=scope, optional=optional, deferred=deferred)
         guard = self.guard
+        guard.check_protection(protection)  # at import time of the app, not per request
 
         def decorator(endpoint: Callable[P, Any]) -> AsyncEndpoint[P]:
             is_async = _is_async(endpoint)

@@ -216,7 +216,7 @@ def test_check_e002_invalid_configuration() -> None:
 
 
 def test_check_e003_dev_loopback_needs_debug() -> None:
-    dev = {"ISSUER": "http://127.0.0.1:8000", "DEV_LOOPBACK": True}
+    dev = {"ISSUER": "http://127.0.0.1:8000", "DEV_LOOPBACK": True, "TRUST_ANY_PS": True}
     with override_settings(AAUTH=dev, DEBUG=False):
         assert [m.id for m in check_aauth_settings()] == ["aauth.E003"]
     with override_settings(AAUTH=dev, DEBUG=True):
@@ -226,7 +226,7 @@ def test_check_e003_dev_loopback_needs_debug() -> None:
 def test_checks_are_registered_by_the_app() -> None:
     with override_settings(AAUTH={"ISSUER": RESOURCE, "SIGNATURE_WINDOW": 0}):
         assert [m.id for m in checks.run_checks(tags=["aauth"])] == ["aauth.E002"]
-    with override_settings(AAUTH={"ISSUER": RESOURCE}):
+    with override_settings(AAUTH={"ISSUER": RESOURCE, "TRUSTED_PS": ["https://ps.example"]}):
         assert checks.run_checks(tags=["aauth"]) == []
         assert isinstance(get_guard(), ResourceGuard)
 
@@ -241,7 +241,7 @@ def _free_port() -> int:
 
 
 def test_example_app_under_uvicorn() -> None:
-    spec = AppSpec("django", "example_apps.django_resource", ("--dev",))
+    spec = AppSpec("django", "example_apps.django_resource", ("--dev", "--trust-any-ps"))
     with running_apps([spec]) as (app,):
         base = app.url
         response = httpx.get(base + "/whoami")
