@@ -226,7 +226,7 @@ class KeyDiscovery:
         try:
             doc, lifetime = self._parse(result, now)
         except FetchError as exc:
-            return self._failed(url, entry, exc.reason, now)
+            return self._failed(url, entry, exc.reason, now, getattr(exc, "log_detail", None))
         except Exception as exc:  # whatever the document does to a parser, never a 500
             log.warning("key document %s could not be read: %r", url, exc)
             return self._failed(url, entry, "the document could not be read", now)
@@ -239,9 +239,16 @@ class KeyDiscovery:
             return entry
         raise _invalid(f"{url}: {entry.error} (not retried until backoff ends)")
 
-    def _failed(self, url: str, entry: _Entry | None, reason: str, now: float) -> _Entry:
+    def _failed(
+        self,
+        url: str,
+        entry: _Entry | None,
+        reason: str,
+        now: float,
+        log_detail: str | None = None,
+    ) -> _Entry:
         # The full reason (which may name DNS answers or addresses) is for the log only.
-        log.info("fetching %s failed: %s", url, reason)
+        log.info("fetching %s failed: %s", url, log_detail or reason)
         reason = public_reason(reason)
         failures = (entry.failures if entry is not None else 0) + 1
         delay = min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
@@ -351,9 +358,9 @@ class KeyDiscovery:
         except FetchError as exc:
             return exc
         except EgressDenied as exc:
-            return FetchError(f"egress refused: {exc.reason}")
+            return FetchError("egress refused", f"egress refused: {exc.reason}")
         except Exception as exc:  # any failure of the fetch is a failed fetch, never a 500
-            return FetchError(f"fetch failed: {exc!r}")
+            return FetchError("fetch failed", f"fetch failed: {exc!r}")
 
     async def _afetch(self, url: str) -> FetchResult:
         flight = self._flights.get(url)
@@ -376,9 +383,9 @@ class KeyDiscovery:
         except FetchError as exc:
             return exc
         except EgressDenied as exc:
-            return FetchError(f"egress refused: {exc.reason}")
+            return FetchError("egress refused", f"egress refused: {exc.reason}")
         except Exception as exc:  # any failure of the fetch is a failed fetch, never a 500
-            return FetchError(f"fetch failed: {exc!r}")
+            return FetchError("fetch failed", f"fetch failed: {exc!r}")
 
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -411,7 +418,10 @@ _SAFE_REASONS = (
     "response is not JSON",
     "response is not a JSON object",
     "the document could not be read",
-    "unsupported content encoding",
+    "stacked content codings are refused",
+    "content coding",
+    "body does not decode",
+    "the URL is not ASCII",
 )
 
 
