@@ -434,7 +434,7 @@ def public_reason(reason: str) -> str:
         return reason if status.isdigit() else "HTTP status"
     for safe in _SAFE_REASONS:
         if reason.startswith(safe):
-            return safe
+            return reason[:200]  # what the document's server did, never where it resolved
     return "the document could not be fetched"
 
 
