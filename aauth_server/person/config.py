@@ -10,7 +10,7 @@ from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
 from ..resource.config import ConfigurationError, check_server_settings
-from ..storage.base import AsyncPendingStore, PendingStore
+from ..storage.base import AsyncPendingStore, PendingStore, issuer_prefix
 from ..storage.uri import open_store_pair
 from .policy import DefaultPolicy, Policy
 
@@ -54,6 +54,9 @@ class PersonServerConfig:
     #: A URI (``memory://``, ``redis://...``) or a sync store with its twin in ``async_store``.
     store: str | PendingStore | None = None
     async_store: AsyncPendingStore | None = None
+    #: Key prefix of a store opened from a URI; default ``aauth:ps:<issuer host[:port]>``,
+    #: so Person Servers sharing one Redis database never share bindings or requests.
+    store_prefix: str | None = None
     policy: Policy = field(default_factory=DefaultPolicy)
     person_token_path: str = "/person"  # noqa: S105 - a path, not a secret
     auth_token_path: str = "/token"  # noqa: S105
@@ -119,7 +122,8 @@ class PersonServerConfig:
 
     def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
         try:
-            return open_store_pair(self.store, self.async_store, clock=self.clock)
+            prefix = self.store_prefix or issuer_prefix(self.issuer, "ps")
+            return open_store_pair(self.store, self.async_store, clock=self.clock, prefix=prefix)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
 

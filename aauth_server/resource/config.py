@@ -14,7 +14,7 @@ from ..identifiers import is_server_identifier
 from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
-from ..storage.base import AsyncPendingStore, PendingStore
+from ..storage.base import AsyncPendingStore, PendingStore, issuer_prefix
 from ..storage.uri import open_store_pair
 
 ACCESS_MODES = ("agent-token", "person-token", "auth-token", "session-token")
@@ -140,6 +140,9 @@ class ResourceConfig:
     #: store object also pass ``async_store``.  Default: memory (one process only).
     store: str | PendingStore | None = None
     async_store: AsyncPendingStore | None = None
+    #: Key prefix of a store opened from a URI; default ``aauth:rs:<issuer host[:port]>``,
+    #: so servers sharing one Redis database keep their records apart.
+    store_prefix: str | None = None
     #: Bytes of a request body the adapters read at most, for protected endpoints and the
     #: guard's own; a larger body answers ``413`` before authentication.
     max_body: int = DEFAULT_MAX_BODY
@@ -181,7 +184,8 @@ class ResourceConfig:
 
     def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
         """The sync and async stores over one backend (shared state for both flavours)."""
-        return open_store_pair(self.store, self.async_store, clock=self.clock)
+        prefix = self.store_prefix or issuer_prefix(self.issuer, "rs")
+        return open_store_pair(self.store, self.async_store, clock=self.clock, prefix=prefix)
 
     @classmethod
     def from_mapping(cls, settings: Mapping[str, Any], **overrides: Any) -> ResourceConfig:
