@@ -76,6 +76,20 @@ class PersonServerConfig:
     clarification_rounds: int = 5
     #: Wrong interaction codes before a pending request (or a person, per minute) is locked.
     code_attempts: int = 5
+    #: The interaction ``url`` names the request (``{consent_path}/request/{id}``), so the
+    #: consent page can lock that request after ``code_attempts`` wrong codes; False gives
+    #: the bare ``consent_path`` (for a page of your own that routes only that path).
+    consent_url_names_request: bool = True
+    #: Longest agent-supplied free text (characters): ``justification`` and clarification
+    #: answers.  Longer -> ``400 invalid_request``.
+    max_text: int = 4096
+    #: Longest agent-supplied short string (characters): ``login_hint``, ``tenant``,
+    #: ``domain_hint``; ``device`` is 64 printable characters.
+    max_hint: int = 256
+    #: Most ``capabilities`` one request may list (each at most 64 characters).
+    max_capabilities: int = 16
+    #: Open pending requests one agent may hold; one more -> ``429 slow_down``.
+    max_pending_per_agent: int = 20
     person_token_lifetime: int = 3600
     auth_token_lifetime: int = 3600
     #: How long an agent-person binding is remembered after it was made.
@@ -114,6 +128,10 @@ class PersonServerConfig:
             "code_attempts",
             "binding_lifetime",
             "mission_retention",
+            "max_text",
+            "max_hint",
+            "max_capabilities",
+            "max_pending_per_agent",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive")
