@@ -1,14 +1,14 @@
 """A minimal ASGI shell around a neutral ``HttpRequest -> HttpResponse`` handler.
 
 Used by the agent provider and other small servers the core ships, so they run under
-uvicorn without pulling a web framework into the core.  :class:`BodyLimit` is the same
-body limit as ASGI middleware, for frameworks that read a whole body before any view runs
-(Django's ASGI handler).
+uvicorn without pulling a web framework into the core.  :class:`RequestLimits` is the same
+Host check and body limit as ASGI middleware, for frameworks that read a whole body before
+any view runs (Django's ASGI handler).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from .errors import RequestRejected
@@ -145,31 +145,65 @@ def async_asgi_app(handler: AsyncHandler, *, max_body: int = MAX_BODY) -> ASGIAp
     return app
 
 
-class BodyLimit:
-    """ASGI middleware: no request body past ``max_body`` bytes reaches ``app``.
+class RequestLimits:
+    """ASGI middleware: what reaches ``app`` has a sound ``Host`` and a bounded body.
 
-    A declared ``Content-Length`` over the limit is answered ``413`` (problem+json,
-    ``invalid_request``) without calling the app; a body without one is passed through
-    until it crosses the limit, then the client gets the ``413`` and the app sees the
-    client leave (``http.disconnect``), with anything it still sends dropped.  ``paths``
-    (prefixes) limits it to part of the app; by default every path.  Wrap a handler that
-    reads whole bodies before its views run, such as Django's ``get_asgi_application()``.
+    - A malformed ``Host``, several ``Host`` lines, or (with ``allowed_hosts``) a host not in
+      the list answer ``400`` (problem+json ``invalid_request``) without calling the app.
+    - A declared ``Content-Length`` over ``max_body`` answers ``413`` without calling the
+      app; a body without one is passed through until it crosses the limit, then the client
+      gets the ``413`` and the app sees the client leave (``http.disconnect``), with
+      anything it still sends dropped.
+
+    ``paths`` (prefixes) limits it to part of the app; by default every path.  Wrap a
+    handler that reads whole bodies before its views run, or renders its own error pages
+    from the Host, such as Django's ``get_asgi_application()`` (under ``DEBUG`` its 404
+    page fails on a Host it does not allow).  ``allowed_hosts`` are host names without a
+    port, compared case-insensitively; ``"*"`` allows any well-formed Host.
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_body: int = MAX_BODY, paths: tuple[str, ...] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int = MAX_BODY,
+        allowed_hosts: Sequence[str] | None = None,
+        paths: tuple[str, ...] | None = None,
     ) -> None:
         if max_body < 1:
             raise ValueError("max_body must be positive")
         self.app = app
         self.max_body = max_body
+        self.allowed_hosts = (
+            None
+            if allowed_hosts is None or "*" in allowed_hosts
+            else frozenset(h.lower() for h in allowed_hosts)
+        )
         self.paths = paths
+
+    def _host_refusal(self, scope: Scope) -> RequestRejected | None:
+        hosts = [v for k, v in scope.get("headers", ()) if k.lower() == b"host"]
+        if not hosts:
+            return None
+        try:
+            if len(hosts) > 1:
+                raise MalformedHost("more than one Host line")
+            host = checked_host(hosts[0].decode("latin-1"))
+        except MalformedHost:
+            return RequestRejected.malformed_host()
+        if self.allowed_hosts is not None and host_name(host) not in self.allowed_hosts:
+            return RequestRejected("the Host header names a host this server does not serve")
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or (
             self.paths is not None and not str(scope.get("path", "")).startswith(self.paths)
         ):
             await self.app(scope, receive, send)
+            return
+        refusal = self._host_refusal(scope)
+        if refusal is not None:
+            await send_response(send, refusal.to_response())
             return
         limit = self.max_body
         declared = declared_length(scope)
@@ -205,3 +239,10 @@ class BodyLimit:
             await send(message)
 
         await self.app(scope, limited_receive, guarded_send)
+
+
+def host_name(host: str) -> str:
+    """The name of a checked ``host[:port]``, lower-cased, without the port."""
+    if host.startswith("["):
+        return host[: host.index("]") + 1].lower()
+    return host.partition(":")[0].lower()

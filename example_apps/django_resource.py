@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import secrets
 import sys
 from pathlib import Path
 
 import django
 import uvicorn
 from aauth_server_django import AAuthPersonRequest, AAuthRequest, aauth_required
+from aauth_server_django.conf import get_guard
 from django.conf import settings
 from django.core import checks
 from django.core.asgi import get_asgi_application
@@ -28,6 +31,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from aauth_server.asgi import RequestLimits
 from aauth_server.keys.jwk import PrivateKey
 
 SCOPES = {"data.read": "Read your data", "data.write": "Change your data"}
@@ -133,6 +137,8 @@ def configure(args: argparse.Namespace) -> None:
     }
     settings.configure(
         DEBUG=args.dev,  # DEV_LOOPBACK with DEBUG off is refused (check aauth.E003)
+        # Django's error pages (404, DisallowedHost's 400) need one, under DEBUG too.
+        SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         ALLOWED_HOSTS=[args.host, "127.0.0.1", "localhost"],
         ROOT_URLCONF=__name__,
         INSTALLED_APPS=["aauth_server_django"],
@@ -146,7 +152,15 @@ def configure(args: argparse.Namespace) -> None:
 
 
 async def serve(host: str, port: int) -> None:
-    config = uvicorn.Config(get_asgi_application(), host=host, port=port, lifespan="off")
+    # Django's ASGI handler receives a whole body before any view runs: the limit is kept
+    # at the server instead (the decorator keeps it too, for WSGI deployments).
+    # Django's error pages under DEBUG fail on a Host it does not allow: refuse it first.
+    app = RequestLimits(
+        get_asgi_application(),
+        max_body=get_guard().body_limit,
+        allowed_hosts=settings.ALLOWED_HOSTS,
+    )
+    config = uvicorn.Config(app, host=host, port=port, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():

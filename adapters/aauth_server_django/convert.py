@@ -82,7 +82,7 @@ def read_body(request: DjangoRequest, limit: int) -> bytes:
     without a length (chunked, under ASGI) is read through ``request.read(limit + 1)`` and
     left where Django's ``request.body`` finds it.  Under ASGI Django's handler has already
     received the whole body (spooled to disk beyond ``FILE_UPLOAD_MAX_MEMORY_SIZE``) before
-    any view runs; :class:`aauth_server.asgi.BodyLimit` stops it at the server instead.
+    any view runs; :class:`aauth_server.asgi.RequestLimits` stops it at the server instead.
     """
     declared = request.META.get("CONTENT_LENGTH") or ""
     if isinstance(declared, str) and declared.isdigit() and int(declared) > limit:
