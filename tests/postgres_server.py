@@ -83,7 +83,7 @@ class PrivateCluster:
         command = list(args)
         if self.user is not None:
             command = ["runuser", "-u", self.user, "--", *command]
-        result = subprocess.run(  # noqa: S603 - our own fixed command
+        result = subprocess.run(
             command, capture_output=True, text=True, env=env, timeout=120, check=False
         )
         if result.returncode != 0:
