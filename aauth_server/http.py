@@ -75,8 +75,11 @@ class MalformedHost(ValueError):
     """A ``Host`` that is not an RFC 3986 ``host[:port]``: the request gets ``400``."""
 
 
-#: RFC 3986 ``reg-name`` / IPv4 (unreserved, pct-encoded, sub-delims), then an optional port.
-_REG_NAME_HOST = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=%]*(?::[0-9]{0,5})?")
+#: RFC 3986 ``reg-name`` / IPv4 (unreserved, pct-encoded, sub-delims), then an optional
+#: port; never empty (RFC 9110 4.2.1: an "http" URI with an empty host is invalid).
+_REG_NAME_HOST = re.compile(
+    r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+(?::[0-9]{0,5})?"
+)
 _IP_LITERAL_HOST = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::[0-9]{0,5})?")
 
 
@@ -110,7 +113,7 @@ def public_url(
     :class:`MalformedHost` for a Host no URL can be built from."""
     if public_origin:
         return public_origin.rstrip("/") + target
-    return f"{scheme}://{checked_host(host) if host else default_host}{target}"
+    return f"{scheme}://{default_host if host is None else checked_host(host)}{target}"
 
 
 @dataclass(slots=True)

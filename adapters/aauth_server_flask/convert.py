@@ -10,7 +10,13 @@ from flask import Request, Response
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from aauth_server.errors import RequestRejected
-from aauth_server.http import DEFAULT_MAX_BODY, HttpRequest, HttpResponse, MalformedHost
+from aauth_server.http import (
+    DEFAULT_MAX_BODY,
+    HttpRequest,
+    HttpResponse,
+    MalformedHost,
+    checked_host,
+)
 
 # Characters a request-target may carry unescaped (RFC 3986 pchar plus "/"); "%" stays so
 # a fallback never double-encodes.
@@ -48,20 +54,22 @@ class PublicUrls(Protocol):
 
 
 def read_body(request: Request, limit: int) -> bytes:
-    """The body, reading at most ``limit`` bytes (``413`` via :class:`RequestRejected` past it).
+    """The body, reading at most ``limit`` + 1 bytes: more is ``413`` (:class:`RequestRejected`).
 
-    The limit is set as the request's ``max_content_length`` (Flask 3.1), so Werkzeug refuses
-    a larger ``Content-Length`` before reading and stops a chunked body at the limit; an app
+    The request's ``max_content_length`` (Flask 3.1) becomes ``limit`` + 1, so Werkzeug
+    refuses a larger ``Content-Length`` before reading and stops a chunked body one byte
+    past the limit (it stops there silently: the extra byte is what tells).  An app
     ``MAX_CONTENT_LENGTH`` below ours wins.  The bytes stay in Werkzeug's cache for the view.
     """
     current = request.max_content_length
-    request.max_content_length = limit if current is None else min(current, limit)
+    effective = limit if current is None else min(current, limit)
+    request.max_content_length = effective + 1
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        raise RequestRejected.body_too_large(request.max_content_length) from None
-    if len(body) > limit:  # read before we got here (a hook), without our limit
-        raise RequestRejected.body_too_large(limit)
+        raise RequestRejected.body_too_large(effective) from None
+    if len(body) > effective:
+        raise RequestRejected.body_too_large(effective)
     return body
 
 
@@ -73,6 +81,11 @@ def to_http_request(request: Request, guard: PublicUrls) -> HttpRequest:
     # repeated lines, which is as close to the wire as WSGI gets.
     headers = [(name, value) for name, value in request.headers.items()]
     try:
+        # Werkzeug reads a Host with invalid characters as no Host at all; refuse it
+        # instead, as the other adapters do.
+        raw_host = request.environ.get("HTTP_HOST")
+        if isinstance(raw_host, str):
+            checked_host(raw_host)
         url = guard.public_url(request.scheme, request.host, raw_target(request.environ))
     except MalformedHost:
         raise RequestRejected.malformed_host() from None
