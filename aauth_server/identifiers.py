@@ -13,6 +13,7 @@ from dataclasses import dataclass
 __all__ = [
     "CROCKFORD_ALPHABET",
     "AgentId",
+    "agent_domain_matches",
     "is_agent_identifier",
     "is_server_identifier",
     "normalize_interaction_code",
@@ -77,6 +78,21 @@ def is_server_identifier(value: object, *, dev_loopback: bool = False) -> bool:
 def server_host(identifier: str) -> str:
     """The host (with port for a dev loopback identifier) of a valid server identifier."""
     return identifier.split("://", 1)[1]
+
+
+def agent_domain_matches(domain: str, issuer: str, *, dev_loopback: bool = False) -> bool:
+    """Is ``domain`` (an agent identifier's) the host of ``issuer`` (its agent provider's)?
+
+    Production: exactly the issuer's host.  Under ``dev_loopback``, for a loopback agent
+    provider ``http://127.0.0.1:9000``, also the host without the port
+    (``aauth:x@127.0.0.1``): agents of other stacks write loopback ids that way.
+    """
+    host = server_host(issuer)
+    if domain == host:
+        return True
+    if not (dev_loopback and issuer.startswith("http://") and _is_dev_host(host)):
+        return False
+    return domain == host.rpartition(":")[0]
 
 
 @dataclass(frozen=True, slots=True)
