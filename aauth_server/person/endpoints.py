@@ -83,6 +83,7 @@ class TokenEndpoints:
             raise problem(400, "invalid_request", "resource must be a server identifier")
         fields = _request_fields(body)
         claims = verified.claims
+        yield from self._note_capabilities_steps(verified, body)
         person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
         data = {**self._agent_data(verified), **fields, "kind": PERSON, "resource": resource}
         data["tenant_hint"] = data.pop("tenant")  # a hint: person tokens carry no tenant here
@@ -101,6 +102,7 @@ class TokenEndpoints:
         pair = yield from self.server.params.verify_pair_steps(verified, body)
         rt = pair.resource_token
         claims = verified.claims
+        yield from self._note_capabilities_steps(verified, body)
         person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
         resource = str(rt["iss"])
         if person is None or self.server.directed_sub(person, resource) != rt["sub"]:
@@ -134,6 +136,17 @@ class TokenEndpoints:
         )
 
     # -- the shared decision ------------------------------------------------------------------
+
+    def _note_capabilities_steps(
+        self, verified: VerifiedRequest, body: Mapping[str, Any]
+    ) -> Steps[None]:
+        # What the agent declares here decides a later relay without capabilities (relay.py).
+        if "capabilities" in body:
+            claims = verified.claims
+            caps = frozenset(body["capabilities"])
+            yield from self.server.relay.note_capabilities_steps(
+                str(claims["iss"]), str(claims["sub"]), caps
+            )
 
     @staticmethod
     def _agent_data(verified: VerifiedRequest) -> dict[str, Any]:
