@@ -300,6 +300,10 @@ class AgentFlow:
                 response = self._answer(location, response)
                 if response.status_code not in (202, 429):
                     return response
+                if requirement_of(response) is not None:
+                    # The answer's 202 may ask again (the PS policy's next question) or send
+                    # the person to the consent page: read it before polling on.
+                    continue
             response = self._poll("PS poll", location, self.agent.token, response)
             if response.status_code not in (202, 429):
                 return response

@@ -64,3 +64,34 @@ def test_the_flow_makes_and_closes_its_own_client_when_given_none() -> None:
     with AgentFlow(env.agent, env.client, interact=lambda i: None, ps=PS_ISSUER):
         pass
     assert not env.client.is_closed
+
+
+def test_the_flow_answers_a_question_the_ps_policy_asks() -> None:
+    from aauth_server.agent.flow import Clarification
+    from aauth_server.person import Approve, AskAgent
+    from tests.person.test_policy_questions import Scripted
+
+    env = _env(client_auth=False)
+    policy = Scripted([AskAgent("Which project?", options=("alpha", "beta")), Approve()])
+    env.ps.config.policy = policy
+    env.ps.bind()
+    asked: list[Clarification] = []
+
+    def clarify(question: Clarification) -> str:
+        asked.append(question)
+        return "alpha"
+
+    flow = env.flow(clarify=clarify)
+    response = flow.request("GET", RESOURCE + "/profile")
+    assert response.status_code == 200, response.text
+    assert asked == [Clarification("Which project?", None, ("alpha", "beta"))]
+    assert policy.seen[-1].clarifications == (("Which project?", "alpha"),)
+    assert env.directed == []  # nobody had to be sent anywhere
+    assert env.notes == [
+        "resource GET",
+        "PS metadata",
+        "PS person_token",
+        "clarification answer",
+        "PS poll",
+        "resource GET",
+    ]
