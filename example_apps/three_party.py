@@ -67,8 +67,10 @@ def show(note: str, request: httpx.Request, response: httpx.Response) -> None:
 class ScriptedPerson:
     """Alice at her browser: logs in, opens the link the agent gave her, asks, approves."""
 
-    def __init__(self, ps_url: str) -> None:
+    def __init__(self, ps_url: str, *, user: str = "alice", password: str = PASSWORD) -> None:
         self.ps_url = ps_url
+        self.user = user
+        self.password = password
         self.http = httpx.Client(timeout=10, trust_env=False, follow_redirects=True)
         self.page = ""
         self.errors: list[str] = []
@@ -101,8 +103,8 @@ class ScriptedPerson:
         say(f"  (alice) opens {link}")
         response = self.http.get(link)
         if "/login" in response.url.path:
-            say("  (alice) logs in as alice")
-            form = {"username": "alice", "password": PASSWORD, "next": _next(response.url)}
+            say(f"  (alice) logs in as {self.user}")
+            form = {"username": self.user, "password": self.password, "next": _next(response.url)}
             form["csrf"] = dict(_FIELD.findall(response.text)).get("csrf", "")
             response = self.http.post(
                 self.ps_url + "/login", data=form, headers={"Origin": self.ps_url}
