@@ -106,16 +106,16 @@ def remap(text: str, ports: dict[str, str]) -> str:
     return _PORT.sub(lambda m: ports[next(g for g in m.groups() if g)], text)
 
 
-def command(line: str) -> list[str]:
+def command(line: str, python: str = sys.executable) -> list[str]:
     words = shlex.split(line, comments=True)
     if words and words[0] in _CONSOLE_SCRIPTS:
-        return [sys.executable, *_CONSOLE_SCRIPTS[words[0]], *words[1:]]
+        return [python, *_CONSOLE_SCRIPTS[words[0]], *words[1:]]
     return words
 
 
-def commands(text: str) -> Iterator[list[str]]:
+def commands(text: str, python: str = sys.executable) -> Iterator[list[str]]:
     for line in text.splitlines():
-        words = command(line)
+        words = command(line, python)
         if words:
             yield words
 
@@ -126,10 +126,16 @@ class SnippetFailed(AssertionError):
 
 @dataclass
 class Runner:
-    """Runs one document's runnable blocks in ``workdir``; :meth:`close` stops its servers."""
+    """Runs one document's runnable blocks in ``workdir``; :meth:`close` stops its servers.
+
+    ``python`` runs them (another virtualenv's, to try an installed wheel); ``repo_on_path``
+    puts this checkout on ``PYTHONPATH`` (off when the code under test is the installed one).
+    """
 
     document: Path
     workdir: Path
+    python: str = sys.executable
+    repo_on_path: bool = True
     ports: dict[str, str] = field(default_factory=dict)
     servers: list[tuple[list[str], subprocess.Popen[str], Path]] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
@@ -141,13 +147,13 @@ class Runner:
         self.env = {
             **os.environ,
             "BROWSER": str(person),
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": str(REPO) if self.repo_on_path else "",
             "PYTHONUNBUFFERED": "1",
             "NO_PROXY": "127.0.0.1,localhost",
         }
 
-    def run(self) -> None:
-        todo = runnable_blocks(self.document)
+    def run(self, todo: list[Block] | None = None) -> None:
+        todo = runnable_blocks(self.document) if todo is None else todo
         if not todo:
             raise SnippetFailed(f"{self.document.name} has no runnable block")
         self.ports = port_map([b.text for b in todo])
@@ -167,10 +173,10 @@ class Runner:
         path.write_text(text + "\n", encoding="utf-8")
         if block.options.get("file"):
             return
-        self._check(block, [sys.executable, name])
+        self._check(block, [self.python, name])
 
     def _sh(self, block: Block, text: str) -> None:
-        for words in commands(text):
+        for words in commands(text, self.python):
             if "serve" in block.options:
                 self._serve(block, words)
             else:
