@@ -37,9 +37,13 @@ def check_aauth_settings(
     errors: list[CheckMessage] = [
         Error(message, id="aauth.E005") for message in protection_errors(config)
     ]
+    try:
+        guard = get_guard()
+    except ImproperlyConfigured as error:
+        return [*errors, Error(str(error), id="aauth.E002")]
     if config.startup_store_check:
         try:
-            check_store_reachable(get_guard().store, config.store)
+            check_store_reachable(guard.store, config.store)
         except ConfigurationError as error:
             errors.append(Error(str(error), id="aauth.E004"))
     return errors

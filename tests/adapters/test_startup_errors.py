@@ -349,3 +349,12 @@ def test_the_problem_is_none_exactly_for_identifiers() -> None:
         for dev in (False, True):
             problem = server_identifier_problem(value, dev_loopback=dev)
             assert (problem is None) is is_server_identifier(value, dev_loopback=dev), value
+
+
+def test_django_store_url_that_cannot_be_opened() -> None:
+    settings = {**{k.upper(): v for k, v in FULL.items()}, "STORE": "redis://localhost:x/0"}
+    with override_settings(AAUTH=settings):
+        (message,) = check_aauth_settings()
+        assert message.id == "aauth.E002" and "cannot be opened" in message.msg
+        with pytest.raises(InvalidSettings, match="cannot be opened"):
+            startup()
