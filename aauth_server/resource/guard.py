@@ -288,11 +288,6 @@ class ResourceGuard:
             else:
                 self._trusted_ps(str(iss))
 
-    def check_protection(self, protection: Protection) -> None:
-        """Refuse, at startup, an endpoint this configuration cannot serve: a person-token
-        or auth-token endpoint needs ``trusted_ps`` (or ``trust_any_ps``)."""
-        self.config.require_ps_trust(protection.mode)
-
     def _declared(self, scopes: frozenset[str]) -> None:
         undeclared = scopes - set(self.config.scope_descriptions)
         if undeclared:

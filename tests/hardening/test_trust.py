@@ -33,25 +33,30 @@ def test_person_token_modes_need_trusted_ps_or_the_explicit_opt_in() -> None:
     with pytest.raises(ConfigurationError, match="trusted_ps"):
         ResourceConfig(issuer=RESOURCE, access_mode="person-token")
     with pytest.raises(ConfigurationError, match="trusted_ps"):
-        ResourceConfig(issuer=RESOURCE, access_mode="auth-token")
+        ResourceConfig(issuer=RESOURCE, access_mode="auth-token", signing_key=World().resource_key)
     with pytest.raises(ConfigurationError, match="exclude"):
         ResourceConfig(issuer=RESOURCE, trusted_ps=(PS_ISSUER,), trust_any_ps=True)
     assert ResourceConfig(issuer=RESOURCE, access_mode="person-token", trust_any_ps=True)
-    guard = ResourceGuard(ResourceConfig(issuer=RESOURCE))
-    guard.check_protection(Protection())  # agent-token endpoints need no PS
-    for mode, scope in (("person-token", None), ("auth-token", "data.read")):
-        with pytest.raises(ConfigurationError, match="trusted_ps"):
-            guard.check_protection(Protection(mode, scope=scope))
+    config = ResourceConfig(issuer=RESOURCE)
+    config.check_protection(Protection())  # agent-token endpoints need no PS
+    with pytest.raises(ConfigurationError, match="trusted_ps"):
+        config.check_protection(Protection("person-token"))
+    trusted = ResourceConfig(issuer=RESOURCE, trusted_ps=(PS_ISSUER,))
+    trusted.check_protection(Protection("person-token"))
+
+
+def _view(request: Any) -> Any:
+    return None
 
 
 def test_starlette_refuses_a_person_token_endpoint_without_trust_at_import_time() -> None:
     from aauth_server_starlette import AAuth
 
     aauth = AAuth(issuer=RESOURCE)
-    aauth.protect()  # agent-token: fine
+    aauth.protect()(_view)  # agent-token: fine
     with pytest.raises(ConfigurationError, match="trusted_ps"):
-        aauth.protect("person-token")
-    assert AAuth(issuer=RESOURCE, trust_any_ps=True).protect("person-token")
+        aauth.protect("person-token")(_view)
+    assert AAuth(issuer=RESOURCE, trust_any_ps=True).protect("person-token")(_view)
 
 
 def test_flask_refuses_a_person_token_view_without_trust_whichever_comes_first() -> None:
@@ -59,7 +64,7 @@ def test_flask_refuses_a_person_token_view_without_trust_whichever_comes_first()
     from flask import Flask
 
     declared_first = AAuth()
-    declared_first.protect("auth-token", scope="data.read")
+    declared_first.protect("person-token")(_view)
     app = Flask("a")
     app.config["AAUTH_ISSUER"] = RESOURCE
     with pytest.raises(ConfigurationError, match="trusted_ps"):
@@ -70,21 +75,28 @@ def test_flask_refuses_a_person_token_view_without_trust_whichever_comes_first()
     other.config["AAUTH_ISSUER"] = RESOURCE
     initialised_first.init_app(other)
     with pytest.raises(ConfigurationError, match="trusted_ps"):
-        initialised_first.protect("person-token")
+        initialised_first.protect("person-token")(_view)
 
 
-def test_django_check_e004_names_the_missing_trust() -> None:
+def test_django_check_names_the_view_without_trust() -> None:
     from aauth_server_django import aauth_required
     from aauth_server_django.checks import check_aauth_settings
+    from aauth_server_django.decorators import PROTECTIONS
 
     from tests.adapters.harness_django import configure_django
 
     configure_django()
-    aauth_required("person-token")  # a view of this mode exists in the project
-    with override_settings(AAUTH={"ISSUER": RESOURCE}):
-        assert "aauth.E004" in [m.id for m in check_aauth_settings()]
-    with override_settings(AAUTH={"ISSUER": RESOURCE, "TRUST_ANY_PS": True}):
-        assert "aauth.E004" not in [m.id for m in check_aauth_settings()]
+    before = len(PROTECTIONS)
+    try:
+        aauth_required("person-token")(_view)  # a view of this mode exists in the project
+        with override_settings(AAUTH={"ISSUER": RESOURCE}):
+            messages = [m for m in check_aauth_settings() if "trusted_ps" in m.msg]
+            assert messages and {m.id for m in messages} == {"aauth.E005"}
+            assert any("test_trust._view" in m.msg for m in messages)
+        with override_settings(AAUTH={"ISSUER": RESOURCE, "TRUST_ANY_PS": True}):
+            assert not [m for m in check_aauth_settings() if "trusted_ps" in m.msg]
+    finally:
+        del PROTECTIONS[before:]  # the registry is process-wide
 
 
 def test_trust_any_ps_logs_a_warning_at_startup(caplog: pytest.LogCaptureFixture) -> None:
