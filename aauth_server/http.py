@@ -77,9 +77,7 @@ class MalformedHost(ValueError):
 
 #: RFC 3986 ``reg-name`` / IPv4 (unreserved, pct-encoded, sub-delims), then an optional
 #: port; never empty (RFC 9110 4.2.1: an "http" URI with an empty host is invalid).
-_REG_NAME_HOST = re.compile(
-    r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+(?::[0-9]{0,5})?"
-)
+_REG_NAME_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+(?::[0-9]{0,5})?")
 _IP_LITERAL_HOST = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::[0-9]{0,5})?")
 
 
