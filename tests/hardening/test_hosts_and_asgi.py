@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from aauth_server.asgi import RequestLimits, asgi_app
+from aauth_server import asgi, http
 from aauth_server.errors import SignatureFailure
-from aauth_server.http import HttpRequest, HttpResponse, MalformedHost, checked_host, public_url
+from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.signatures.message import parse_signature, signature_base
 from tests.person.ps_harness import PsWorld
 from tests.resource.core_harness import CoreApp
@@ -57,24 +57,24 @@ INVALID = [
 
 @pytest.mark.parametrize("host", VALID)
 def test_valid_hosts_pass(host: str) -> None:
-    assert checked_host(host) == host
+    assert http.checked_host(host) == host
 
 
 @pytest.mark.parametrize("host", INVALID, ids=repr)
 def test_invalid_hosts_are_refused(host: str) -> None:
-    with pytest.raises(MalformedHost):
-        checked_host(host)
-    with pytest.raises(MalformedHost):
-        public_url("http", host, "/x", public_origin=None, default_host="d.example")
+    with pytest.raises(http.MalformedHost):
+        http.checked_host(host)
+    with pytest.raises(http.MalformedHost):
+        http.public_url("http", host, "/x", public_origin=None, default_host="d.example")
 
 
 def test_a_missing_host_uses_the_issuer_and_public_origin_wins() -> None:
     assert (
-        public_url("http", None, "/x", public_origin=None, default_host="d.example")
+        http.public_url("http", None, "/x", public_origin=None, default_host="d.example")
         == "http://d.example/x"
     )
     assert (
-        public_url("http", "[", "/x", public_origin="https://p.example", default_host="d")
+        http.public_url("http", "[", "/x", public_origin="https://p.example", default_host="d")
         == "https://p.example/x"
     )
 
@@ -154,17 +154,17 @@ class _ReadsEverything:
 
 def test_request_limits_stop_a_body_at_the_limit() -> None:
     inner = _ReadsEverything()
-    app = RequestLimits(inner, max_body=1000)
+    app = asgi.RequestLimits(inner, max_body=1000)
     status, body, _ = _call(app, [(b"host", b"a.example")], [b"x" * 600, b"x" * 600, b"x" * 600])
     assert status == 413 and json.loads(body)["error"] == "invalid_request"
     assert inner.given <= 1000 + 600  # it never saw past the chunk that crossed the limit
     declared = _ReadsEverything()
     status, _, _ = _call(
-        RequestLimits(declared, max_body=1000), [(b"content-length", b"5000")], [b""]
+        asgi.RequestLimits(declared, max_body=1000), [(b"content-length", b"5000")], [b""]
     )
     assert status == 413 and declared.given == 0
     fine = _ReadsEverything()
-    assert _call(RequestLimits(fine, max_body=1000), [], [b"x" * 1000])[0] == 200
+    assert _call(asgi.RequestLimits(fine, max_body=1000), [], [b"x" * 1000])[0] == 200
 
 
 @pytest.mark.parametrize(
@@ -172,12 +172,12 @@ def test_request_limits_stop_a_body_at_the_limit() -> None:
 )
 def test_request_limits_refuse_bad_or_unknown_hosts(hosts: list[bytes]) -> None:
     inner = _ReadsEverything()
-    app = RequestLimits(inner, allowed_hosts=["a.example", "127.0.0.1"])
+    app = asgi.RequestLimits(inner, allowed_hosts=["a.example", "127.0.0.1"])
     status, body, _ = _call(app, [(b"host", h) for h in hosts], [b""])
     assert status == 400 and json.loads(body)["error"] == "invalid_request" and inner.given == 0
     assert (
         _call(
-            RequestLimits(_ReadsEverything(), allowed_hosts=["a.example"]),
+            asgi.RequestLimits(_ReadsEverything(), allowed_hosts=["a.example"]),
             [(b"host", b"A.example:8000")],
             [b""],
         )[0]
@@ -186,7 +186,7 @@ def test_request_limits_refuse_bad_or_unknown_hosts(hosts: list[bytes]) -> None:
 
 
 def test_the_small_server_shell_answers_400_and_413_as_problems() -> None:
-    app = asgi_app(lambda request: HttpResponse(200, [], request.body), max_body=10)
+    app = asgi.asgi_app(lambda request: HttpResponse(200, [], request.body), max_body=10)
     assert _call(app, [(b"host", b"[")], [b""])[0] == 400
     status, body, _ = _call(app, [(b"host", b"a.example")], [b"x" * 11])
     assert status == 413 and json.loads(body)["error"] == "invalid_request"

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import pytest
 
-from aauth_server import safejson
 from aauth_server.http import HttpResponse
 from tests.person.ps_harness import PsWorld, sender
 from tests.resource.core_harness import CoreApp
@@ -24,7 +23,9 @@ DEEP = {
     "array-2000": b'{"resource":' + b"[" * 2000 + b"]" * 2000 + b"}",
     "object-2000": b'{"a":' * 2000 + b"1" + b"}" * 2000,
     "top-level-100000": b"[" * 100_000 + b"]" * 100_000,
-    "just-past-the-limit": b'{"a":' + b"[" * 32 + b"]" * 32 + b"}",
+    # An otherwise good request with one member nested 33 deep (json.loads takes it).
+    "just-past-the-limit": b'{"resource":"https://resource.example","scope":"data.read",'
+    b'"capabilities":["interaction"],"x":' + b"[" * 32 + b"]" * 32 + b"}",
 }
 
 
@@ -92,6 +93,8 @@ def test_resource_revocation_endpoint_refuses_a_deep_body(mode: str) -> None:
 
 
 def test_the_parser_counts_nesting_without_recursing() -> None:
+    from aauth_server import safejson
+
     assert safejson.nesting_depth(b'{"a":"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') == 1
     assert safejson.nesting_depth(b'["\\"[[[[", [[]]]') == 3
     at_the_limit = safejson.loads(b'{"a":' + b"[" * 31 + b"]" * 31 + b"}")  # 32 levels

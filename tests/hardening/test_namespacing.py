@@ -18,13 +18,18 @@ import redis
 
 from aauth_server.person import DefaultPolicy, PersonServerConfig
 from aauth_server.resource import ResourceConfig
-from aauth_server.storage.base import issuer_prefix
 from tests.person.ps_harness import PsApp, PsWorld
 from tests.redis_server import ensure_redis
 from tests.storage.conftest import delete_prefix
 
 CODE = re.compile(r'code="([^"]+)"')
 AGENT = "aauth:assistant@agent.example"
+
+
+def issuer_prefix(issuer: str, role: str) -> str:
+    from aauth_server.storage.base import issuer_prefix as derive
+
+    return derive(issuer, role)
 
 
 @pytest.fixture

@@ -201,7 +201,7 @@ def deep_jwks() -> Reply:
 
 def absurd_cache_headers() -> Reply:
     """A usable key, served under an Expires no clock can hold and a 5,000-digit max-age."""
-    metadata_headers = {"Expires": "Fri, 01 Jan 99999 00:00:00 GMT"}
+    metadata_headers = {"Expires": "Fri, 01 Jan 99999999999999999999 00:00:00 GMT"}
     jwks_headers = {"Cache-Control": "max-age=" + "9" * 5000}
     return _documents(
         jwks_body=lambda s: (json.dumps(s.jwks()).encode(), jwks_headers),
