@@ -154,3 +154,32 @@ def test_clarification_answers_are_limited_and_rounds_capped(mode: str) -> None:
         pw.ps.consent.ask(view.pending_id, ALICE, "A third?")
     assert (refused.value.status, refused.value.error) == (409, "clarification_unavailable")
     assert len(pw.ps.consent.view(view.pending_id, ALICE).clarifications) == 2
+
+
+def test_open_relays_per_agent_are_capped(mode: str) -> None:
+    from aauth_server.person.relay import InteractionRelay
+
+    pw = PsWorld(max_pending_per_agent=2)
+    pw.bind()
+    pw.ps.presence.touch(ALICE)  # the person's page is open: relays are delivered there
+    relay = InteractionRelay(pw.ps)
+
+    def ask(question: str) -> HttpResponse:
+        request = pw.post(pw.config.interaction_path, {"type": "question", "question": question})
+        if mode == "sync":
+            answer = relay.handle(request)
+        else:
+            import asyncio
+
+            answer = asyncio.run(relay.ahandle(request))
+        assert answer is not None
+        return answer
+
+    assert ask("one?").status == 202
+    assert ask("two?").status == 202
+    refused = ask("three?")
+    _error(refused, 429, "slow_down")
+    assert refused.header("retry-after") == str(pw.config.poll_interval)
+    (first, *_) = relay.pending_for(ALICE)
+    relay.answer(first.id, ALICE, "yes")  # answered: its place is free again
+    assert ask("three?").status == 202
