@@ -147,6 +147,23 @@ class RequirementChallenge(AAuthError):
         ]
 
 
+class RequestRejected(AAuthError):
+    """A request refused before any protocol step: a ``Host`` no URL can be built from
+    (``400``) or a body over the configured limit (``413``).  The drafts name no code for
+    either; both answer ``invalid_request`` (documented in the README)."""
+
+    status = 400
+    error = "invalid_request"
+
+    @classmethod
+    def malformed_host(cls) -> RequestRejected:
+        return cls("the Host header is not a valid host[:port]")
+
+    @classmethod
+    def body_too_large(cls, limit: int) -> RequestRejected:
+        return cls(f"the body is larger than {limit} bytes", status=413)
+
+
 class ConfigurationError(ValueError):
     """A configuration the framework refuses to run with."""
 

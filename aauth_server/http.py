@@ -6,14 +6,20 @@ Adapters convert their framework's request into :class:`HttpRequest` and render
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import json.encoder
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 Headers = list[tuple[str, str]]
+
+#: The default cap on a request body the core reads (protected endpoints, PS and AS
+#: endpoints); a larger body answers ``413`` before authentication.
+DEFAULT_MAX_BODY = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -54,7 +60,58 @@ class HttpRequest:
 
     @property
     def path(self) -> str:
-        return urlsplit(self.url).path or "/"
+        try:
+            return urlsplit(self.url).path or "/"
+        except ValueError:
+            # urlsplit refuses some authorities (an unbalanced "[" or "]"); the path after
+            # them is still plain.  Adapters refuse such a Host before the core sees it.
+            rest = self.url.partition("#")[0].partition("?")[0]
+            _, sep, after = rest.partition("://")
+            slash = after.find("/") if sep else rest.find("/")
+            return (after if sep else rest)[slash:] if slash >= 0 else "/"
+
+
+class MalformedHost(ValueError):
+    """A ``Host`` that is not an RFC 3986 ``host[:port]``: the request gets ``400``."""
+
+
+#: RFC 3986 ``reg-name`` / IPv4 (unreserved, pct-encoded, sub-delims), then an optional
+#: port; never empty (RFC 9110 4.2.1: an "http" URI with an empty host is invalid).
+_REG_NAME_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+(?::[0-9]{0,5})?")
+_IP_LITERAL_HOST = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::[0-9]{0,5})?")
+
+
+def checked_host(host: str) -> str:
+    """``host`` when it is a valid ``Host`` value (RFC 9110 7.2), else :class:`MalformedHost`.
+
+    Every character a URL parser could read as structure (``@``, ``/``, ``?``, ``#``,
+    ``[``, ``]`` outside an IPv6 literal, whitespace) is refused, so the URL the core builds
+    from it parses back to exactly this authority.
+    """
+    if len(host) > 255:
+        raise MalformedHost("Host is too long")
+    if _REG_NAME_HOST.fullmatch(host):
+        return host
+    literal = _IP_LITERAL_HOST.fullmatch(host)
+    if literal:
+        try:
+            ipaddress.IPv6Address(literal.group(1))
+        except ValueError:
+            pass
+        else:
+            return host
+    raise MalformedHost("Host is not a valid host[:port]")
+
+
+def public_url(
+    scheme: str, host: str | None, target: str, *, public_origin: str | None, default_host: str
+) -> str:
+    """The absolute URL a request was sent to: ``public_origin`` wins over ``Host``
+    (``Forwarded`` is never trusted); without a Host, ``default_host``.  Raises
+    :class:`MalformedHost` for a Host no URL can be built from."""
+    if public_origin:
+        return public_origin.rstrip("/") + target
+    return f"{scheme}://{default_host if host is None else checked_host(host)}{target}"
 
 
 @dataclass(slots=True)

@@ -8,12 +8,12 @@ per-caller rate limit, the ``{jti, exp}`` body and the record kept until ``exp``
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import safejson
 from .clock import Clock
 from .errors import AAuthError
 from .http import HttpRequest
@@ -32,19 +32,14 @@ def problem(status: int, error: str, detail: str, **headers: str) -> AAuthError:
     return AAuthError(detail, error=error, status=status, headers=list(headers.items()))
 
 
-_DECODER = json.JSONDecoder()
-
-
 def json_body(request: HttpRequest) -> Mapping[str, Any]:
-    raw = request.body
+    """The request body as a JSON object, parsed with the nesting limit of
+    :mod:`aauth_server.safejson`: the one parser of every AAuth request body (token,
+    authorization, revocation, interaction and pending-URL endpoints).  Anything else is
+    ``400 invalid_request``."""
     try:
-        if raw[:1] == b"{" and raw[1:2] != b"\x00":
-            # What json.loads(bytes) does for a body it detects as UTF-8 (a "{" that no
-            # zero byte follows), without the detection: the same decode, the same parse.
-            body = _DECODER.decode(raw.decode("utf-8", "surrogatepass"))
-        else:
-            body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = safejson.loads(request.body)
+    except ValueError as exc:  # includes UnicodeDecodeError and too deep a nesting
         raise problem(400, "invalid_request", "the body is not JSON") from exc
     if not isinstance(body, dict):
         raise problem(400, "invalid_request", "the body is not a JSON object")

@@ -130,6 +130,10 @@ class VerifierConfig:
     revocable_types: tuple[str, ...] = (TYP_PERSON, TYP_AUTH)
     max_header_bytes: int = 16384
     token_cache_size: int = 4096
+    #: Called with ``(typ, payload)`` of a ``Signature-Key`` token once its ``iss`` and
+    #: ``dwk`` are validated and before its issuer's key is fetched: raise
+    #: ``SignatureFailure`` to refuse an issuer this server does not trust (no fetch then).
+    admit_issuer: Callable[[str, Mapping[str, object]], None] | None = None
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.accept_schemes if s not in RESOLVABLE_SCHEMES]
@@ -382,6 +386,8 @@ class RequestVerifier:
         kid = token.header.get("kid")
         if not isinstance(kid, str):
             raise SignatureFailure("invalid_jwt", "token header has no kid")
+        if self.config.admit_issuer is not None:
+            self.config.admit_issuer(typ, payload)
         issuer_key = yield KeyNeed(iss, dwk, kid)
         self._token(verify_jwt_signature, token, issuer_key, allow_eddsa=self.config.allow_eddsa)
         claims = self._token(

@@ -42,9 +42,9 @@ LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
 PROVIDER = AppSpec("agent-provider", "example_apps.agent_provider", ("--dev",))
 RESOURCES = (
-    AppSpec("starlette", "example_apps.starlette_resource", ("--dev",)),
-    AppSpec("flask", "example_apps.flask_resource", ("--dev",)),
-    AppSpec("django", "example_apps.django_resource", ("--dev",)),
+    AppSpec("starlette", "example_apps.starlette_resource", ("--dev", "--trust-any-ps")),
+    AppSpec("flask", "example_apps.flask_resource", ("--dev", "--trust-any-ps")),
+    AppSpec("django", "example_apps.django_resource", ("--dev", "--trust-any-ps")),
 )
 SHOWN_REQUEST_HEADERS = ("host", "signature-input", "signature", "signature-key")
 SHOWN_RESPONSE_HEADERS = ("aauth-requirement", "signature-error")

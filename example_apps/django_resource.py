@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import secrets
 import sys
 from pathlib import Path
 
 import django
 import uvicorn
 from aauth_server_django import AAuthPersonRequest, AAuthRequest, aauth_required
+from aauth_server_django.conf import get_guard
 from django.conf import settings
 from django.core import checks
 from django.core.asgi import get_asgi_application
@@ -28,6 +31,7 @@ from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
+from aauth_server.asgi import RequestLimits
 from aauth_server.keys.jwk import PrivateKey
 
 SCOPES = {"data.read": "Read your data", "data.write": "Change your data"}
@@ -85,11 +89,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--ps", action="append", default=[], metavar="URL", help="trusted Person Server (repeat)"
     )
+    parser.add_argument(
+        "--trust-any-ps",
+        action="store_true",
+        help="accept person and auth tokens of every Person Server (instead of --ps)",
+    )
     parser.add_argument("--as", dest="access_server", metavar="URL", help="Access Server")
     parser.add_argument("--store", default="memory://", help="memory:// or redis://...")
     parser.add_argument("--signing-key", metavar="FILE", help="private JWK (JSON) for tokens")
     parser.add_argument("--replay-cache", action="store_true", help="refuse replayed requests")
     args = parser.parse_args(argv)
+    if args.trust_any_ps and args.ps:
+        parser.error("--ps and --trust-any-ps exclude each other")
     if args.issuer is None:
         if not args.dev:
             parser.error("--issuer is required unless --dev is given")
@@ -119,12 +130,15 @@ def configure(args: argparse.Namespace) -> None:
         "AUTHORIZATION_PATH": "/aauth/authorize",
         "REVOCATION_PATH": "/aauth/revoke",
         "TRUSTED_PS": tuple(args.ps),
+        "TRUST_ANY_PS": args.trust_any_ps,
         "ACCESS_SERVER": args.access_server,
         "STORE": args.store,
         "REPLAY_CACHE": args.replay_cache,
     }
     settings.configure(
         DEBUG=args.dev,  # DEV_LOOPBACK with DEBUG off is refused (check aauth.E003)
+        # Django's error pages (404, DisallowedHost's 400) need one, under DEBUG too.
+        SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         ALLOWED_HOSTS=[args.host, "127.0.0.1", "localhost"],
         ROOT_URLCONF=__name__,
         INSTALLED_APPS=["aauth_server_django"],
@@ -138,7 +152,15 @@ def configure(args: argparse.Namespace) -> None:
 
 
 async def serve(host: str, port: int) -> None:
-    config = uvicorn.Config(get_asgi_application(), host=host, port=port, lifespan="off")
+    # Django's ASGI handler receives a whole body before any view runs: the limit is kept
+    # at the server instead (the decorator keeps it too, for WSGI deployments).
+    # Django's error pages under DEBUG fail on a Host it does not allow: refuse it first.
+    app = RequestLimits(
+        get_asgi_application(),
+        max_body=get_guard().body_limit,
+        allowed_hosts=settings.ALLOWED_HOSTS,
+    )
+    config = uvicorn.Config(app, host=host, port=port, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():

@@ -1,7 +1,7 @@
 """A Flask resource protected by AAuth: agent, person and auth tokens, deferred delivery.
 
 python -m example_apps.flask_resource --host 127.0.0.1 --port 8002 --dev \
-    [--ps URL ...] [--as URL] [--store URI] [--signing-key FILE] [--replay-cache]
+    [--ps URL ... | --trust-any-ps] [--as URL] [--store URI] [--signing-key FILE] [--replay-cache]
 
 Routes: GET /whoami (agent-token), GET /profile (person-token), GET /data (auth-token,
 data.read), POST /data (data.write), GET /deferred (data.read, deferred 202 delivery),
@@ -36,6 +36,7 @@ def create_app(
     *,
     dev: bool = False,
     trusted_ps: Sequence[str] = (),
+    trust_any_ps: bool = False,
     access_server: str | None = None,
     store: str = "memory://",
     signing_key: PrivateKey | None = None,
@@ -48,6 +49,7 @@ def create_app(
         AAUTH_ISSUER=issuer,
         AAUTH_DEV_LOOPBACK=dev,
         AAUTH_TRUSTED_PS=tuple(trusted_ps),
+        AAUTH_TRUST_ANY_PS=trust_any_ps,
         AAUTH_ACCESS_SERVER=access_server,
         AAUTH_STORE=store,
         # Resource tokens are signed with it; a fresh one per start if none is given.
@@ -115,7 +117,12 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="URL",
-        help="a trusted Person Server (repeatable; none given: any Person Server)",
+        help="a trusted Person Server (repeatable)",
+    )
+    parser.add_argument(
+        "--trust-any-ps",
+        action="store_true",
+        help="accept person and auth tokens of every Person Server (instead of --ps)",
     )
     parser.add_argument(
         "--as", dest="access_server", metavar="URL", help="this resource's Access Server"
@@ -133,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     issuer = args.issuer or (f"http://{args.host}:{args.port}" if args.dev else None)
     if issuer is None:
         parser.error("--issuer is required unless --dev is given")
+    if args.trust_any_ps and args.ps:
+        parser.error("--ps and --trust-any-ps exclude each other")
     try:
         signing_key = load_signing_key(args.signing_key)
     except (OSError, ValueError) as exc:
@@ -148,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         issuer,
         dev=args.dev,
         trusted_ps=args.ps,
+        trust_any_ps=args.trust_any_ps,
         access_server=args.access_server,
         store=args.store,
         signing_key=signing_key,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import socket
 import sys
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aauth_server.asgi import RequestLimits
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
 from aauth_server.person.pages import ConsentPages, DemoLogin
@@ -165,6 +167,8 @@ def serve_django(built: Built, sock: socket.socket, host: str, port: int) -> Non
 
     settings.configure(
         DEBUG=built.ps.config.dev_loopback,  # the mount refuses DEV_LOOPBACK without DEBUG
+        # Django's error pages (404, DisallowedHost's 400) need one, under DEBUG too.
+        SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         ALLOWED_HOSTS=[host, "127.0.0.1", "localhost"],
         ROOT_URLCONF=__name__,
         INSTALLED_APPS=["aauth_server_django"],
@@ -179,7 +183,16 @@ def serve_django(built: Built, sock: socket.socket, host: str, port: int) -> Non
     urlpatterns.append(path("", include("aauth_server_django.person_async_urls")))
     # Django has no lifespan: the wrapper checks the store at start and closes the stores
     # on uvicorn's loop at shutdown, where the async store's connections live.
-    app = PersonServerLifespan(get_asgi_application())
+    # Django's ASGI handler receives a whole body before any view runs: keep the PS's
+    # body limit at the server (the mount keeps it too, for WSGI deployments).
+    # Django's error pages under DEBUG fail on a Host it does not allow: refuse it first.
+    app = PersonServerLifespan(
+        RequestLimits(
+            get_asgi_application(),
+            max_body=built.ps.config.max_body,
+            allowed_hosts=settings.ALLOWED_HOSTS,
+        )
+    )
     server = _AnnouncingServer(
         uvicorn.Config(app, log_level="warning", lifespan="on"),
         lambda: announce(built, host, port, "django"),

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--ps", action="append", default=[], metavar="URL", help="a trusted Person Server"
     )
     parser.add_argument(
+        "--trust-any-ps",
+        action="store_true",
+        help="accept person and auth tokens of every Person Server (instead of --ps)",
+    )
+    parser.add_argument(
         "--as", dest="access_server", metavar="URL", help="the Access Server (four-party)"
     )
     parser.add_argument("--store", default="memory://", metavar="URI", help="memory:// or redis://")
@@ -124,6 +129,8 @@ def load_signing_key(path: Path | None) -> PrivateKey:
 def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
     if args.issuer is None and not args.dev:
         parser.error("--issuer is required unless --dev is given")
+    if args.trust_any_ps and args.ps:
+        parser.error("--ps and --trust-any-ps exclude each other")
     settings: dict[str, Any] = {
         "issuer": args.issuer or f"http://127.0.0.1:{args.port}",
         "dev_loopback": args.dev,
@@ -132,6 +139,7 @@ def settings_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         "authorization_path": "/aauth/authorize",
         "revocation_path": "/aauth/revoke",
         "trusted_ps": tuple(args.ps),
+        "trust_any_ps": args.trust_any_ps,
         "access_server": args.access_server,
         "replay_cache": args.replay_cache,
         "store": args.store,

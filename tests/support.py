@@ -177,8 +177,11 @@ class World:
             "revocation_path": "/aauth/revoke",
             "store": MemoryStore(state, clock=self.clock),
             "async_store": AsyncMemoryStore(state, clock=self.clock),
+            "trusted_ps": (PS_ISSUER,),
         }
         settings.update(overrides)
+        if settings.get("trust_any_ps"):
+            settings["trusted_ps"] = ()
         return ResourceConfig(**settings)
 
     def now(self) -> int:

@@ -7,11 +7,11 @@ development-only enrollment endpoint, on only when ``dev_enrollment`` is set.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import safejson
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import AAuthError
 from ..http import HttpRequest, HttpResponse
@@ -105,7 +105,7 @@ class AgentProvider:
 
     def _enroll(self, request: HttpRequest) -> HttpResponse:
         try:
-            body = json.loads(request.body)
+            body = safejson.loads(request.body)
             local, jwk = body["local"], body["jwk"]
             if not isinstance(local, str) or not isinstance(jwk, dict):
                 raise TypeError("local must be a string and jwk an object")

@@ -8,7 +8,7 @@ and :meth:`KeyDiscovery._arun` with the async one.  Resolved keys also land in a
 
 from __future__ import annotations
 
-import json
+import logging
 import re
 import threading
 from collections.abc import Generator, Mapping, Sequence
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from .. import safejson
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import SignatureFailure
 from ..identifiers import is_server_identifier
@@ -40,6 +41,10 @@ Plan = Generator[str, FetchResult, T]
 Document = Mapping[str, object]
 
 DEFAULT_LIFETIME = 3600.0
+#: Nesting a metadata document or JWKS may have (a JWKS is three levels deep).
+MAX_DOCUMENT_DEPTH = 16
+
+log = logging.getLogger("aauth_server.keys")
 
 # dwk is attacker-supplied and spliced into a path: one plain segment only.
 _DWK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -85,6 +90,7 @@ class KeyDiscovery:
         accept_algs: Sequence[str] = SUPPORTED_ALGS,
         allow_eddsa: bool = False,
         dev_loopback: bool = False,
+        allow_cross_origin_jwks: bool = False,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be positive")
@@ -99,6 +105,9 @@ class KeyDiscovery:
         self.accept_algs = tuple(accept_algs)
         self.allow_eddsa = allow_eddsa
         self.dev_loopback = dev_loopback
+        #: Admit a metadata ``jwks_uri`` on another origin than the issuer (digest 2.8:
+        #: cross-origin ``jwks_uri`` needs explicit admission).  Off by default.
+        self.allow_cross_origin_jwks = allow_cross_origin_jwks
         self._docs: dict[str, _Entry] = {}
         self._hot: dict[tuple[str, str, str], tuple[PublicKey, float]] = {}
         self._flights: dict[str, _Flight] = {}
@@ -162,6 +171,11 @@ class KeyDiscovery:
         jwks_uri = doc.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not self._fetchable(jwks_uri):
             raise _invalid(f"{issuer} metadata ({dwk}) has no usable jwks_uri")
+        if not self.allow_cross_origin_jwks and _origin(jwks_uri) != _origin(issuer):
+            raise _invalid(
+                f"{issuer} metadata ({dwk}) names a jwks_uri on another origin "
+                "(not admitted: allow_cross_origin_jwks)"
+            )
         key, jwks = yield from self._select(jwks_uri, kid)
         self._remember((issuer, dwk, kid), key, min(meta.fresh_until, jwks.fresh_until))
         return key
@@ -183,9 +197,15 @@ class KeyDiscovery:
             raise SignatureFailure("unknown_key", f"no key {kid!r} in {url}")
         if len(members) > 1:
             raise _invalid(f"{url} lists kid {kid!r} more than once")
-        key = PublicKey.from_jwk(
-            members[0], accept_algs=self.accept_algs, allow_eddsa=self.allow_eddsa
-        )
+        try:
+            key = PublicKey.from_jwk(
+                members[0], accept_algs=self.accept_algs, allow_eddsa=self.allow_eddsa
+            )
+        except SignatureFailure:
+            raise
+        except Exception as exc:  # a member no key parser accepts: the key is unusable
+            log.info("key %r in %s is unusable: %r", kid, url, exc)
+            raise _invalid(f"key {kid!r} in {url} is not a usable JWK") from exc
         return key, entry
 
     def _load(self, url: str, *, force: bool = False) -> Plan[_Entry]:
@@ -206,7 +226,10 @@ class KeyDiscovery:
         try:
             doc, lifetime = self._parse(result, now)
         except FetchError as exc:
-            return self._failed(url, entry, exc.reason, now)
+            return self._failed(url, entry, exc.reason, now, getattr(exc, "log_detail", None))
+        except Exception as exc:  # whatever the document does to a parser, never a 500
+            log.warning("key document %s could not be read: %r", url, exc)
+            return self._failed(url, entry, "the document could not be read", now)
         fresh = _Entry(doc, now + lifetime, now + self.max_age, now + self.min_interval)
         self._store(url, fresh)
         return fresh
@@ -216,7 +239,17 @@ class KeyDiscovery:
             return entry
         raise _invalid(f"{url}: {entry.error} (not retried until backoff ends)")
 
-    def _failed(self, url: str, entry: _Entry | None, reason: str, now: float) -> _Entry:
+    def _failed(
+        self,
+        url: str,
+        entry: _Entry | None,
+        reason: str,
+        now: float,
+        log_detail: str | None = None,
+    ) -> _Entry:
+        # The full reason (which may name DNS answers or addresses) is for the log only.
+        log.info("fetching %s failed: %s", url, log_detail or reason)
+        reason = public_reason(reason)
         failures = (entry.failures if entry is not None else 0) + 1
         delay = min(self.backoff_max, self.backoff_base * 2 ** (failures - 1))
         retry_at = now + max(self.min_interval, delay)
@@ -236,8 +269,8 @@ class KeyDiscovery:
         if result.status != 200:
             raise FetchError(f"HTTP status {result.status}")
         try:
-            doc = json.loads(result.body)
-        except ValueError as exc:  # includes UnicodeDecodeError
+            doc = safejson.loads(result.body, max_depth=MAX_DOCUMENT_DEPTH)
+        except ValueError as exc:  # includes UnicodeDecodeError and too deep a nesting
             raise FetchError("response is not JSON") from exc
         if not isinstance(doc, dict):
             raise FetchError("response is not a JSON object")
@@ -253,10 +286,14 @@ class KeyDiscovery:
             lifetime = 0
         elif "max-age" in directives:
             value = directives["max-age"]
-            lifetime = int(value) if value.isdigit() else 0
+            # Any number of digits is a valid delta-seconds: past ours it is just "long".
+            if not value.isdigit() or not value.isascii():
+                lifetime = 0
+            else:
+                lifetime = self.max_age if len(value) > 9 else int(value)
         elif "expires" in headers:
             lifetime = _expires_lifetime(headers, now)
-        return max(0.0, min(float(lifetime), self.max_age))
+        return max(0.0, min(lifetime, self.max_age))
 
     def _index(self, entry: _Entry, url: str) -> dict[str, list[Mapping[str, object]]]:
         if entry.index is None:
@@ -320,8 +357,10 @@ class KeyDiscovery:
             return self._fetcher.get(url)
         except FetchError as exc:
             return exc
-        except (EgressDenied, OSError) as exc:
-            return FetchError(f"fetch failed: {exc}")
+        except EgressDenied as exc:
+            return FetchError("egress refused", f"egress refused: {exc.reason}")
+        except Exception as exc:  # any failure of the fetch is a failed fetch, never a 500
+            return FetchError("fetch failed", f"fetch failed: {exc!r}")
 
     async def _afetch(self, url: str) -> FetchResult:
         flight = self._flights.get(url)
@@ -343,18 +382,60 @@ class KeyDiscovery:
             return await self._async_fetcher.get(url)
         except FetchError as exc:
             return exc
-        except (EgressDenied, OSError) as exc:
-            return FetchError(f"fetch failed: {exc}")
+        except EgressDenied as exc:
+            return FetchError("egress refused", f"egress refused: {exc.reason}")
+        except Exception as exc:  # any failure of the fetch is a failed fetch, never a 500
+            return FetchError("fetch failed", f"fetch failed: {exc!r}")
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` of an URL ``_fetchable`` accepted (default port filled in)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
 
 
 def _expires_lifetime(headers: Mapping[str, str], now: float) -> float:
-    # An unparseable Expires means "already stale" (RFC 9111 §5.3).
+    # An unparseable Expires means "already stale" (RFC 9111 §5.3); so does one no clock
+    # can hold (a year past 9999 raises OverflowError or ValueError, depending on where).
     try:
         expires = parsedate_to_datetime(headers["expires"]).timestamp()
         base = parsedate_to_datetime(headers["date"]).timestamp() if "date" in headers else now
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return 0
     return expires - base
+
+
+#: What a client is told about a failed fetch: never a DNS answer, an address or a
+#: transport detail (those go to the log), only the kind of failure.
+_SAFE_REASONS = (
+    "redirect",
+    "too large",
+    "timeout",
+    "response is not JSON",
+    "response is not a JSON object",
+    "the document could not be read",
+    "stacked content codings are refused",
+    "content coding",
+    "body does not decode",
+    "the URL is not ASCII",
+)
+
+
+def public_reason(reason: str) -> str:
+    """The client-facing form of a fetch failure ``reason`` (the full one is logged)."""
+    if reason.startswith("egress refused"):
+        return "egress refused: the URL is not admitted by the egress policy"
+    if reason.startswith("HTTP status "):
+        status = reason[len("HTTP status ") :]
+        return reason if status.isdigit() else "HTTP status"
+    for safe in _SAFE_REASONS:
+        if reason.startswith(safe):
+            return reason[:200]  # what the document's server did, never where it resolved
+    return "the document could not be fetched"
 
 
 K = TypeVar("K")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..clock import SYSTEM_CLOCK, Clock
+from ..http import DEFAULT_MAX_BODY
 from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
 from ..resource.config import ConfigurationError, check_server_settings
-from ..storage.base import AsyncPendingStore, PendingStore
+from ..storage.base import AsyncPendingStore, PendingStore, issuer_prefix
 from ..storage.uri import open_store_pair
 from .policy import DefaultPolicy, Policy
 
@@ -43,6 +44,9 @@ class PersonServerConfig:
     signature_window: int = 60
     accept_algs: tuple[str, ...] = SUPPORTED_ALGS
     allow_eddsa: bool = False
+    #: Admit key discovery through a metadata ``jwks_uri`` on another origin than the
+    #: issuer's (digest 2.8 asks for explicit admission); off by default.
+    allow_cross_origin_jwks: bool = False
     discovery: KeyDiscovery | None = None
     fetcher: Fetcher | None = None
     async_fetcher: AsyncFetcher | None = None
@@ -50,6 +54,9 @@ class PersonServerConfig:
     #: A URI (``memory://``, ``redis://...``) or a sync store with its twin in ``async_store``.
     store: str | PendingStore | None = None
     async_store: AsyncPendingStore | None = None
+    #: Key prefix of a store opened from a URI; default ``aauth:ps:<issuer host[:port]>``,
+    #: so Person Servers sharing one Redis database never share bindings or requests.
+    store_prefix: str | None = None
     policy: Policy = field(default_factory=DefaultPolicy)
     person_token_path: str = "/person"  # noqa: S105 - a path, not a secret
     auth_token_path: str = "/token"  # noqa: S105
@@ -69,6 +76,20 @@ class PersonServerConfig:
     clarification_rounds: int = 5
     #: Wrong interaction codes before a pending request (or a person, per minute) is locked.
     code_attempts: int = 5
+    #: The interaction ``url`` names the request (``{consent_path}/request/{id}``), so the
+    #: consent page can lock that request after ``code_attempts`` wrong codes; False gives
+    #: the bare ``consent_path`` (for a page of your own that routes only that path).
+    consent_url_names_request: bool = True
+    #: Longest agent-supplied free text (characters): ``justification`` and clarification
+    #: answers.  Longer -> ``400 invalid_request``.
+    max_text: int = 4096
+    #: Longest agent-supplied short string (characters): ``login_hint``, ``tenant``,
+    #: ``domain_hint``; ``device`` is 64 printable characters.
+    max_hint: int = 256
+    #: Most ``capabilities`` one request may list (each at most 64 characters).
+    max_capabilities: int = 16
+    #: Open pending requests one agent may hold; one more -> ``429 slow_down``.
+    max_pending_per_agent: int = 20
     person_token_lifetime: int = 3600
     auth_token_lifetime: int = 3600
     #: How long an agent-person binding is remembered after it was made.
@@ -81,6 +102,8 @@ class PersonServerConfig:
     claims_supported: tuple[str, ...] = ()
     name: str | None = None
     description: str | None = None
+    #: Bytes of a request body the adapters read at most; a larger body answers ``413``.
+    max_body: int = DEFAULT_MAX_BODY
 
     def __post_init__(self) -> None:
         check_server_settings(self)
@@ -105,6 +128,10 @@ class PersonServerConfig:
             "code_attempts",
             "binding_lifetime",
             "mission_retention",
+            "max_text",
+            "max_hint",
+            "max_capabilities",
+            "max_pending_per_agent",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive")
@@ -113,7 +140,8 @@ class PersonServerConfig:
 
     def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
         try:
-            return open_store_pair(self.store, self.async_store, clock=self.clock)
+            prefix = self.store_prefix or issuer_prefix(self.issuer, "ps")
+            return open_store_pair(self.store, self.async_store, clock=self.clock, prefix=prefix)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
 

@@ -23,7 +23,7 @@ from ..identifiers import normalize_interaction_code
 from ..resource.state import digest_id
 from ..revocation import problem
 from ..steps import Steps, StoreOp
-from ..storage.base import Record
+from ..storage.base import Record, RecordNotFound, VersionConflict
 from ..tokens.aauth import DWK_RESOURCE
 from .lifecycle import OPEN, Event, State
 from .pending import (
@@ -34,15 +34,16 @@ from .pending import (
     fire_steps,
     get_steps,
     state_of,
-    update_steps,
 )
-from .subjects import bind_steps, upsert_steps
+from .subjects import bind_steps
 
 if TYPE_CHECKING:
     from .missions import Mission
     from .server import PersonServer
 
 KIND_CODE_FAILURES = "ps-code-failures"
+#: Seconds of the per-person window of wrong interaction codes.
+CODE_WINDOW = 60.0
 
 
 class InvalidCode(AAuthError):
@@ -83,10 +84,10 @@ class Consent:
 
     # -- sync and async twins -----------------------------------------------------------------
 
-    def open(self, code: str, person: str, *, pending_id: str | None = None) -> ConsentView:
+    def open(self, code: str, person: str, pending_id: str | None = None) -> ConsentView:
         return self._view(self.server.run(self._open_steps(code, person, pending_id)))
 
-    async def aopen(self, code: str, person: str, *, pending_id: str | None = None) -> ConsentView:
+    async def aopen(self, code: str, person: str, pending_id: str | None = None) -> ConsentView:
         return await self._aview(await self.server.arun(self._open_steps(code, person, pending_id)))
 
     def view(self, pending_id: str, person: str) -> ConsentView:
@@ -144,14 +145,18 @@ class Consent:
 
     def _open_steps(self, code: str, person: str, pending_id: str | None) -> Steps[Record]:
         cfg = self.server.config
-        window = int(cfg.clock.now() // 60)
-        failures_id = digest_id(person)
-        failures = yield StoreOp("get", (KIND_CODE_FAILURES, failures_id))
-        count = 0
-        if failures is not None and failures.data["window"] == window:
-            count = int(failures.data["count"])
-        if count >= cfg.code_attempts:
+        # Every attempt is counted before its code is looked at, in one atomic step: of any
+        # number of parallel attempts only ``code_attempts`` per minute are ever checked.
+        # A right code gives its count back (only wrong ones lock the person out).
+        counter = f"{KIND_CODE_FAILURES}:{digest_id(person)}"
+        attempts = yield StoreOp("increment", (counter, 1, CODE_WINDOW))
+        if attempts > cfg.code_attempts:
             raise InvalidCode("too many wrong codes: try again in a minute")
+        record = yield from self._redeem_steps(code, person, pending_id)
+        yield StoreOp("increment", (counter, -1, CODE_WINDOW))
+        return record
+
+    def _redeem_steps(self, code: str, person: str, pending_id: str | None) -> Steps[Record]:
         try:
             code_id = digest_id(normalize_interaction_code(code))
         except ValueError:
@@ -162,10 +167,8 @@ class Consent:
         if target is not None and pending_id in (None, target):
             record = yield StoreOp("get", (KIND_PENDING, target))
         if record is None or code_id is None:
-            # One failed attempt, for the person, and for the request the page named.
-            yield from upsert_steps(
-                KIND_CODE_FAILURES, failures_id, {"window": window, "count": count + 1}, 60
-            )
+            # A failed attempt (counted for the person already), and for the request the
+            # page named.
             if pending_id is not None:
                 yield from self._code_failure_steps(pending_id)
             raise InvalidCode("unknown or already used interaction code")
@@ -183,6 +186,10 @@ class Consent:
         return record
 
     def _code_failure_steps(self, pending_id: str) -> Steps[None]:
+        """Count a wrong code against the request; the ``code_attempts``-th locks it.
+
+        Each round re-reads and re-decides on the stored record (compare-and-set), so
+        parallel wrong codes can neither lose a count nor skip the lock."""
         try:
             record = yield from get_steps(pending_id)
         except AAuthError:
@@ -192,15 +199,27 @@ class Consent:
         def count(data: dict[str, Any]) -> None:
             data["code_failures"] = int(data["code_failures"]) + 1
 
-        if state_of(record) is not State.PENDING:
-            return  # the code was redeemed already: nothing left to lock
-        if int(record.data["code_failures"]) + 1 < limit:
-            yield from update_steps(record, count)
-            return
-        try:
-            yield from fire_steps(record, Event.CODE_LOCKED, count)
-        except Refused:
-            pass
+        while True:
+            if state_of(record) is not State.PENDING:
+                return  # redeemed or locked already: nothing left to lock
+            if int(record.data["code_failures"]) + 1 >= limit:
+                try:
+                    yield from fire_steps(record, Event.CODE_LOCKED, count)
+                except Refused:
+                    pass
+                return
+            data = dict(record.data)
+            count(data)
+            try:
+                yield StoreOp("compare_and_set", (KIND_PENDING, record.id, record.version, data))
+                return
+            except VersionConflict:
+                fresh = yield StoreOp("get", (KIND_PENDING, record.id))
+            except RecordNotFound:
+                return
+            if fresh is None:
+                return
+            record = fresh
 
     def _owned_steps(self, pending_id: str, person: str) -> Steps[Record]:
         record = yield from get_steps(pending_id)

@@ -27,6 +27,7 @@ from .subjects import Presence, bound_person_steps, upsert_steps
 from .tokens import KIND_CUTOFF, KIND_SEEN
 
 if TYPE_CHECKING:
+    from .config import PersonServerConfig
     from .missions import Mission
     from .server import PersonServer
 
@@ -34,10 +35,13 @@ PROMPTS = ("none", "login", "consent", "select_account")
 PLATFORMS = ("web", "mobile", "desktop", "workload", "self-hosted")
 _UNSUPPORTED = ("subagent_token", "upstream_token")
 _TEXT = ("justification", "login_hint", "tenant", "domain_hint", "device")
+#: Longest capability name accepted (the registered ones are a few characters).
+MAX_CAPABILITY = 64
 
 
-def _request_fields(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The optional parameters both token endpoints share, validated."""
+def _request_fields(body: Mapping[str, Any], cfg: PersonServerConfig) -> dict[str, Any]:
+    """The optional parameters both token endpoints share, validated (every agent-supplied
+    string within its configured length: it is stored for the pending request's life)."""
     for name in _UNSUPPORTED:
         if name in body:
             raise problem(400, "invalid_request", f"{name} is not supported by this PS")
@@ -46,6 +50,9 @@ def _request_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         value = body.get(name)
         if value is not None and not isinstance(value, str):
             raise problem(400, "invalid_request", f"{name} must be a string")
+        limit = cfg.max_text if name == "justification" else cfg.max_hint
+        if value is not None and len(value) > limit:
+            raise problem(400, "invalid_request", f"{name} is longer than {limit} characters")
         fields[name] = value
     device = fields["device"]
     if device is not None and (len(device) > 64 or not device.isprintable()):
@@ -58,6 +65,12 @@ def _request_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     caps = body.get("capabilities", [])
     if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
         raise problem(400, "invalid_request", "capabilities must be an array of strings")
+    if len(caps) > cfg.max_capabilities or any(len(c) > MAX_CAPABILITY for c in caps):
+        raise problem(
+            400,
+            "invalid_request",
+            f"at most {cfg.max_capabilities} capabilities of {MAX_CAPABILITY} characters",
+        )
     fields["capabilities"] = sorted(set(caps))
     return fields
 
@@ -82,7 +95,7 @@ class TokenEndpoints:
         resource = body.get("resource")
         if not is_server_identifier(resource, dev_loopback=self.server.config.dev_loopback):
             raise problem(400, "invalid_request", "resource must be a server identifier")
-        fields = _request_fields(body)
+        fields = _request_fields(body, self.server.config)
         claims = verified.claims
         yield from self._note_capabilities_steps(verified, body)
         person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
@@ -99,7 +112,7 @@ class TokenEndpoints:
     def auth_token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
         verified = yield from self.server.verify_agent_steps(request, token_request=True)
         body = _body(request)
-        fields = _request_fields(body)
+        fields = _request_fields(body, self.server.config)
         pair = yield from self.server.params.verify_pair_steps(verified, body)
         rt = pair.resource_token
         claims = verified.claims
@@ -206,11 +219,17 @@ class TokenEndpoints:
             code_id = digest_id(normalize_interaction_code(code))
             record = yield from server.pending.create_steps(data, code_id)
             yield from server.remember_agent_steps(verified)
+            cfg = server.config
+            consent = cfg.consent_path
+            if cfg.consent_url_names_request:
+                # The page learns which request a code is for, and locks it after
+                # code_attempts wrong ones (digest 6.2).
+                consent = f"{consent.rstrip('/')}/request/{record.id}"
             raise Deferred(
                 server.pending.location(record.id),
                 requirement="interaction",
-                params={"url": server.config.url_for(server.config.consent_path), "code": code},
-                retry_after=server.config.poll_interval,
+                params={"url": cfg.url_for(consent), "code": code},
+                retry_after=cfg.poll_interval,
             )
         if person is not None and (yield from Presence.present_steps(person)):
             record = yield from server.pending.create_steps(data, None)

@@ -283,6 +283,8 @@ class _Call:
 
 
 _Flow = Generator[_Call, Any, HttpResponse]
+#: What a pending request id looks like (``pending.new_id``): anything else is no request.
+_PENDING_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 
 
 class ConsentPages:
@@ -317,12 +319,22 @@ class ConsentPages:
         }
         for name in ASSETS:
             self._routes[("GET", f"{self.static}/{name}")] = self._static(name)
+        #: ``GET {path}/request/{id}?code=...``: the interaction URL that names its request
+        #: (``consent_url_names_request``), so wrong codes count against that request.
+        self.request_prefix = self.path.rstrip("/") + "/request/"
 
     def routes(self) -> list[tuple[str, str]]:
-        return list(self._routes)
+        return [*self._routes, ("GET", self.request_prefix)]
+
+    def _route(self, request: HttpRequest) -> Callable[[HttpRequest], _Flow] | None:
+        route = self._routes.get((request.method, request.path))
+        if route is None and request.method == "GET":
+            if request.path.startswith(self.request_prefix):
+                return self._consent
+        return route
 
     def handle(self, request: HttpRequest) -> HttpResponse | None:
-        route = self._routes.get((request.method, request.path))
+        route = self._route(request)
         if route is None:
             return None
         flow = route(request)
@@ -341,7 +353,7 @@ class ConsentPages:
             return self._failure(error)
 
     async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
-        route = self._routes.get((request.method, request.path))
+        route = self._route(request)
         if route is None:
             return None
         flow = route(request)
@@ -400,9 +412,17 @@ class ConsentPages:
             return self._login_redirect(request)
         query = _query(request)
         callback = query.get("callback", "")
+        named: str | None = None
+        if request.path.startswith(self.request_prefix):
+            named = request.path[len(self.request_prefix) :]
+            if not _PENDING_ID.fullmatch(named):
+                return self._gone(person)
+            if "code" not in query:
+                params = {"request": named, **({"callback": callback} if callback else {})}
+                return redirect(f"{self.path}?{urlencode(params)}")
         if "code" in query:
             try:
-                view = yield _Call("consent", "open", (query["code"], person))
+                view = yield _Call("consent", "open", (query["code"], person, named))
             except AAuthError as error:
                 if error.status == 403:
                     return self.renderer.problem(

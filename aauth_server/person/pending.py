@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 KIND_PENDING = "ps-pending"
 KIND_CODE = "ps-code"
 KIND_INBOX = "ps-inbox"
+#: The open request ids of one agent (the per-agent cap).
+KIND_AGENT_OPEN = "ps-agent-open"
 #: Seconds a finished request stays readable, so late polls answer 408/410, not 404.
 RETENTION = 300
 _PENDING_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
@@ -137,6 +139,7 @@ class PendingRequests:
         cfg = self._cfg
         now = cfg.clock.now()
         pending_id = new_id()
+        yield from self._track_open_steps(str(data["agent_iss"]), str(data["agent"]), pending_id)
         data = {
             **data,
             "state": State.PENDING.value,
@@ -158,6 +161,54 @@ class PendingRequests:
         if data.get("person"):
             yield from self.add_to_inbox_steps(str(data["person"]), pending_id)
         return record
+
+    def _track_open_steps(self, agent_iss: str, agent: str, pending_id: str) -> Steps[None]:
+        """Admit one more open request of this agent, or ``429 slow_down`` at the cap.
+
+        The agent's open request ids are one record, changed by compare-and-set, so
+        parallel requests cannot both take the last place; ids of requests that were
+        decided or expired are dropped when the list is full.
+        """
+        cfg = self._cfg
+        cap = cfg.max_pending_per_agent
+        ttl = cfg.pending_lifetime + RETENTION
+        track_id = digest_id(agent_iss, agent)
+        for _ in range(8):
+            record = yield StoreOp("get", (KIND_AGENT_OPEN, track_id))
+            ids = [] if record is None else list(record.data["ids"])
+            if len(ids) >= cap:
+                ids = yield from self._still_open_steps(ids)
+            if len(ids) >= cap:
+                break
+            ids.append(pending_id)
+            try:
+                if record is None:
+                    yield StoreOp("create", (KIND_AGENT_OPEN, track_id, {"ids": ids}, ttl))
+                else:
+                    args = (KIND_AGENT_OPEN, track_id, record.version, {"ids": ids}, ttl)
+                    yield StoreOp("compare_and_set", args)
+                return
+            except (RecordExists, VersionConflict, RecordNotFound):
+                continue
+        raise problem(
+            429,
+            "slow_down",
+            f"this agent already has {cap} open requests; wait for the person to decide",
+            **{"Retry-After": str(cfg.poll_interval)},
+        )
+
+    def _still_open_steps(self, ids: list[str]) -> Steps[list[str]]:
+        now = self._cfg.clock.now()
+        kept: list[str] = []
+        for pending_id in ids:
+            record = yield StoreOp("get", (KIND_PENDING, pending_id))
+            if (
+                record is not None
+                and state_of(record) in OPEN
+                and float(record.data["expires_at"]) > now
+            ):
+                kept.append(pending_id)
+        return kept
 
     def add_to_inbox_steps(self, person: str, pending_id: str) -> Steps[None]:
         ttl = self._cfg.pending_lifetime + RETENTION
@@ -355,10 +406,15 @@ class PendingRequests:
     ) -> Steps[HttpResponse]:
         body = json_body(request)
         action = body.get("action")
+        limit = self._cfg.max_text
         if action == "clarification_response":
             answer = body.get("clarification_response")
             if not isinstance(answer, str) or not answer.strip():
                 raise problem(400, "invalid_request", "clarification_response must be a string")
+            if len(answer) > limit:
+                raise problem(
+                    400, "invalid_request", f"clarification_response is over {limit} characters"
+                )
             update = _answer(answer)
             event = Event.CLARIFICATION_ANSWERED
         elif action == "updated_request":
@@ -370,6 +426,8 @@ class PendingRequests:
                     400, "invalid_resource_token", "the new resource token changes fixed claims"
                 )
             justification = body.get("justification")
+            if isinstance(justification, str) and len(justification) > limit:
+                raise problem(400, "invalid_request", f"justification is over {limit} characters")
             update = _updated(pair, justification if isinstance(justification, str) else None)
             event = Event.REQUEST_UPDATED
         else:

@@ -29,7 +29,6 @@ relay only tells the agent whether the person engaged.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -41,6 +40,7 @@ from ..errors import AAuthError, Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..resource.state import digest_id, new_id
+from ..revocation import json_body, problem
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
@@ -55,6 +55,8 @@ T = TypeVar("T")
 log = logging.getLogger("aauth_server.person.relay")
 
 KIND_RELAY = "relay"
+#: The open relay ids of one agent (the per-agent cap, ``max_pending_per_agent``).
+KIND_AGENT_RELAYS = "relay-agent-open"
 KIND_INBOX = "relay-inbox"
 KIND_RELAY_LOG = "relay-log"
 RELAY_LOG_TTL = 86400
@@ -288,10 +290,7 @@ class InteractionRelay:
         verified = yield from self._verify_steps(request)
         if verified.claims.get("parent_agent") is not None:
             raise _bad("a sub-agent cannot relay to the person; its parent agent can")
-        try:
-            body: object = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _bad("the body is not JSON") from exc
+        body: object = json_body(request)
         relay = parse_relay_body(body, dev_loopback=self.dev_loopback)
         ap, agent = str(verified.issuer), str(verified.claims.get("sub"))
         if relay.capabilities is not None:
@@ -312,6 +311,7 @@ class InteractionRelay:
         now = self.clock.now()
         hold = min(relay.max_wait or self.default_max_wait, self.max_hold)
         relay_id = new_id()
+        yield from self._admit_steps(ap, agent, relay_id, now + hold)
         data: dict[str, Any] = {
             "type": relay.type,
             "state": "pending",
@@ -634,6 +634,46 @@ class InteractionRelay:
             raise _problem(410, "gone", "this relay has ended")
         assert isinstance(fresh, Record)
         return fresh
+
+    def _admit_steps(self, ap: str, agent: str, relay_id: str, deadline: float) -> Steps[None]:
+        """One more open relay of this agent, or ``429 slow_down`` at ``max_pending_per_agent``
+        (the person's relay list must not be fillable).  The agent's relay ids are one record
+        changed by compare-and-set; relays that ended are dropped when it is full."""
+        cap = self.ps.config.max_pending_per_agent
+        key = digest_id("relay-agent", ap, agent)
+        for _ in range(_CONFLICT_RETRIES):
+            now = self.clock.now()
+            record = yield StoreOp("get", (KIND_AGENT_RELAYS, key))
+            entries = [] if record is None else [e for e in record.data["relays"] if e[1] > now]
+            if len(entries) >= cap:
+                entries = yield from self._still_open_steps(entries)
+            if len(entries) >= cap:
+                break
+            entries.append([relay_id, deadline])
+            ttl = max(e[1] for e in entries) - now + RETENTION
+            try:
+                if record is None:
+                    yield StoreOp("create", (KIND_AGENT_RELAYS, key, {"relays": entries}, ttl))
+                else:
+                    args = (KIND_AGENT_RELAYS, key, record.version, {"relays": entries}, ttl)
+                    yield StoreOp("compare_and_set", args)
+                return
+            except (VersionConflict, RecordExists, RecordNotFound):
+                continue
+        raise problem(
+            429,
+            "slow_down",
+            f"this agent already has {cap} open relays; wait for the person to answer",
+            **{"Retry-After": str(self.retry_after)},
+        )
+
+    def _still_open_steps(self, entries: list[Any]) -> Steps[list[Any]]:
+        kept = []
+        for entry in entries:
+            record = yield StoreOp("get", (KIND_RELAY, entry[0]))
+            if record is not None and record.data["state"] in OPEN:
+                kept.append(entry)
+        return kept
 
     def _inbox_add_steps(self, person: str, relay_id: str, deadline: float) -> Steps[None]:
         key = _person_key(person)

@@ -10,14 +10,17 @@ from urllib.parse import urlsplit
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError as ConfigurationError  # re-exported: its public home
+from ..http import DEFAULT_MAX_BODY
 from ..identifiers import SERVER_IDENTIFIER_RULE, server_identifier_problem
 from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
-from ..storage.base import AsyncPendingStore, PendingStore, StorageError
+from ..storage.base import AsyncPendingStore, PendingStore, StorageError, issuer_prefix
 from ..storage.uri import open_store_pair
 
 ACCESS_MODES = ("agent-token", "person-token", "auth-token", "session-token")
+#: The modes whose tokens come from Person Servers (trust must be configured).
+PS_MODES = ("person-token", "auth-token")
 
 
 class _ServerSettings(Protocol):
@@ -26,6 +29,7 @@ class _ServerSettings(Protocol):
     public_origin: str | None
     signature_window: int
     accept_algs: tuple[str, ...]
+    max_body: int
 
 
 class _DiscoverySettings(_ServerSettings, Protocol):
@@ -34,6 +38,7 @@ class _DiscoverySettings(_ServerSettings, Protocol):
     async_fetcher: AsyncFetcher | None
     clock: Clock
     allow_eddsa: bool
+    allow_cross_origin_jwks: bool
 
 
 def discovery_for(cfg: _DiscoverySettings) -> KeyDiscovery:
@@ -45,6 +50,7 @@ def discovery_for(cfg: _DiscoverySettings) -> KeyDiscovery:
         accept_algs=cfg.accept_algs,
         allow_eddsa=cfg.allow_eddsa,
         dev_loopback=cfg.dev_loopback,
+        allow_cross_origin_jwks=cfg.allow_cross_origin_jwks,
     )
 
 
@@ -74,6 +80,8 @@ def check_server_settings(cfg: _ServerSettings) -> None:
         raise ConfigurationError("signature_window must be 1..600 seconds")
     if not cfg.accept_algs or any(a not in SUPPORTED_ALGS for a in cfg.accept_algs):
         raise ConfigurationError(f"accept_algs must be a non-empty subset of {SUPPORTED_ALGS}")
+    if not isinstance(cfg.max_body, int) or isinstance(cfg.max_body, bool) or cfg.max_body < 1:
+        raise ConfigurationError("max_body must be a positive number of bytes")
 
 
 _NO_SIGNING_KEY = (
@@ -149,8 +157,9 @@ def protection_error(
     config: ResourceConfig, protection: _ProtectionLike, where: str
 ) -> ConfigurationError | None:
     """What makes ``protection`` (one endpoint's) impossible under ``config``, naming the rule."""
+    untrusted = protection.mode in PS_MODES and not config.trusted_ps and not config.trust_any_ps
     if protection.mode != "auth-token":
-        return None
+        return _untrusted(protection, where) if untrusted else None
     if config.signing_key is None:
         return ConfigurationError(_NO_SIGNING_KEY.format(what=f"{where} (auth-token mode)"))
     undeclared = sorted(protection.scopes - set(config.scope_descriptions))
@@ -160,7 +169,14 @@ def protection_error(
             f"{where}: scope {' '.join(undeclared)!r} is not declared in scope_descriptions "
             f"(declared: {declared}); only declared scopes go into resource tokens"
         )
-    return None
+    return _untrusted(protection, where) if untrusted else None
+
+
+def _untrusted(protection: _ProtectionLike, where: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"{where} ({protection.mode} mode) needs trusted_ps, the Person Servers whose "
+        "tokens are accepted (or trust_any_ps=True to accept every Person Server)"
+    )
 
 
 @dataclass
@@ -182,6 +198,9 @@ class ResourceConfig:
     allow_eddsa: bool = False
     #: Accept unpadded base64url ``Signature`` values (an interop quirk of some stacks).
     accept_base64url: bool = True
+    #: Admit key discovery through a metadata ``jwks_uri`` on another origin than the
+    #: issuer's (digest 2.8 asks for explicit admission); off by default.
+    allow_cross_origin_jwks: bool = False
     additional_signature_components: tuple[str, ...] = ()
     jwks_uri: str | None = None
     name: str | None = None
@@ -199,9 +218,13 @@ class ResourceConfig:
     #: The resource's own key, which signs resource tokens; published at ``jwks_path``.
     signing_key: PrivateKey | None = None
     jwks_path: str = "/aauth/jwks.json"
-    #: Person Servers whose person and auth tokens are accepted; empty accepts any PS
-    #: (persons are ``(ps, sub)``, so one PS can never speak for another's users).
+    #: Person Servers whose person and auth tokens are accepted.  Person-token and
+    #: auth-token endpoints need it (or ``trust_any_ps``); tokens of any other PS are
+    #: refused before their issuer's keys are fetched.
     trusted_ps: tuple[str, ...] = ()
+    #: Explicit opt-in: accept person and auth tokens of every Person Server (persons are
+    #: ``(ps, sub)``, so one PS can never speak for another's users).  Logs a warning.
+    trust_any_ps: bool = False
     #: Four-party: the resource's Access Server.  Resource tokens are then addressed to it
     #: and only its auth tokens (``dwk`` ``aauth-access.json``) are accepted.
     access_server: str | None = None
@@ -226,6 +249,12 @@ class ResourceConfig:
     #: store object also pass ``async_store``.  Default: memory (one process only).
     store: str | PendingStore | None = None
     async_store: AsyncPendingStore | None = None
+    #: Key prefix of a store opened from a URI; default ``aauth:rs:<issuer host[:port]>``,
+    #: so servers sharing one Redis database keep their records apart.
+    store_prefix: str | None = None
+    #: Bytes of a request body the adapters read at most, for protected endpoints and the
+    #: guard's own; a larger body answers ``413`` before authentication.
+    max_body: int = DEFAULT_MAX_BODY
     #: Ask the store to answer when the adapter starts (Starlette ``AAuth(...)``, Flask
     #: ``init_app``, Django ``startup()`` and system checks): unreachable is a startup error.
     startup_store_check: bool = True
@@ -248,6 +277,10 @@ class ResourceConfig:
                 raise ConfigurationError(
                     _NO_SIGNING_KEY.format(what="the authorization endpoint (authorization_path)")
                 )
+        if self.trust_any_ps and self.trusted_ps:
+            raise ConfigurationError("trusted_ps and trust_any_ps exclude each other")
+        if self.access_mode in PS_MODES:
+            self.require_ps_trust(self.access_mode)
         for name in ("jwks_path", "authorization_path", "revocation_path", "interaction_path"):
             path = getattr(self, name)
             if path is not None and (not path.startswith("/") or "?" in path or "#" in path):
@@ -264,10 +297,19 @@ class ResourceConfig:
         if self.store is not None and not isinstance(self.store, str) and self.async_store is None:
             raise ConfigurationError("a store object needs its async twin in async_store")
 
+    def require_ps_trust(self, mode: str) -> None:
+        """Refuse a person-token or auth-token endpoint that no Person Server may reach."""
+        if mode in PS_MODES and not self.trusted_ps and not self.trust_any_ps:
+            raise ConfigurationError(
+                f"{mode} endpoints need trusted_ps (the Person Servers whose tokens are "
+                "accepted), or trust_any_ps=True to accept every Person Server"
+            )
+
     def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
         """The sync and async stores over one backend (shared state for both flavours)."""
+        prefix = self.store_prefix or issuer_prefix(self.issuer, "rs")
         try:
-            return open_store_pair(self.store, self.async_store, clock=self.clock)
+            return open_store_pair(self.store, self.async_store, clock=self.clock, prefix=prefix)
         except (ValueError, TypeError, ImportError) as exc:
             # e.g. redis-py refusing a URL whose scheme we know ("redis://host:port-typo")
             raise ConfigurationError(

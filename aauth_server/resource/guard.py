@@ -11,13 +11,14 @@ operation) and two small drivers answer those needs synchronously or asynchronou
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import AAuthError, Forbidden, RequirementChallenge, SignatureFailure
 from ..fields import FieldError, parse_token_list
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, public_url
 from ..signatures.message import AAUTH_COMPONENTS
 from ..steps import Driver, Steps, StoreOp, Unavailable
 from ..storage.base import AsyncPendingStore, PendingStore, StorageError
@@ -101,6 +102,12 @@ class ResourceGuard:
         from .tokens import ResourceTokens
 
         self.config = config
+        if config.trust_any_ps:
+            log.warning(
+                "resource %s accepts person and auth tokens from ANY Person Server "
+                "(trust_any_ps=True); set trusted_ps to name the ones you trust",
+                config.issuer,
+            )
         discovery = discovery_for(config)
         self.discovery = discovery
         store, async_store = config.stores()
@@ -123,6 +130,7 @@ class ResourceGuard:
                 dev_loopback=config.dev_loopback,
                 audience=config.issuer,
                 replay_cache=config.replay_cache,
+                admit_issuer=self._admit_issuer,
             ),
             clock=config.clock,
             state=self.state,
@@ -252,11 +260,33 @@ class ResourceGuard:
         )
 
     def _trusted_ps(self, ps: str) -> None:
-        trusted = self.config.trusted_ps
-        if trusted and ps not in trusted:
+        cfg = self.config
+        if cfg.trust_any_ps:
+            return
+        if ps not in cfg.trusted_ps:
             raise SignatureFailure(
                 "invalid_jwt", "token from a person server this resource does not trust"
             )
+
+    def _admit_issuer(self, typ: str, payload: Mapping[str, object]) -> None:
+        """The trust rules of :meth:`person`, applied to the unverified token before its
+        issuer's keys are fetched: an untrusted PS or AS costs no fetch."""
+        if typ == TYP_PERSON:
+            self._trusted_ps(str(payload.get("iss")))
+        elif typ == TYP_AUTH:
+            iss, dwk = payload.get("iss"), payload.get("dwk")
+            access_server = self.config.access_server
+            if dwk == DWK_ACCESS:
+                if access_server is None or iss != access_server:
+                    raise SignatureFailure(
+                        "invalid_jwt", "auth token from an unknown access server"
+                    )
+            elif access_server is not None:
+                raise SignatureFailure("invalid_jwt", "this resource takes auth tokens from its AS")
+            elif payload.get("ps") != iss:
+                raise SignatureFailure("invalid_jwt", "a PS-issued auth token must have iss == ps")
+            else:
+                self._trusted_ps(str(iss))
 
     def _declared(self, scopes: frozenset[str]) -> None:
         undeclared = scopes - set(self.config.scope_descriptions)
@@ -306,12 +336,20 @@ class ResourceGuard:
     # -- what adapters need besides checks -------------------------------------------------------
 
     def public_url(self, scheme: str, host: str | None, target: str) -> str:
-        """The absolute URL a request was sent to: ``public_origin`` wins over Host."""
-        if self.config.public_origin:
-            return self.config.public_origin.rstrip("/") + target
-        if not host:
-            host = urlsplit(self.config.issuer).netloc
-        return f"{scheme}://{host}{target}"
+        """The absolute URL a request was sent to: ``public_origin`` wins over Host.
+        A Host no URL can be built from raises :class:`~aauth_server.http.MalformedHost`."""
+        return public_url(
+            scheme,
+            host,
+            target,
+            public_origin=self.config.public_origin,
+            default_host=urlsplit(self.config.issuer).netloc,
+        )
+
+    @property
+    def body_limit(self) -> int:
+        """Bytes of a request body the adapters read at most (``max_body``)."""
+        return self.config.max_body
 
     def url_for(self, path: str) -> str:
         """An absolute URL on this resource's public origin (for metadata and Location)."""

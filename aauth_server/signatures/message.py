@@ -319,7 +319,10 @@ def signature_base(request: HttpRequest, parsed: ParsedSignature) -> bytes:
             if params:
                 raise _fail(f"parameters on derived component {name!r} are not supported")
             if url is None:
-                url = urlsplit(request.url)
+                try:
+                    url = urlsplit(request.url)
+                except ValueError as exc:  # an authority no URL parser accepts ("[", "]")
+                    raise _fail("the request URL is malformed") from exc
             value = derive(request, url)
         else:
             if name != name.lower() or '"' in name or "\\" in name:

@@ -69,6 +69,8 @@ class PendingStore(Protocol):
 
     def remember_once(self, key: str, ttl: float) -> bool: ...
 
+    def increment(self, key: str, amount: int, ttl: float) -> int: ...
+
     def delete(self, kind: str, id: str) -> bool: ...
 
     def check(self) -> None: ...
@@ -93,6 +95,8 @@ class AsyncPendingStore(Protocol):
     async def consume(self, kind: str, id: str) -> Record | None: ...
 
     async def remember_once(self, key: str, ttl: float) -> bool: ...
+
+    async def increment(self, key: str, amount: int, ttl: float) -> int: ...
 
     async def delete(self, kind: str, id: str) -> bool: ...
 
@@ -143,6 +147,18 @@ def record_key(prefix: str, kind: str, id: str) -> str:
 
 def once_key(prefix: str, key: str) -> str:
     return f"{prefix}:once:{{{key}}}"
+
+
+def counter_key(prefix: str, key: str) -> str:
+    return f"{prefix}:count:{{{key}}}"
+
+
+def issuer_prefix(issuer: str, role: str) -> str:
+    """The store prefix a server gets by default: its role and its issuer's host[:port],
+    so two servers sharing one Redis database never read each other's records (no braces:
+    they would change the Redis Cluster hash tag of every key)."""
+    host = issuer.partition("://")[2].rstrip("/")
+    return f"{DEFAULT_PREFIX}:{role}:{host}".replace("{", "%7B").replace("}", "%7D")
 
 
 def changes_channel(prefix: str) -> str:

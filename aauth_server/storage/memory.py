@@ -22,6 +22,7 @@ from aauth_server.storage.base import (
     RecordNotFound,
     VersionConflict,
     check_ttl,
+    counter_key,
     decode_data,
     encode_data,
     once_key,
@@ -51,6 +52,7 @@ class MemoryState:
         self.lock = threading.Lock()
         self.records: dict[str, _Entry] = {}
         self.once: dict[str, float] = {}
+        self.counters: dict[str, tuple[int, float]] = {}
         self.listeners: list[Callable[[str], None]] = []
         self._writes = 0
 
@@ -63,6 +65,8 @@ class MemoryState:
             del self.records[key]
         for key in [k for k, exp in self.once.items() if exp <= now]:
             del self.once[key]
+        for key in [k for k, (_, exp) in self.counters.items() if exp <= now]:
+            del self.counters[key]
 
     def notify(self, key: str) -> None:
         for listener in list(self.listeners):
@@ -178,6 +182,19 @@ class MemoryStore:
             self.state.wrote(now)
             return True
 
+    def increment(self, key: str, amount: int, ttl: float) -> int:
+        ttl = check_ttl(ttl)
+        full = counter_key(self.prefix, key)
+        with self.state.lock:
+            now = self.clock.now()
+            value, expires_at = self.state.counters.get(full, (0, now + ttl))
+            if expires_at <= now:
+                value, expires_at = 0, now + ttl
+            value += int(amount)
+            self.state.counters[full] = (value, expires_at)
+            self.state.wrote(now)
+            return value
+
     def delete(self, kind: str, id: str) -> bool:
         return self.consume(kind, id) is not None
 
@@ -211,6 +228,10 @@ class AsyncMemoryStore:
     def state(self) -> MemoryState:
         return self.sync.state
 
+    @property
+    def prefix(self) -> str:
+        return self.sync.prefix
+
     def _on_change(self, key: str) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
@@ -237,6 +258,9 @@ class AsyncMemoryStore:
 
     async def remember_once(self, key: str, ttl: float) -> bool:
         return self.sync.remember_once(key, ttl)
+
+    async def increment(self, key: str, amount: int, ttl: float) -> int:
+        return self.sync.increment(key, amount, ttl)
 
     async def delete(self, kind: str, id: str) -> bool:
         return self.sync.delete(kind, id)

@@ -31,6 +31,7 @@ from aauth_server.storage.base import (
     change_subject,
     changes_channel,
     check_ttl,
+    counter_key,
     encode_data,
     once_key,
     record_key,
@@ -180,8 +181,14 @@ class RedisStore:
         self._owns_client = owns_client
         self._cas = client.register_script(_lua("compare_and_set"))
         self._consume = client.register_script(_lua("consume"))
+        self._increment = client.register_script(_lua("increment"))
         limit = _pool_limit(client)
         self._gate = threading.BoundedSemaphore(limit) if limit else None
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix: every record, guard and counter of this store lives under it."""
+        return self.layout.prefix
 
     @contextmanager
     def _command(self) -> Iterator[None]:
@@ -244,6 +251,14 @@ class RedisStore:
         with self._command():
             return bool(self.client.set(once_key(self.layout.prefix, key), b"1", px=px, nx=True))
 
+    def increment(self, key: str, amount: int, ttl: float) -> int:
+        px = ttl_millis(check_ttl(ttl))
+        with self._command():
+            value = self._increment(
+                keys=[counter_key(self.layout.prefix, key)], args=[int(amount), px]
+            )
+        return int(value)
+
     def delete(self, kind: str, id: str) -> bool:
         return self.consume(kind, id) is not None
 
@@ -278,6 +293,7 @@ class AsyncRedisStore:
         self._owns_client = owns_client
         self._cas = client.register_script(_lua("compare_and_set"))
         self._consume = client.register_script(_lua("consume"))
+        self._increment = client.register_script(_lua("increment"))
         self._waiters = ChangeWaiters()
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -286,6 +302,11 @@ class AsyncRedisStore:
         limit = _pool_limit(client)
         # One connection stays free for the change subscription.
         self._gate = asyncio.Semaphore(max(1, limit - 1)) if limit else None
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix: every record, guard and counter of this store lives under it."""
+        return self.layout.prefix
 
     @asynccontextmanager
     async def _command(self) -> AsyncIterator[None]:
@@ -350,6 +371,14 @@ class AsyncRedisStore:
         async with self._command():
             stored = await self.client.set(once_key(self.layout.prefix, key), b"1", px=px, nx=True)
         return bool(stored)
+
+    async def increment(self, key: str, amount: int, ttl: float) -> int:
+        px = ttl_millis(check_ttl(ttl))
+        async with self._command():
+            value = await self._increment(
+                keys=[counter_key(self.layout.prefix, key)], args=[int(amount), px]
+            )
+        return int(value)
 
     async def delete(self, kind: str, id: str) -> bool:
         return await self.consume(kind, id) is not None

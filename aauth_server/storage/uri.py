@@ -7,11 +7,14 @@ only by an application that asks for ``redis://``.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from aauth_server.clock import SYSTEM_CLOCK, Clock
-from aauth_server.storage.base import AsyncPendingStore, PendingStore
+from aauth_server.storage.base import DEFAULT_PREFIX, AsyncPendingStore, PendingStore
+
+log = logging.getLogger("aauth_server.storage")
 
 _BACKENDS: dict[str, tuple[str, str, str]] = {
     # scheme: (module, sync class, async class)
@@ -77,16 +80,26 @@ def open_store_pair(
     async_store: AsyncPendingStore | None = None,
     *,
     clock: Clock = SYSTEM_CLOCK,
+    prefix: str = DEFAULT_PREFIX,
 ) -> tuple[PendingStore, AsyncPendingStore]:
     """The sync and async stores over one backend, as a server configuration names them.
 
     ``store`` is a URI (default ``memory://``) or a sync store object, which then needs its
     async twin in ``async_store``.  A ``memory://`` pair shares one table, so sync and async
-    callers of one process see the same records.
+    callers of one process see the same records.  ``prefix`` namespaces the keys of a store
+    opened from a URI (servers pass one derived from their issuer); a store object keeps
+    the prefix it was built with.
     """
     if store is not None and not isinstance(store, str):
         if async_store is None:
             raise ValueError("a store object needs its async twin in async_store")
+        if getattr(store, "prefix", None) == DEFAULT_PREFIX != prefix and not _in_memory(store):
+            log.warning(
+                "a shared store object with the default key prefix %r: records are not "
+                "namespaced per server (build it with prefix=%r, or pass a URI)",
+                DEFAULT_PREFIX,
+                prefix,
+            )
         return store, async_store
     if async_store is not None:
         raise ValueError("async_store goes with a sync store object in store")
@@ -95,5 +108,12 @@ def open_store_pair(
         from aauth_server.storage.memory import AsyncMemoryStore, MemoryState, MemoryStore
 
         state = MemoryState()
-        return MemoryStore(state, clock=clock), AsyncMemoryStore(state, clock=clock)
-    return open_store(uri), open_async_store(uri)
+        return (
+            MemoryStore(state, clock=clock, prefix=prefix),
+            AsyncMemoryStore(state, clock=clock, prefix=prefix),
+        )
+    return open_store(uri, prefix=prefix), open_async_store(uri, prefix=prefix)
+
+
+def _in_memory(store: object) -> bool:
+    return type(store).__module__ == "aauth_server.storage.memory"

@@ -5,14 +5,18 @@ Only conversion lives here: every protocol decision is the core guard's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from asgiref.sync import async_to_sync
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest as DjangoRequest
 from django.http import HttpResponse as DjangoResponse
 from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
-from aauth_server.http import Headers, HttpRequest, HttpResponse
+from aauth_server.errors import RequestRejected
+from aauth_server.http import Headers, HttpRequest, HttpResponse, MalformedHost, checked_host
 from aauth_server.resource import ResourceGuard
 
 # WSGI keeps these two outside the HTTP_* namespace.
@@ -54,10 +58,65 @@ def raw_target(request: DjangoRequest) -> str:
     return request.get_full_path()
 
 
+def request_host(request: DjangoRequest) -> str:
+    """``request.get_host()`` (ALLOWED_HOSTS enforced), refusing a malformed or disallowed
+    Host with a ``400`` problem (:class:`RequestRejected`) as the other adapters do."""
+    raw = request.META.get("HTTP_HOST")
+    try:
+        if isinstance(raw, str):
+            checked_host(raw)
+    except MalformedHost:
+        raise RequestRejected.malformed_host() from None
+    try:
+        return request.get_host()
+    except DisallowedHost:
+        raise RequestRejected("the Host header names a host this server does not serve") from None
+
+
+def read_body(request: DjangoRequest, limit: int) -> bytes:
+    """The body, reading at most ``limit`` + 1 bytes: more is ``413`` (:class:`RequestRejected`).
+
+    A declared ``Content-Length`` over the limit is refused before reading.  Django's own
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB by default) refuses a larger declared length when
+    ``request.body`` is read: the smaller limit wins, and both answer ``413`` here.  A body
+    without a length (chunked, under ASGI) is read through ``request.read(limit + 1)`` and
+    left where Django's ``request.body`` finds it.  Under ASGI Django's handler has already
+    received the whole body (spooled to disk beyond ``FILE_UPLOAD_MAX_MEMORY_SIZE``) before
+    any view runs; :class:`aauth_server.asgi.RequestLimits` stops it at the server instead.
+    """
+    declared = request.META.get("CONTENT_LENGTH") or ""
+    if isinstance(declared, str) and declared.isdigit() and int(declared) > limit:
+        raise RequestRejected.body_too_large(limit)
+    try:
+        if hasattr(request, "_body") or (isinstance(declared, str) and declared.isdigit()):
+            body = request.body
+        else:
+            body = request.read(limit + 1)
+            # Django's own cache: the view's request.body (and POST parsing) reads these bytes.
+            request._body = body
+    except RequestDataTooBig:
+        raise RequestRejected.body_too_large(limit) from None
+    if len(body) > limit:
+        raise RequestRejected.body_too_large(limit)
+    return body
+
+
+def neutral_request(
+    request: DjangoRequest, public_url: Callable[[str, str, str], str], limit: int
+) -> HttpRequest:
+    """The neutral request for a server whose ``public_url`` builds the absolute URL."""
+    try:
+        url = public_url(request.scheme or "http", request_host(request), raw_target(request))
+    except MalformedHost:
+        raise RequestRejected.malformed_host() from None
+    body = read_body(request, limit)
+    return HttpRequest(request.method or "GET", url, request_headers(request), body)
+
+
 def to_neutral(request: DjangoRequest, guard: ResourceGuard) -> HttpRequest:
-    # get_host() enforces ALLOWED_HOSTS; its DisallowedHost becomes Django's own 400.
-    url = guard.public_url(request.scheme or "http", request.get_host(), raw_target(request))
-    return HttpRequest(request.method or "GET", url, request_headers(request), request.body)
+    """Host checked (``400``), body within ``guard.body_limit`` (``413``): both raise
+    :class:`RequestRejected`."""
+    return neutral_request(request, guard.public_url, guard.body_limit)
 
 
 def to_django(response: HttpResponse) -> DjangoResponse:

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import fields
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -45,12 +46,13 @@ from django.http.response import HttpResponseBase
 from django.urls.resolvers import RegexPattern
 from django.views.decorators.csrf import csrf_exempt
 
-from aauth_server.http import HttpRequest, HttpResponse
+from aauth_server.errors import RequestRejected
+from aauth_server.http import HttpRequest, HttpResponse, public_url
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.person import WELL_KNOWN_PATH, PersonServer, PersonServerConfig
 from aauth_server.resource import ConfigurationError
 
-from .convert import raw_target, request_headers, to_django
+from .convert import neutral_request, to_django
 
 SETTING = "AAUTH_PERSON"
 _TUPLES = ("accept_algs", "scopes_supported", "claims_supported")
@@ -100,21 +102,29 @@ class PersonMount:
         return allowed
 
     def to_neutral(self, request: DjangoRequest) -> HttpRequest:
-        origin = self.ps.config.public_origin
-        # get_host() enforces ALLOWED_HOSTS; its DisallowedHost becomes Django's own 400.
-        base = origin.rstrip("/") if origin else f"{request.scheme}://{request.get_host()}"
-        return HttpRequest(
-            request.method or "GET",
-            base + raw_target(request),
-            request_headers(request),
-            request.body,
-        )
+        """Host checked (``400``), body within ``max_body`` (``413``): both raise
+        :class:`RequestRejected`."""
+        config = self.ps.config
+
+        def url(scheme: str, host: str, target: str) -> str:
+            return public_url(
+                scheme,
+                host,
+                target,
+                public_origin=config.public_origin,
+                default_host=urlsplit(config.issuer).netloc,
+            )
+
+        return neutral_request(request, url, config.max_body)
 
     def handle(self, request: DjangoRequest) -> HttpResponseBase:
         refused = self._refused(request)
         if refused is not None:
             return refused
-        neutral = self.to_neutral(request)
+        try:
+            neutral = self.to_neutral(request)
+        except RequestRejected as rejected:
+            return to_django(rejected.to_response())
         for part in (self.ps, *self.pages):
             answer = part.handle(neutral)
             if answer is not None:
@@ -126,7 +136,10 @@ class PersonMount:
         if refused is not None:
             return refused
         self._loop = asyncio.get_running_loop()
-        neutral = self.to_neutral(request)
+        try:
+            neutral = self.to_neutral(request)
+        except RequestRejected as rejected:
+            return to_django(rejected.to_response())
         for part in (self.ps, *self.pages):
             answer = await part.ahandle(neutral)
             if answer is not None:

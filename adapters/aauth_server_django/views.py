@@ -11,6 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponseNotAllowed
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
+from aauth_server.errors import RequestRejected
 from aauth_server.resource import Redispatch, ResourceGuard
 
 from .conf import get_guard
@@ -34,7 +35,10 @@ def endpoint(request: HttpRequest) -> HttpResponseBase:
     refused = _refused(guard, request)
     if refused is not None:
         return refused
-    answer = guard.handle(to_neutral(request, guard))
+    try:
+        answer = guard.handle(to_neutral(request, guard))
+    except RequestRejected as rejected:
+        return to_django(rejected.to_response())
     if answer is None:
         raise Http404("not an AAuth endpoint")
     if isinstance(answer, Redispatch):
@@ -48,7 +52,10 @@ async def aendpoint(request: HttpRequest) -> HttpResponseBase:
     refused = _refused(guard, request)
     if refused is not None:
         return refused
-    answer = await guard.ahandle(to_neutral(request, guard))
+    try:
+        answer = await guard.ahandle(to_neutral(request, guard))
+    except RequestRejected as rejected:
+        return to_django(rejected.to_response())
     if answer is None:
         raise Http404("not an AAuth endpoint")
     if isinstance(answer, Redispatch):

@@ -7,8 +7,16 @@ from typing import Any, Protocol
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from flask import Request, Response
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from aauth_server.http import HttpRequest, HttpResponse
+from aauth_server.errors import RequestRejected
+from aauth_server.http import (
+    DEFAULT_MAX_BODY,
+    HttpRequest,
+    HttpResponse,
+    MalformedHost,
+    checked_host,
+)
 
 # Characters a request-target may carry unescaped (RFC 3986 pchar plus "/"); "%" stays so
 # a fallback never double-encodes.
@@ -45,13 +53,43 @@ class PublicUrls(Protocol):
     def public_url(self, scheme: str, host: str | None, target: str) -> str: ...
 
 
+def read_body(request: Request, limit: int) -> bytes:
+    """The body, reading at most ``limit`` + 1 bytes: more is ``413`` (:class:`RequestRejected`).
+
+    The request's ``max_content_length`` (Flask 3.1) becomes ``limit`` + 1, so Werkzeug
+    refuses a larger ``Content-Length`` before reading and stops a chunked body one byte
+    past the limit (it stops there silently: the extra byte is what tells).  An app
+    ``MAX_CONTENT_LENGTH`` below ours wins.  The bytes stay in Werkzeug's cache for the view.
+    """
+    current = request.max_content_length
+    effective = limit if current is None else min(current, limit)
+    request.max_content_length = effective + 1
+    try:
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        raise RequestRejected.body_too_large(effective) from None
+    if len(body) > effective:
+        raise RequestRejected.body_too_large(effective)
+    return body
+
+
 def to_http_request(request: Request, guard: PublicUrls) -> HttpRequest:
-    """The neutral request; reads the body once into Werkzeug's cache so the view still has it."""
-    body = request.get_data(cache=True)
+    """The neutral request; reads the body once, within the server's body limit, into
+    Werkzeug's cache so the view still has it.  A malformed Host or an oversized body
+    raises :class:`RequestRejected` (``400``/``413``)."""
     # EnvironHeaders yields the raw environ values; WSGI servers have already joined
     # repeated lines, which is as close to the wire as WSGI gets.
     headers = [(name, value) for name, value in request.headers.items()]
-    url = guard.public_url(request.scheme, request.host, raw_target(request.environ))
+    try:
+        # Werkzeug reads a Host with invalid characters as no Host at all; refuse it
+        # instead, as the other adapters do.
+        raw_host = request.environ.get("HTTP_HOST")
+        if isinstance(raw_host, str):
+            checked_host(raw_host)
+        url = guard.public_url(request.scheme, request.host, raw_target(request.environ))
+    except MalformedHost:
+        raise RequestRejected.malformed_host() from None
+    body = read_body(request, getattr(guard, "body_limit", DEFAULT_MAX_BODY))
     return HttpRequest(request.method, url, headers, body)
 
 

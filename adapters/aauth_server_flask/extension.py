@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, current_app, g, request
 
-from aauth_server.errors import AAuthError, Forbidden, ServerError
+from aauth_server.errors import AAuthError, Forbidden, RequestRejected, ServerError
 from aauth_server.http import HttpResponse
 from aauth_server.resource import (
     AGENT_TOKEN,
@@ -222,7 +222,10 @@ def _add_guard_routes(app: Flask, guard: ResourceGuard) -> None:
 def _guard_endpoint(**_tail: str) -> Response:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     guard = guard_for(app)
-    answer = guard.handle(to_http_request(request, guard))
+    try:
+        answer = guard.handle(to_http_request(request, guard))
+    except RequestRejected as rejected:
+        return to_flask_response(rejected.to_response())
     if answer is None:
         answer = AAuthError("no such endpoint", error="not_found", status=404).to_response()
     elif isinstance(answer, Redispatch):

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
-from aauth_server.errors import AAuthError
-from aauth_server.http import HttpRequest, HttpResponse
+from aauth_server.errors import AAuthError, RequestRejected
+from aauth_server.http import HttpRequest, HttpResponse, public_url
 from aauth_server.person import WELL_KNOWN_PATH, PersonServer, PersonServerConfig
 from aauth_server.resource import ConfigurationError
 
@@ -59,10 +59,18 @@ class _Origin:
     def __init__(self, config: PersonServerConfig) -> None:
         self.config = config
 
+    @property
+    def body_limit(self) -> int:
+        return self.config.max_body
+
     def public_url(self, scheme: str, host: str | None, target: str) -> str:
-        if self.config.public_origin:
-            return self.config.public_origin.rstrip("/") + target
-        return f"{scheme}://{host or urlsplit(self.config.issuer).netloc}{target}"
+        return public_url(
+            scheme,
+            host,
+            target,
+            public_origin=self.config.public_origin,
+            default_host=urlsplit(self.config.issuer).netloc,
+        )
 
 
 def person_blueprint(
@@ -176,7 +184,10 @@ def _view(origin: _Origin, by_method: dict[str, PageHandler]) -> Callable[..., R
     def view(**_tail: str) -> Response:
         # Werkzeug adds HEAD to every GET rule; the core decides what HEAD means.
         handler = by_method.get(request.method) or by_method.get("GET")
-        answer = None if handler is None else handler.handle(to_http_request(request, origin))
+        try:
+            answer = None if handler is None else handler.handle(to_http_request(request, origin))
+        except RequestRejected as rejected:
+            answer = rejected.to_response()
         if answer is None:
             answer = AAuthError("no such endpoint", error="not_found", status=404).to_response()
         return to_flask_response(answer)

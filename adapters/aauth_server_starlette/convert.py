@@ -8,17 +8,19 @@ from __future__ import annotations
 from typing import Protocol
 from urllib.parse import quote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from aauth_server.http import HttpRequest, HttpResponse
+from aauth_server.errors import RequestRejected
+from aauth_server.http import DEFAULT_MAX_BODY, HttpRequest, HttpResponse, MalformedHost
 
 #: RFC 3986 ``pchar`` plus ``/``: what a path keeps unencoded.
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 class PublicUrl(Protocol):
-    """What builds a request's absolute URL: a ``ResourceGuard``, or the Person Server mount."""
+    """What builds a request's absolute URL: a ``ResourceGuard``, or the Person Server mount.
+    A ``body_limit`` attribute (bytes) caps the body read; without one, 1 MiB."""
 
     def public_url(self, scheme: str, host: str | None, target: str) -> str: ...
 
@@ -34,14 +36,51 @@ def raw_target(request: Request) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, reading at most ``limit`` + 1 bytes: more is ``413`` (:class:`RequestRejected`).
+
+    A declared ``Content-Length`` over the limit is refused before reading anything.  The
+    bytes land in Starlette's own cache, so the endpoint's ``await request.body()`` gets them.
+    Starlette itself has no body limit.
+    """
+    cached: bytes | None = getattr(request, "_body", None)
+    if cached is None:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestRejected.body_too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise RequestRejected.body_too_large(limit)
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise RequestRejected("the client went away before sending the body") from None
+        cached = request._body = b"".join(chunks)
+    if len(cached) > limit:
+        raise RequestRejected.body_too_large(limit)
+    return cached
+
+
 async def to_http_request(request: Request, guard: PublicUrl) -> HttpRequest:
-    """Read the body once (Starlette caches it for the endpoint) and keep raw header lines."""
+    """Read the body once, within the server's body limit (Starlette caches it for the
+    endpoint), and keep raw header lines.  A malformed Host or an oversized body raises
+    :class:`RequestRejected` (``400``/``413``)."""
     # Signed header values must reach the verifier byte for byte, in wire order, so the
     # ASGI header list is used rather than Starlette's (combining) Headers mapping.
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
-    host = next((v for k, v in headers if k.lower() == "host"), None)
-    url = guard.public_url(request.scope.get("scheme", "http"), host, raw_target(request))
-    return HttpRequest(request.method, url, headers, await request.body())
+    hosts = [v for k, v in headers if k.lower() == "host"]
+    try:
+        if len(hosts) > 1:
+            raise MalformedHost("more than one Host line")  # RFC 9112 3.2: 400
+        host = hosts[0] if hosts else None
+        url = guard.public_url(request.scope.get("scheme", "http"), host, raw_target(request))
+    except MalformedHost:
+        raise RequestRejected.malformed_host() from None
+    body = await read_body(request, getattr(guard, "body_limit", DEFAULT_MAX_BODY))
+    return HttpRequest(request.method, url, headers, body)
 
 
 def to_response(response: HttpResponse) -> Response:

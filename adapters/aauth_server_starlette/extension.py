@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from aauth_server.errors import AAuthError
+from aauth_server.errors import AAuthError, RequestRejected
 from aauth_server.resource import (
     AGENT_TOKEN,
     WELL_KNOWN_PATH,
@@ -51,6 +51,8 @@ ENV_SETTINGS: Mapping[str, Callable[[str], Any]] = {
     "name": str,
     "description": str,
     "documentation_uri": str,
+    "allow_cross_origin_jwks": bool,
+    "max_body": int,
 }
 
 
@@ -143,7 +145,10 @@ class AAuth:
         cfg = self.config
 
         async def endpoint(request: Request) -> Response:
-            result = await guard.ahandle(await to_http_request(request, guard))
+            try:
+                result = await guard.ahandle(await to_http_request(request, guard))
+            except RequestRejected as rejected:
+                return to_response(rejected.to_response())
             if result is None:
                 raise HTTPException(status_code=404)
             if isinstance(result, Redispatch):

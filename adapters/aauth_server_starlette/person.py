@@ -17,7 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from aauth_server.http import HttpRequest, HttpResponse
+from aauth_server.errors import RequestRejected
+from aauth_server.http import HttpRequest, HttpResponse, public_url
 from aauth_server.person import PersonServer, PersonServerConfig
 from aauth_server.person.config import WELL_KNOWN_PATH
 from aauth_server.resource.config import ConfigurationError
@@ -82,10 +83,18 @@ class _Origin:
 
     config: PersonServerConfig
 
+    @property
+    def body_limit(self) -> int:
+        return self.config.max_body
+
     def public_url(self, scheme: str, host: str | None, target: str) -> str:
-        if self.config.public_origin:
-            return self.config.public_origin.rstrip("/") + target
-        return f"{scheme}://{host or urlsplit(self.config.issuer).netloc}{target}"
+        return public_url(
+            scheme,
+            host,
+            target,
+            public_origin=self.config.public_origin,
+            default_host=urlsplit(self.config.issuer).netloc,
+        )
 
 
 class PersonServerApp:
@@ -201,7 +210,10 @@ class PersonServerApp:
             handler = by_method.get(request.method) or by_method.get("GET")
             if handler is None:
                 raise HTTPException(status_code=405)
-            result = await handler.ahandle(await to_http_request(request, origin))
+            try:
+                result = await handler.ahandle(await to_http_request(request, origin))
+            except RequestRejected as rejected:
+                return to_response(rejected.to_response())
             if result is None:
                 raise HTTPException(status_code=404)
             return to_response(result)

@@ -32,7 +32,12 @@ from tests.support import RESOURCE, SCOPES, World
 configure_django()
 
 KEY = World().resource_key
-FULL: dict[str, Any] = {"issuer": RESOURCE, "signing_key": KEY, "scope_descriptions": SCOPES}
+FULL: dict[str, Any] = {
+    "issuer": RESOURCE,
+    "signing_key": KEY,
+    "scope_descriptions": SCOPES,
+    "trusted_ps": ("https://ps.example",),
+}
 NO_KEY = "needs the resource's signing_key"
 UNDECLARED = (
     "scope 'data.admin' is not declared in scope_descriptions (declared: data.read, data.write)"
@@ -75,7 +80,8 @@ def test_starlette_protect_without_signing_key() -> None:
         "(auth-token mode) " + NO_KEY + " (a PrivateKey with a kid): it signs the resource "
         "tokens of the auth-token challenge"
     )
-    aauth.protect("person-token")(report)  # person tokens need no key of ours
+    trusting = StarletteAAuth(issuer=RESOURCE, trusted_ps=("https://ps.example",))
+    trusting.protect("person-token")(report)  # person tokens need no key of ours
 
 
 def test_flask_protect_without_signing_key_after_and_before_init_app() -> None:

@@ -131,8 +131,8 @@ def test_person_token_through_interaction_then_resource_200(env: Env) -> None:
     _approve_first_person_token(env, flow)
     # The PS hosts its consent page: the agent directs the person there, no relay.
     (directed,) = env.directed
-    assert directed.url == PS_ISSUER + "/consent"
-    assert directed.link == f"{PS_ISSUER}/consent?code={directed.code}"
+    assert directed.url.startswith(PS_ISSUER + "/consent/request/")
+    assert directed.link == f"{directed.url}?code={directed.code}"
     assert env.notes == [
         "resource GET",
         "PS metadata",

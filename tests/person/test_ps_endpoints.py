@@ -97,7 +97,10 @@ def test_unbound_agent_gets_an_interaction_with_a_crockford_code(mode: str) -> N
     response = send(pw.person_request())
     assert response.status == 202
     requirement = response.header("aauth-requirement") or ""
-    assert requirement.startswith('requirement=interaction; url="https://ps.example/consent"')
+    # The URL names the request, so the consent page can lock it after wrong codes.
+    assert requirement.startswith(
+        'requirement=interaction; url="https://ps.example/consent/request/'
+    )
     assert CODE.search(requirement)
     assert (response.header("location") or "").startswith("https://ps.example/pending/")
     assert response.header("retry-after") == "5"

@@ -47,6 +47,9 @@ class SyncAsAsync:
     async def remember_once(self, key: str, ttl: float) -> bool:
         return self.sync.remember_once(key, ttl)
 
+    async def increment(self, key: str, amount: int, ttl: float) -> int:
+        return self.sync.increment(key, amount, ttl)
+
     async def delete(self, kind: str, id: str) -> bool:
         return self.sync.delete(kind, id)
 

@@ -201,6 +201,21 @@ def test_remember_once_is_true_only_the_first_time(backend: Backend) -> None:
     backend.run(body)
 
 
+def test_increment_counts_atomically_within_a_fixed_window(backend: Backend) -> None:
+    async def body(store: Any) -> None:
+        assert await store.increment("codes:alice", 1, 1) == 1
+        assert await store.increment("codes:alice", 1, 60) == 2  # the window is not extended
+        assert await store.increment("codes:alice", -1, 60) == 1
+        assert await store.increment("codes:bob", 1, 60) == 1
+        # Thirty callers at once each see a different count: none reads a stale one.
+        counts = await asyncio.gather(*(store.increment("burst", 1, 60) for _ in range(30)))
+        assert sorted(counts) == list(range(1, 31))
+        await backend.pass_time(1.2)
+        assert await store.increment("codes:alice", 1, 60) == 1  # a new window
+
+    backend.run(body)
+
+
 def test_delete(backend: Backend) -> None:
     async def body(store: Any) -> None:
         await store.create("session", "s", {}, 60)

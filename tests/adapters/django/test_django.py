@@ -216,7 +216,11 @@ def test_check_e002_invalid_configuration() -> None:
 
 
 #: What this project's auth-token views need (else aauth.E005 names each view).
-AUTH_MODES = {"SIGNING_KEY": World().resource_key, "SCOPE_DESCRIPTIONS": SCOPES}
+AUTH_MODES = {
+    "SIGNING_KEY": World().resource_key,
+    "SCOPE_DESCRIPTIONS": SCOPES,
+    "TRUSTED_PS": ["https://ps.example"],  # person-token and auth-token views need it
+}
 
 
 def test_check_e003_dev_loopback_needs_debug() -> None:
@@ -245,7 +249,7 @@ def _free_port() -> int:
 
 
 def test_example_app_under_uvicorn() -> None:
-    spec = AppSpec("django", "example_apps.django_resource", ("--dev",))
+    spec = AppSpec("django", "example_apps.django_resource", ("--dev", "--trust-any-ps"))
     with running_apps([spec]) as (app,):
         base = app.url
         response = httpx.get(base + "/whoami")

@@ -342,7 +342,7 @@ def test_example_app_serves_every_mode(tmp_path: Path) -> None:
             "--replay-cache",
         ),
     )
-    generated = AppSpec("generated", module, ("--dev",))
+    generated = AppSpec("generated", module, ("--dev", "--trust-any-ps"))
     with running_apps([with_key, generated]) as (app, other):
         base = app.url
         assert httpx.get(base + "/aauth/jwks.json").json() == {"keys": [key.public_jwk()]}

@@ -181,7 +181,7 @@ FLOWS = [
 ]
 
 _JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
-_IDS = re.compile(r"(/pending/|/relay/)[\w-]+")
+_IDS = re.compile(r"(/pending/|/relay/|/consent/request/)[\w-]+")
 
 
 def _jwt_without_jti(match: re.Match[str]) -> str:

@@ -280,7 +280,7 @@ def test_flask_response_carries_every_header_line() -> None:
 
 
 def test_example_app_on_a_real_server() -> None:
-    spec = AppSpec("flask", "example_apps.flask_resource", ("--dev",))
+    spec = AppSpec("flask", "example_apps.flask_resource", ("--dev", "--trust-any-ps"))
     with running_apps([spec]) as (app,), httpx.Client() as client:
         base = app.url
         unsigned = client.get(base + "/whoami")

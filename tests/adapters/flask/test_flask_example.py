@@ -85,7 +85,7 @@ def test_example_app_options_on_a_real_server(tmp_path: Path) -> None:
 
 
 def test_example_app_says_when_it_generates_a_key() -> None:
-    spec = AppSpec("flask", "example_apps.flask_resource", ("--dev",))
+    spec = AppSpec("flask", "example_apps.flask_resource", ("--dev", "--trust-any-ps"))
     with running_apps([spec]) as (app,):
         notice = [line for line in app.log().splitlines() if "generated" in line]
         assert notice and "--signing-key" in notice[0], app.log()

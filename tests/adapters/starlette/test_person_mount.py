@@ -293,7 +293,7 @@ def test_mounted_under_a_prefix_with_the_well_known_route_at_the_root() -> None:
         answer = client.post(request.url, headers=request.headers, content=request.body)
         assert answer.status_code == 202, answer.text
         assert answer.headers["location"].startswith(PS_ISSUER + "/ps/pending/")
-        assert f'url="{PS_ISSUER}/ps/consent"' in answer.headers["aauth-requirement"]
+        assert f'url="{PS_ISSUER}/ps/consent/request/' in answer.headers["aauth-requirement"]
         request = pw.post("/ps/interaction", INTERACTION)
         answer = client.post(request.url, headers=request.headers, content=request.body)
         assert answer.status_code == 424

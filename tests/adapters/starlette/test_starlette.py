@@ -376,7 +376,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server() -> Iterator[str]:
-    spec = AppSpec("starlette", "example_apps.starlette_resource", ("--dev",))
+    spec = AppSpec("starlette", "example_apps.starlette_resource", ("--dev", "--trust-any-ps"))
     with running_apps([spec]) as (app,):
         yield app.url
 
