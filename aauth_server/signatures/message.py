@@ -88,6 +88,46 @@ def _decode_base64url(text: str) -> bytes:
         raise _fail("Signature is not unpadded base64url") from exc
 
 
+_URL_TO_STD = str.maketrans("-_", "+/")
+
+# SF Strings (matched whole, closing quote or not, so nothing inside one is touched and
+# nothing is scanned twice), and Byte Sequences where an item starts: after the "=" of a
+# member or parameter, or inside an Inner List.  A Token may hold ":", never after "=".
+_STRING_OR_BYTE_SEQUENCE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|(?<=[=( ]):([A-Za-z0-9_-]*):')
+
+
+def _urlsafe_byte_sequences(value: str) -> str:
+    """``value`` with each unpadded base64url Byte Sequence spelled in standard base64.
+
+    A widely used Python/Java stack sends ``sig=:<unpadded base64url>:`` (GUIDE section 5),
+    which is no Structured Field: ``-`` and ``_`` are outside the Byte Sequence alphabet.
+    Only that exact shape is rewritten (no ``+``, ``/`` or ``=`` mixed in); the rewritten
+    field decodes to the bytes the signer encoded.  Linear in the length of ``value``.
+    """
+
+    def standard(match: re.Match[str]) -> str:
+        content = match.group(1)
+        if content is None or ("-" not in content and "_" not in content):
+            return match.group(0)
+        return f":{content.translate(_URL_TO_STD)}:"
+
+    return _STRING_OR_BYTE_SEQUENCE.sub(standard, value)
+
+
+def _parse_signature_dict(value: str | None, accept_base64url: bool) -> SfDict:
+    try:
+        return _parse_dict("Signature", value)
+    except SignatureFailure:
+        # Only a field the strict parser refused is looked at again: a valid one means
+        # exactly what RFC 9651 says, whatever the setting.
+        if not accept_base64url or value is None:
+            raise
+        rewritten = _urlsafe_byte_sequences(value)
+        if rewritten == value:
+            raise
+    return _parse_dict("Signature", rewritten)
+
+
 def _choose_label(inputs: SfDict) -> str:
     if len(inputs) == 1:
         return next(iter(inputs))
@@ -107,11 +147,33 @@ _FAST_INPUT = re.compile(
     r"((?:;(?:created|expires)=(?:0|[1-9][0-9]{0,14})"
     r'|;(?:keyid|alg|nonce|tag)="[\x20\x21\x23-\x5b\x5d-\x7e]{0,256}")*))'
 )
-_FAST_SIGNATURE = re.compile(r"([a-z*][a-z0-9_\-.*]{0,63})=:([A-Za-z0-9+/]{4,}={0,2}):")
+_FAST_SIGNATURE = re.compile(r"([a-z*][a-z0-9_\-.*]{0,63})=:([A-Za-z0-9+/_\-]{1,1024}={0,2}):")
+
+
+def _fast_signature_bytes(b64: str, accept_base64url: bool) -> bytes | None:
+    """The bytes of a byte sequence as the full path decodes them, or None to let it decide.
+
+    Standard base64 with or without padding is what http_sf accepts (RFC 9651 4.2.7: no
+    failure on missing padding); the url-safe alphabet unpadded is the quirk that
+    :func:`_urlsafe_byte_sequences` admits.  A mix of the two alphabets, or padding on the
+    url-safe form, is left to the full path (which refuses it).
+    """
+    if "-" in b64 or "_" in b64:
+        if not accept_base64url or "+" in b64 or "/" in b64 or "=" in b64:
+            return None
+        b64 = b64.translate(_URL_TO_STD)
+    unpadded = b64.rstrip("=")
+    if len(unpadded) % 4 == 1:
+        return None
+    try:
+        # The very call http_sf makes on the re-padded content.
+        return base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _parse_fast(
-    input_value: str, signature_value: str, label: str | None
+    input_value: str, signature_value: str, label: str | None, accept_base64url: bool = True
 ) -> ParsedSignature | None:
     m_in = _FAST_INPUT.fullmatch(input_value)
     if m_in is None:
@@ -120,8 +182,8 @@ def _parse_fast(
     chosen, signature_params, inner, raw_params = m_in.groups()
     if m_sig is None or m_sig.group(1) != chosen or (label is not None and label != chosen):
         return None
-    b64 = m_sig.group(2)
-    if len(b64) % 4:
+    signature = _fast_signature_bytes(m_sig.group(2), accept_base64url)
+    if not signature:
         return None
     # The pattern admits only '"name"' items joined by single spaces, names without quotes
     # or spaces: stripping the outer quotes and splitting on '" "' yields exactly the names.
@@ -134,10 +196,6 @@ def _parse_fast(
         if key in params:
             return None
         params[key] = raw[1:-1] if raw.startswith('"') else int(raw)
-    try:
-        signature = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        return None
     created, expires = params.get("created"), params.get("expires")
     keyid, alg = params.get("keyid"), params.get("alg")
     return ParsedSignature(
@@ -160,11 +218,11 @@ def parse_signature(
     input_value = request.header("signature-input")
     signature_value = request.header("signature")
     if input_value is not None and signature_value is not None:
-        fast = _parse_fast(input_value, signature_value, label)
+        fast = _parse_fast(input_value, signature_value, label, accept_base64url)
         if fast is not None:
             return fast
     inputs = _parse_dict("Signature-Input", input_value)
-    signatures = _parse_dict("Signature", signature_value)
+    signatures = _parse_signature_dict(signature_value, accept_base64url)
     chosen = _choose_label(inputs) if label is None else label
     if chosen not in inputs:
         raise _fail(f"Signature-Input has no member {chosen!r}")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import http_sf
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -496,3 +497,188 @@ def test_a_cached_agent_token_still_has_its_request_checked_and_its_revocation_l
     with pytest.raises(SignatureFailure) as revoked:
         verifier.verify(world.signed())
     assert revoked.value.error == "revoked_jwt"
+
+
+# -- Signature: the unpadded base64url dialect, fast path and full parser alike -----------------
+
+URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _spellings() -> dict[str, Callable[[bytes], str]]:
+    def url(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode()
+
+    def std(raw: bytes) -> str:
+        return base64.b64encode(raw).decode()
+
+    return {
+        "standard-padded": std,
+        "standard-unpadded": lambda r: std(r).rstrip("="),
+        "urlsafe-unpadded": lambda r: url(r).rstrip("="),
+        "urlsafe-padded": url,
+        "urlsafe-one-pad": lambda r: url(r).rstrip("=") + "=",
+        "mixed-alphabets": lambda r: "+-" + url(r).rstrip("="),
+        "mixed-alphabets-slash": lambda r: url(r).rstrip("=") + "/_",
+        "urlsafe-bad-length": lambda r: url(r).rstrip("=") + "-",
+        "urlsafe-inner-pad": lambda r: "-=" + url(r).rstrip("="),
+        "empty": lambda r: "",
+    }
+
+
+SPELLINGS = _spellings()
+
+
+def _full_only(request: HttpRequest, accept: bool) -> Outcome:
+    real_fast = message._parse_fast
+    try:
+        message._parse_fast = lambda *args: None
+        return outcome(lambda: parse_signature(request, accept_base64url=accept))
+    finally:
+        message._parse_fast = real_fast
+
+
+def _signature_request(signature_value: str) -> HttpRequest:
+    return HttpRequest(
+        "GET",
+        "https://resource.example/whoami",
+        [
+            ("Signature-Input", 'sig=("@method" "@authority" "@path" "signature-key");created=1'),
+            ("Signature", signature_value),
+        ],
+    )
+
+
+@settings(max_examples=500)
+@given(
+    st.binary(min_size=0, max_size=80),
+    st.sampled_from(sorted(SPELLINGS)),
+    st.booleans(),
+    st.sampled_from(["sig", "sig2"]),
+    st.sampled_from(["", ";p", ";p=:a-b:", ", other=:AAAA:", ", other=:a-b:", " ", "x"]),
+)
+def test_dialect_fast_parse_equals_the_full_parse(
+    raw: bytes, spelling: str, accept: bool, label: str, tail: str
+) -> None:
+    request = _signature_request(f"{label}=:{SPELLINGS[spelling](raw)}:{tail}")
+    fast = outcome(lambda: parse_signature(request, accept_base64url=accept))
+    assert fast == _full_only(request, accept)
+    spelled = SPELLINGS[spelling](raw)
+    if set(spelled) & set("-_") and (set(spelled) & set("+/=") or not accept):
+        assert fast[0] != "ok"  # url-safe symbols only in the exact unpadded shape, when on
+    faithful = ("standard-padded", "standard-unpadded") + (("urlsafe-unpadded",) if accept else ())
+    if label == "sig" and raw and spelling in faithful and tail in ("", ";p", ", other=:AAAA:"):
+        # Decodes to the bytes the signer encoded.
+        assert fast[0] == "ok" and isinstance(fast[1], message.ParsedSignature)
+        assert fast[1].signature == raw
+
+
+@given(st.binary(min_size=1, max_size=80))
+def test_dialect_is_read_by_the_fast_path_and_refused_when_off(raw: bytes) -> None:
+    encoded = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    request = _signature_request(f"sig=:{encoded}:")
+    input_value = request.header("signature-input")
+    assert input_value is not None
+    # The fast path itself answers (a dialect request costs no Structured Field parse).
+    fast = message._parse_fast(input_value, f"sig=:{encoded}:", None, True)
+    assert fast is not None and fast.signature == raw
+    assert parse_signature(request).signature == raw
+    if "-" in encoded or "_" in encoded:
+        assert message._parse_fast(input_value, f"sig=:{encoded}:", None, False) is None
+        with pytest.raises(SignatureFailure, match="not a valid Structured Field"):
+            parse_signature(request, accept_base64url=False)
+    else:  # plain unpadded base64: a valid Byte Sequence whatever the setting
+        assert parse_signature(request, accept_base64url=False).signature == raw
+
+
+def _sf_member_value() -> st.SearchStrategy[tuple[str, object]]:
+    """(the dialect's spelling, the value the strict parser gives for the standard spelling)"""
+    text = st.text(alphabet=' !#$%&()*+,-./:;<=>?@[]^_`{|}~"\\azAZ09', max_size=12)
+    token = st.from_regex(r"[a-z][a-z0-9:/_\-.]{0,8}", fullmatch=True)
+    raw = st.binary(max_size=24)
+    return st.one_of(
+        raw.map(lambda b: (":" + base64.urlsafe_b64encode(b).decode().rstrip("=") + ":", b)),
+        raw.map(lambda b: (":" + base64.b64encode(b).decode() + ":", b)),
+        text.map(lambda s: (http_sf.ser(s), s)),
+        token.map(lambda t: (t, http_sf.Token(t))),
+        st.integers(0, 999).map(lambda n: (str(n), n)),
+    )
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(r"[a-z][a-z0-9]{0,3}", fullmatch=True),
+            _sf_member_value(),
+            st.lists(
+                st.tuples(st.from_regex(r"[a-z][a-z0-9]{0,3}", fullmatch=True), _sf_member_value()),
+                max_size=2,
+            ),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda m: m[0],
+    )
+)
+def test_dialect_rewrite_touches_only_byte_sequences(
+    members: list[tuple[str, tuple[str, object], list[tuple[str, tuple[str, object]]], bool]],
+) -> None:
+    parts: list[str] = []
+    expected: dict[str, object] = {}
+    for key, (spelled, value), params, inner in members:
+        unique = dict(params)
+        text = "".join(f";{name}={p[0]}" for name, p in unique.items())
+        wanted = {name: p[1] for name, p in unique.items()}
+        if inner:  # the same item inside an Inner List
+            parts.append(f"{key}=({spelled} {spelled}){text}")
+            expected[key] = ([(value, {}), (value, {})], wanted)
+        else:
+            parts.append(f"{key}={spelled}{text}")
+            expected[key] = (value, wanted)
+    value = ", ".join(parts)
+    assert message._parse_signature_dict(value, True) == expected
+    if message._urlsafe_byte_sequences(value) != value:
+        with pytest.raises(SignatureFailure, match="not a valid Structured Field"):
+            message._parse_signature_dict(value, False)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        # Inside a String nothing is rewritten, and the String stays what it was.
+        ('sig=:AAAA:;note="=:a-b:"', {"sig": (b"\x00\x00\x00", {"note": "=:a-b:"})}),
+        ('sig=:a-b_:;note="x\\"=:c-d:"', {"sig": (b"k\xe6\xff", {"note": 'x"=:c-d:'})}),
+        # A Token may hold ":" but never starts with one: not a Byte Sequence.
+        ("sig=:a-b_:, t=x:a-b:", {"sig": (b"k\xe6\xff", {}), "t": (http_sf.Token("x:a-b:"), {})}),
+        ("sig=(:a-b_: :AAAA:)", {"sig": ([(b"k\xe6\xff", {}), (b"\x00\x00\x00", {})], {})}),
+        ('sig="unterminated =:a-b:', None),
+        ("sig=:a-b+:", None),  # two alphabets: nobody's encoder
+        ("sig=:a-b_=:", None),  # padded url-safe: not the dialect
+        ("sig=:a-b_", None),
+        ("sig= :a-b_:", None),
+        ("sig=:" + "-" * 16_000 + ":", {"sig": (b"\xfb\xef\xbe" * 4000, {})}),
+        ('sig="' + '\\"' * 8_000, None),
+        ("sig=" + "=:-" * 5_000, None),
+    ],
+    ids=lambda v: repr(v)[:40],
+)
+def test_dialect_rewrite_on_hostile_fields(value: str, expected: object) -> None:
+    if expected is None:
+        with pytest.raises(SignatureFailure, match="not a valid Structured Field"):
+            message._parse_signature_dict(value, True)
+    else:
+        assert message._parse_signature_dict(value, True) == expected
+
+
+def test_the_dialect_is_never_emitted() -> None:
+    key = PrivateKey.generate()
+    for n in range(64):
+        request = HttpRequest("GET", f"https://resource.example/{n}", [("Signature-Key", "k")])
+        lines = dict(sign_request(request, key, created=n))
+        member = lines["Signature"].removeprefix("sig=:").removesuffix(":")
+        assert len(member) % 4 == 0 and member.endswith("==")
+        assert "-" not in member and "_" not in member
+        assert base64.b64decode(member, validate=True) and http_sf.parse(
+            lines["Signature"].encode(), tltype="dictionary"
+        )
