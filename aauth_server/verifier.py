@@ -26,6 +26,7 @@ from .signatures.message import (
     BODY_COMPONENTS,
     ParsedSignature,
     parse_signature,
+    parse_signature_fast,
     verify_signature,
 )
 from .signatures.signature_key import SignatureKey, select_signature_key
@@ -152,6 +153,9 @@ class _VerifiedToken:
 #: Every JWK member PublicKey.from_jwk reads (see keys/jwk.py); the parsed-key cache key.
 _KEY_MEMBERS = ("kty", "crv", "x", "y", "n", "e", "alg", "kid")
 
+#: What steps 1 to 4 establish: the signature, its Signature-Key member, created, now.
+Prelude = tuple[ParsedSignature, SignatureKey, int, float]
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _Steps = Generator[Need, Any, VerifiedRequest]
@@ -176,6 +180,16 @@ class RequestVerifier:
         # token's own signature and claims are checked once; the request signature never is cached.
         self._tokens: OrderedDict[str, _VerifiedToken] = OrderedDict()
         self._keys: dict[tuple[object, ...], PublicKey] = {}
+        # The components a request must cover, by (body covered by rule, AAuth
+        # Authorization present): what required_components gives, as a set.
+        base = tuple(self.config.required_components)
+        body = base + tuple(c for c in BODY_COMPONENTS if c not in base)
+        self._required: dict[tuple[bool, bool], frozenset[str]] = {
+            (False, False): frozenset(base),
+            (True, False): frozenset(body),
+            (False, True): frozenset((*base, "authorization")),
+            (True, True): frozenset((*body, "authorization")),
+        }
 
     # -- drivers -------------------------------------------------------------------------
 
@@ -221,11 +235,89 @@ class RequestVerifier:
 
     # -- the verification order of digest 2.6 ---------------------------------------------
 
-    def steps(self, request: HttpRequest) -> _Steps:
-        """The verification as a generator of needs (compose with ``yield from``)."""
-        return self._steps(request)
+    def steps(self, request: HttpRequest, prelude: Prelude | None = None) -> _Steps:
+        """The verification as a generator of needs (compose with ``yield from``).
 
-    def _steps(self, request: HttpRequest) -> _Steps:
+        ``prelude``: what :meth:`fast_prelude` returned for this very request, if the caller
+        already asked (so the fields are not read twice)."""
+        return self._steps(request, prelude)
+
+    def _steps(self, request: HttpRequest, prelude: Prelude | None = None) -> _Steps:
+        cfg = self.config
+        # 1. - 4.: fields, coverage, freshness, scheme
+        if prelude is None:
+            prelude = self.fast_prelude(request)
+        if prelude is None:
+            prelude = self._prelude(request)
+        parsed, entry, created, now = prelude
+
+        # 5. key resolution per scheme
+        resolved = yield from self._resolve_scheme(entry, now)
+
+        # 6. and 7.
+        verified = self._check_signature(request, parsed, entry, created, resolved)
+
+        # Replay: only after the signature verified, so forgeries cannot fill the cache.
+        if cfg.replay_cache:
+            first = yield ReplayNeed(
+                _replay_key(request, verified.key.thumbprint, created), 2 * cfg.window
+            )
+            if not first:
+                raise SignatureFailure("invalid_signature", "request replayed within the window")
+        return verified
+
+    def verify_cached(self, request: HttpRequest, prelude: Prelude) -> VerifiedRequest | None:
+        """The whole verification of a request whose token this verifier has already
+        verified, when it needs nothing from outside (no revocation lookup, no replay cache):
+        the same checks in the same order as :meth:`steps`, the request signature verified.
+        ``prelude`` is :meth:`fast_prelude`'s answer for the request.  None when any of that
+        does not hold; then :meth:`steps` decides."""
+        if self.config.replay_cache:
+            return None
+        parsed, entry, created, now = prelude
+        if entry.scheme != "jwt":
+            return None
+        cached = self._tokens.get(entry.params["jwt"])  # type: ignore[arg-type]
+        if cached is None or now >= cached.exp:
+            return None
+        resolved = cached.resolved
+        if self.state is not None and resolved.typ in self.config.revocable_types:
+            return None
+        return self._check_signature(request, parsed, entry, created, resolved)
+
+    def _check_signature(
+        self,
+        request: HttpRequest,
+        parsed: ParsedSignature,
+        entry: SignatureKey,
+        created: int,
+        resolved: _Resolved,
+    ) -> VerifiedRequest:
+        # 6. algorithm from the resolved key
+        key = resolved.key
+        if key.alg not in self.config.accept_algs:
+            raise SignatureFailure(
+                "unsupported_algorithm",
+                f"algorithm {key.alg} is not accepted",
+                accept_algs=self.config.accept_algs,
+            )
+
+        # 7. the signature itself, always verified
+        verify_signature(request, parsed, key)
+        return VerifiedRequest(
+            label=parsed.label,
+            scheme=entry.scheme,
+            key=key,
+            created=created,
+            components=parsed.components,
+            typ=resolved.typ,
+            token=resolved.token,
+            claims=resolved.claims,
+            issuer=resolved.issuer,
+        )
+
+    def _prelude(self, request: HttpRequest) -> Prelude:
+        """Steps 1 to 4 of digest 2.6, each failure with its error code."""
         cfg = self.config
         # 1. all three fields present
         for name in SIGNATURE_FIELDS:
@@ -255,38 +347,44 @@ class RequestVerifier:
         entry = select_signature_key(
             request.header("signature-key"), parsed.label, accept_schemes=cfg.accept_schemes
         )
+        return parsed, entry, created, now
 
-        # 5. key resolution per scheme
-        resolved = yield from self._resolve_scheme(entry, now)
-
-        # 6. algorithm from the resolved key
-        key = resolved.key
-        if key.alg not in cfg.accept_algs:
-            raise SignatureFailure(
-                "unsupported_algorithm",
-                f"algorithm {key.alg} is not accepted",
-                accept_algs=cfg.accept_algs,
-            )
-
-        # 7. the signature itself, always verified
-        verify_signature(request, parsed, key)
-
-        # Replay: only after the signature verified, so forgeries cannot fill the cache.
-        if cfg.replay_cache:
-            first = yield ReplayNeed(_replay_key(request, key.thumbprint, created), 2 * cfg.window)
-            if not first:
-                raise SignatureFailure("invalid_signature", "request replayed within the window")
-        return VerifiedRequest(
-            label=parsed.label,
-            scheme=entry.scheme,
-            key=key,
-            created=created,
-            components=parsed.components,
-            typ=resolved.typ,
-            token=resolved.token,
-            claims=resolved.claims,
-            issuer=resolved.issuer,
+    def fast_prelude(self, request: HttpRequest) -> Prelude | None:
+        """What :meth:`_prelude` returns, for a request in the common form that passes steps
+        1 to 4; None for anything else, which :meth:`_prelude` then decides (and refuses with
+        its own error).  Each check here is one :meth:`_prelude` makes, on the same values."""
+        cfg = self.config
+        header = request.header
+        input_value = header("signature-input")
+        signature_value = header("signature")
+        key_value = header("signature-key")
+        if input_value is None or signature_value is None or key_value is None:
+            return None
+        limit = cfg.max_header_bytes
+        if len(input_value) > limit or len(signature_value) > limit or len(key_value) > limit:
+            return None
+        parts = parse_signature_fast(
+            input_value, signature_value, accept_base64url=cfg.accept_base64url
         )
+        if parts is None:
+            return None
+        parsed, covered = parts
+        authz = header("authorization")
+        aauth = authz is not None and authz.lstrip()[:6].lower() == "aauth "
+        body = cfg.require_body_coverage and bool(request.body)
+        if not self._required[body, aauth] <= covered:
+            return None
+        now = self.clock.now()
+        created = parsed.created
+        if created is None or abs(created - now) > cfg.window:
+            return None
+        if parsed.expires is not None and now >= parsed.expires:
+            return None
+        try:
+            entry = select_signature_key(key_value, parsed.label, accept_schemes=cfg.accept_schemes)
+        except SignatureFailure:
+            return None
+        return parsed, entry, created, now
 
     def required_components(self, request: HttpRequest) -> list[str]:
         cfg = self.config
@@ -496,6 +594,7 @@ __all__: Sequence[str] = [
     "RESOLVABLE_SCHEMES",
     "KeyNeed",
     "Need",
+    "Prelude",
     "ReplayNeed",
     "RequestVerifier",
     "RevocationNeed",

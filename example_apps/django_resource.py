@@ -4,8 +4,8 @@
 
 Routes: ``/whoami`` (agent-token), ``/profile`` (person-token), ``GET /data`` (auth-token
 ``data.read``), ``POST /data`` (``data.write``), ``/deferred`` (``data.read``, deferred
-delivery), and the guard's own endpoints.  Settings are configured in code, so no
-project folder is needed.
+delivery), ``/health`` (unprotected), and the guard's own endpoints.  Settings are configured
+in code, so no project folder is needed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from aauth_server_django import AAuthPersonRequest, AAuthRequest, aauth_required
 from django.conf import settings
 from django.core import checks
 from django.core.asgi import get_asgi_application
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -66,7 +66,12 @@ async def deferred(request: AAuthPersonRequest) -> JsonResponse:
     return JsonResponse({"scope": request.aauth.scope, "deferred": True})
 
 
+async def health(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})  # unprotected: what the server costs without AAuth
+
+
 urlpatterns = [
+    path("health", health),
     path("whoami", whoami),
     path("profile", profile),
     path("data", Data.as_view()),
@@ -137,21 +142,23 @@ def configure(args: argparse.Namespace) -> None:
         sys.exit("\n".join(str(message) for message in errors))
 
 
-async def serve(host: str, port: int) -> None:
-    config = uvicorn.Config(get_asgi_application(), host=host, port=port, lifespan="off")
+async def serve(config: uvicorn.Config) -> None:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():
         await asyncio.sleep(0.05)
     if server.started:
-        print(f"listening on http://{host}:{port}", flush=True)
+        print(f"listening on http://{config.host}:{config.port}", flush=True)
     await task
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure(args)
-    asyncio.run(serve(args.host, args.port))
+    config = uvicorn.Config(get_asgi_application(), host=args.host, port=args.port, lifespan="off")
+    # uvicorn's own loop choice (uvloop with uvicorn[standard]), as uvicorn.Server.run makes it.
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(serve(config))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ SCHEMES: dict[str, SchemeSpec] = {
 def register_scheme(spec: SchemeSpec) -> None:
     """Add or replace a scheme's parameter rules."""
     SCHEMES[spec.name] = spec
+    _SELECTED.clear()  # entries validated under the old rules
 
 
 class SignatureKeys(dict[str, SignatureKey]):
@@ -175,6 +176,12 @@ def _validate(key: SignatureKey, spec: SchemeSpec) -> None:
             )
 
 
+# Members that passed selection, by (raw value, label, accepted schemes as a tuple): an agent
+# sends the same Signature-Key on every request.  Only successes are kept; emptied when full
+# and whenever a scheme's rules change.
+_SELECTED: dict[tuple[str, str, tuple[str, ...] | None], SignatureKey] = {}
+
+
 def select_signature_key(
     value: str | None, label: str, *, accept_schemes: Collection[str] | None = None
 ) -> SignatureKey:
@@ -183,6 +190,19 @@ def select_signature_key(
     With ``accept_schemes``, a scheme outside it answers ``unsupported_scheme`` before its
     parameters are looked at (digest 2.6 step 4 comes before key resolution in step 5).
     """
+    if value is not None and (accept_schemes is None or type(accept_schemes) is tuple):
+        cache_key = (value, label, accept_schemes)
+        hit = _SELECTED.get(cache_key)
+        if hit is None:
+            hit = _select(value, label, accept_schemes)
+            if len(_SELECTED) >= _CACHE_MAX:
+                _SELECTED.clear()
+            _SELECTED[cache_key] = hit
+        return hit
+    return _select(value, label, accept_schemes)
+
+
+def _select(value: str | None, label: str, accept_schemes: Collection[str] | None) -> SignatureKey:
     if value is None:
         raise SignatureFailure("invalid_signature", "Signature-Key is missing")
     try:
