@@ -30,6 +30,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+# bench/ itself must not be on the path: bench/http.py would stand in for the standard
+# library's http package.  The repository root goes there instead.
+sys.path.remove(str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey

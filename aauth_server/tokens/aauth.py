@@ -116,9 +116,13 @@ _OPTIONAL_STR = ("scope", "mission_s256", "tenant")
 
 
 @lru_cache(maxsize=1024)
-def _server_identifier(value: str, dev_loopback: bool) -> bool:
-    # Tokens name the same few servers again and again: run the host checks once per name.
+def server_identifier(value: str, dev_loopback: bool) -> bool:
+    """:func:`~aauth_server.identifiers.is_server_identifier`, kept per name: tokens name the
+    same few servers again and again, so the host checks run once per name."""
     return is_server_identifier(value, dev_loopback=dev_loopback)
+
+
+_server_identifier = server_identifier
 
 
 def _server_claim(payload: Mapping[str, object], name: str, dev_loopback: bool) -> str:
