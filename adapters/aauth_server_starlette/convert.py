@@ -34,14 +34,36 @@ def raw_target(request: Request) -> str:
     return f"{path}?{query.decode('latin-1')}" if query else path
 
 
+#: HTTP versions whose requests have a body only when they say so (RFC 9112 6.3).
+_FRAMED_BY_HEADERS = ("1.1", "1.0")
+
+
 async def to_http_request(request: Request, guard: PublicUrl) -> HttpRequest:
     """Read the body once (Starlette caches it for the endpoint) and keep raw header lines."""
     # Signed header values must reach the verifier byte for byte, in wire order, so the
     # ASGI header list is used rather than Starlette's (combining) Headers mapping.
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
-    host = next((v for k, v in headers if k.lower() == "host"), None)
-    url = guard.public_url(request.scope.get("scheme", "http"), host, raw_target(request))
-    return HttpRequest(request.method, url, headers, await request.body())
+    scope = request.scope
+    headers = []
+    host = None
+    framed = False
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        headers.append((name, value))
+        lname = name.lower()  # servers send lower-case names; ASGI does not insist
+        if lname == "host":
+            if host is None:
+                host = value
+        elif lname == "content-length" or lname == "transfer-encoding":
+            framed = True
+    url = guard.public_url(scope.get("scheme", "http"), host, raw_target(request))
+    # An HTTP/1.x request without Content-Length or Transfer-Encoding has no body (RFC 9112
+    # 6.3): nothing to wait for.  Anything else (HTTP/2, a declared body) is read, once.
+    if not framed and scope.get("http_version") in _FRAMED_BY_HEADERS:
+        body = b""
+    else:
+        body = await request.body()
+    return HttpRequest(request.method, url, headers, body)
 
 
 def to_response(response: HttpResponse) -> Response:
