@@ -456,35 +456,67 @@ def _identifier(name: str, params: Params) -> str:
     return f'"{name}"'
 
 
+# How each covered component's line is made, worked out once per list of components (an
+# agent covers the same ones on every request): (kind, name, line prefix).  Kinds: "m"
+# @method, "u" a URL-derived component, "f" a plain field, "p" a component with parameters
+# (the general code below), "e" an error raised when the line is reached, in order.
+_Plan = tuple[tuple[str, str, str], ...]
+_PLANS: dict[tuple[tuple[str, ...], tuple[Params, ...]], _Plan] = {}
+_PLANS_MAX = 256
+
+
+def _plan(components: tuple[str, ...], component_params: tuple[Params, ...]) -> _Plan:
+    key = (components, component_params)
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    steps: list[tuple[str, str, str]] = []
+    for name, params in zip(components, component_params, strict=True):
+        if name.startswith("@"):
+            if name != "@method" and name not in _DERIVED:
+                steps.append(("e", name, f"unsupported derived component {name!r}"))
+            elif params:
+                steps.append(
+                    ("e", name, f"parameters on derived component {name!r} are not supported")
+                )
+            else:
+                steps.append(("m" if name == "@method" else "u", name, f'"{name}": '))
+        elif name != name.lower() or '"' in name or "\\" in name:
+            steps.append(("e", name, f"invalid field component {name!r}"))
+        else:
+            steps.append(("p" if params else "f", name, f'"{name}": '))
+    plan = tuple(steps)
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
+
+
 def signature_base(request: HttpRequest, parsed: ParsedSignature) -> bytes:
     """The RFC 9421 section 2.5 signature base, as bytes."""
     lines: list[str] = []
-    for name, params in zip(parsed.components, parsed.component_params, strict=True):
-        if name.startswith("@"):
-            if name != "@method" and name not in _DERIVED:
-                raise _fail(f"unsupported derived component {name!r}")
-            if params:
-                raise _fail(f"parameters on derived component {name!r} are not supported")
-            if name != "@method":
-                lines.append(f'"{name}": {_url_component(name, request.url)}')
-                continue
+    plan = _plan(parsed.components, parsed.component_params)
+    # The plan has one step per component (zip(strict=True) built it).
+    for (kind, name, prefix), params in zip(plan, parsed.component_params):  # noqa: B905
+        if kind == "u":
+            lines.append(prefix + _url_component(name, request.url))
+            continue
+        if kind == "m":
             value = request.method
+        elif kind == "e":
+            raise _fail(prefix)
         else:
-            if name != name.lower() or '"' in name or "\\" in name:
-                raise _fail(f"invalid field component {name!r}")
             value_or_none = request.header(name)
             if value_or_none is None:
                 raise _fail(f"covered field {name!r} is absent")
-            if params:
+            if kind == "p":
                 value = _structured_value(name, value_or_none, params)
-                if "\n" in value or "\r" in value:
-                    raise _fail(f"component {name!r} contains a line break")
-                lines.append(f"{_identifier(name, params)}: {value}")
-                continue
-            value = value_or_none
+                prefix = f"{_identifier(name, params)}: "
+            else:
+                value = value_or_none
         if "\n" in value or "\r" in value:
             raise _fail(f"component {name!r} contains a line break")
-        lines.append(f'"{name}": {value}')
+        lines.append(prefix + value)
     lines.append(f'"@signature-params": {parsed.signature_params}')
     try:
         return "\n".join(lines).encode("ascii")
