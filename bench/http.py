@@ -26,8 +26,9 @@ Prints, per framework: requests/s and server CPU per request for both endpoints 
 the rounds), the protection overhead (per round: CPU per protected request minus CPU per
 unprotected request; the median) and that overhead divided by one raw Ed25519 verify of
 ``cryptography`` over a message the size of the request's signature base, measured in this
-run (its CPU time, as the server's).  The overhead's floor is exactly one such verify (the request signature; the agent token
-is cached), so a ratio of 1.0 would mean the protection costs nothing but that verify.
+run (its CPU time, as the server's).  The overhead's floor is exactly one such verify (the
+request signature; the agent token is cached), so a ratio of 1.0 would mean the protection
+costs nothing but that verify.
 Targets (issue 9): <= 1.3 on Starlette and Django ASGI, <= 1.5 on Flask.
 """
 
