@@ -11,8 +11,9 @@ from __future__ import annotations
 import hmac
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ParamSpec, Protocol, TypeVar
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from .clock import SYSTEM_CLOCK, Clock
@@ -26,6 +27,7 @@ from .signatures.message import (
     BODY_COMPONENTS,
     ParsedSignature,
     parse_signature,
+    parse_signature_fast,
     verify_signature,
 )
 from .signatures.signature_key import SignatureKey, select_signature_key
@@ -36,6 +38,7 @@ from .tokens.aauth import (
     TYP_PERSON,
     check_claims,
     check_header,
+    server_identifier,
 )
 from .tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
 
@@ -49,8 +52,7 @@ SIGNATURE_FIELDS = ("signature", "signature-input", "signature-key")
 _JKT_TYPS = {"jkt-s256+jwt": "sha-256", "jkt-s512+jwt": "sha-512"}
 
 
-@dataclass(frozen=True, slots=True)
-class KeyNeed:
+class KeyNeed(NamedTuple):
     """A key the verification needs from discovery: by issuer metadata or by a JWKS URL."""
 
     issuer: str | None
@@ -59,16 +61,14 @@ class KeyNeed:
     jwks_url: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RevocationNeed:
+class RevocationNeed(NamedTuple):
     """Is the token ``(iss, jti)`` revoked?  Answered by the verifier's state."""
 
     iss: str
     jti: str
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayNeed:
+class ReplayNeed(NamedTuple):
     """Is this the first time ``key`` is seen within ``ttl`` seconds?"""
 
     key: str
@@ -90,9 +90,11 @@ class VerificationState(Protocol):
     async def afirst_use(self, key: str, ttl: float) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
-class VerifiedRequest:
-    """What a successful verification established about the request's signer."""
+class VerifiedRequest(NamedTuple):
+    """What a successful verification established about the request's signer.
+
+    A named tuple rather than a frozen dataclass: as immutable, and built for every request
+    at a third of the cost."""
 
     label: str
     scheme: str
@@ -101,7 +103,7 @@ class VerifiedRequest:
     components: tuple[str, ...]
     typ: str | None = None
     token: str | None = None
-    claims: Mapping[str, object] = field(default_factory=dict)
+    claims: Mapping[str, object] = MappingProxyType({})
     issuer: str | None = None
 
     @property
@@ -146,8 +148,7 @@ class VerifierConfig:
             raise ValueError("window must be positive")
 
 
-@dataclass(frozen=True, slots=True)
-class _VerifiedToken:
+class _VerifiedToken(NamedTuple):
     #: What every later request with this token resolves to (immutable: handed out as is).
     resolved: _Resolved
     exp: float
@@ -155,6 +156,9 @@ class _VerifiedToken:
 
 #: Every JWK member PublicKey.from_jwk reads (see keys/jwk.py); the parsed-key cache key.
 _KEY_MEMBERS = ("kty", "crv", "x", "y", "n", "e", "alg", "kid")
+
+#: What steps 1 to 4 establish: the signature, its Signature-Key member, created, now.
+Prelude = tuple[ParsedSignature, SignatureKey, int, float]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -180,6 +184,16 @@ class RequestVerifier:
         # token's own signature and claims are checked once; the request signature never is cached.
         self._tokens: OrderedDict[str, _VerifiedToken] = OrderedDict()
         self._keys: dict[tuple[object, ...], PublicKey] = {}
+        # The components a request must cover, by (body covered by rule, AAuth
+        # Authorization present): what required_components gives, as a set.
+        base = tuple(self.config.required_components)
+        body = base + tuple(c for c in BODY_COMPONENTS if c not in base)
+        self._required: dict[tuple[bool, bool], frozenset[str]] = {
+            (False, False): frozenset(base),
+            (True, False): frozenset(body),
+            (False, True): frozenset((*base, "authorization")),
+            (True, True): frozenset((*body, "authorization")),
+        }
 
     # -- drivers -------------------------------------------------------------------------
 
@@ -225,11 +239,89 @@ class RequestVerifier:
 
     # -- the verification order of digest 2.6 ---------------------------------------------
 
-    def steps(self, request: HttpRequest) -> _Steps:
-        """The verification as a generator of needs (compose with ``yield from``)."""
-        return self._steps(request)
+    def steps(self, request: HttpRequest, prelude: Prelude | None = None) -> _Steps:
+        """The verification as a generator of needs (compose with ``yield from``).
 
-    def _steps(self, request: HttpRequest) -> _Steps:
+        ``prelude``: what :meth:`fast_prelude` returned for this very request, if the caller
+        already asked (so the fields are not read twice)."""
+        return self._steps(request, prelude)
+
+    def _steps(self, request: HttpRequest, prelude: Prelude | None = None) -> _Steps:
+        cfg = self.config
+        # 1. - 4.: fields, coverage, freshness, scheme
+        if prelude is None:
+            prelude = self.fast_prelude(request)
+        if prelude is None:
+            prelude = self._prelude(request)
+        parsed, entry, created, now = prelude
+
+        # 5. key resolution per scheme
+        resolved = yield from self._resolve_scheme(entry, now)
+
+        # 6. and 7.
+        verified = self._check_signature(request, parsed, entry, created, resolved)
+
+        # Replay: only after the signature verified, so forgeries cannot fill the cache.
+        if cfg.replay_cache:
+            first = yield ReplayNeed(
+                _replay_key(request, verified.key.thumbprint, created), 2 * cfg.window
+            )
+            if not first:
+                raise SignatureFailure("invalid_signature", "request replayed within the window")
+        return verified
+
+    def verify_cached(self, request: HttpRequest, prelude: Prelude) -> VerifiedRequest | None:
+        """The whole verification of a request whose token this verifier has already
+        verified, when it needs nothing from outside (no revocation lookup, no replay cache):
+        the same checks in the same order as :meth:`steps`, the request signature verified.
+        ``prelude`` is :meth:`fast_prelude`'s answer for the request.  None when any of that
+        does not hold; then :meth:`steps` decides."""
+        if self.config.replay_cache:
+            return None
+        parsed, entry, created, now = prelude
+        if entry.scheme != "jwt":
+            return None
+        cached = self._tokens.get(entry.params["jwt"])  # type: ignore[arg-type]
+        if cached is None or now >= cached.exp:
+            return None
+        resolved = cached.resolved
+        if self.state is not None and resolved.typ in self.config.revocable_types:
+            return None
+        return self._check_signature(request, parsed, entry, created, resolved)
+
+    def _check_signature(
+        self,
+        request: HttpRequest,
+        parsed: ParsedSignature,
+        entry: SignatureKey,
+        created: int,
+        resolved: _Resolved,
+    ) -> VerifiedRequest:
+        # 6. algorithm from the resolved key
+        key = resolved.key
+        if key.alg not in self.config.accept_algs:
+            raise SignatureFailure(
+                "unsupported_algorithm",
+                f"algorithm {key.alg} is not accepted",
+                accept_algs=self.config.accept_algs,
+            )
+
+        # 7. the signature itself, always verified
+        verify_signature(request, parsed, key)
+        return VerifiedRequest(
+            label=parsed.label,
+            scheme=entry.scheme,
+            key=key,
+            created=created,
+            components=parsed.components,
+            typ=resolved.typ,
+            token=resolved.token,
+            claims=resolved.claims,
+            issuer=resolved.issuer,
+        )
+
+    def _prelude(self, request: HttpRequest) -> Prelude:
+        """Steps 1 to 4 of digest 2.6, each failure with its error code."""
         cfg = self.config
         # 1. all three fields present
         for name in SIGNATURE_FIELDS:
@@ -259,38 +351,44 @@ class RequestVerifier:
         entry = select_signature_key(
             request.header("signature-key"), parsed.label, accept_schemes=cfg.accept_schemes
         )
+        return parsed, entry, created, now
 
-        # 5. key resolution per scheme
-        resolved = yield from self._resolve_scheme(entry, now)
-
-        # 6. algorithm from the resolved key
-        key = resolved.key
-        if key.alg not in cfg.accept_algs:
-            raise SignatureFailure(
-                "unsupported_algorithm",
-                f"algorithm {key.alg} is not accepted",
-                accept_algs=cfg.accept_algs,
-            )
-
-        # 7. the signature itself, always verified
-        verify_signature(request, parsed, key)
-
-        # Replay: only after the signature verified, so forgeries cannot fill the cache.
-        if cfg.replay_cache:
-            first = yield ReplayNeed(_replay_key(request, key.thumbprint, created), 2 * cfg.window)
-            if not first:
-                raise SignatureFailure("invalid_signature", "request replayed within the window")
-        return VerifiedRequest(
-            label=parsed.label,
-            scheme=entry.scheme,
-            key=key,
-            created=created,
-            components=parsed.components,
-            typ=resolved.typ,
-            token=resolved.token,
-            claims=resolved.claims,
-            issuer=resolved.issuer,
+    def fast_prelude(self, request: HttpRequest) -> Prelude | None:
+        """What :meth:`_prelude` returns, for a request in the common form that passes steps
+        1 to 4; None for anything else, which :meth:`_prelude` then decides (and refuses with
+        its own error).  Each check here is one :meth:`_prelude` makes, on the same values."""
+        cfg = self.config
+        header = request.header
+        input_value = header("signature-input")
+        signature_value = header("signature")
+        key_value = header("signature-key")
+        if input_value is None or signature_value is None or key_value is None:
+            return None
+        limit = cfg.max_header_bytes
+        if len(input_value) > limit or len(signature_value) > limit or len(key_value) > limit:
+            return None
+        parts = parse_signature_fast(
+            input_value, signature_value, accept_base64url=cfg.accept_base64url
         )
+        if parts is None:
+            return None
+        parsed, covered = parts
+        authz = header("authorization")
+        aauth = authz is not None and authz.lstrip()[:6].lower() == "aauth "
+        body = cfg.require_body_coverage and bool(request.body)
+        if not self._required[body, aauth] <= covered:
+            return None
+        now = self.clock.now()
+        created = parsed.created
+        if created is None or abs(created - now) > cfg.window:
+            return None
+        if parsed.expires is not None and now >= parsed.expires:
+            return None
+        try:
+            entry = select_signature_key(key_value, parsed.label, accept_schemes=cfg.accept_schemes)
+        except SignatureFailure:
+            return None
+        return parsed, entry, created, now
 
     def required_components(self, request: HttpRequest) -> list[str]:
         cfg = self.config
@@ -346,15 +444,17 @@ class RequestVerifier:
 
     def _key_from_jwk(self, jwk: Mapping[str, object]) -> PublicKey:
         # An agent keeps its key while its tokens rotate: parse each key once.  The cache key
-        # holds every member from_jwk reads; a JWK with private material never hits it.
+        # holds every member from_jwk reads (a key is kept only when from_jwk accepted it, so
+        # the members it reads were strings); a JWK with private material never hits it.
         cache_key: tuple[object, ...] | None = None
         if "d" not in jwk:
-            members = tuple(jwk.get(m) for m in _KEY_MEMBERS)
-            if all(v is None or type(v) is str for v in members):
-                cache_key = members
-                hit = self._keys.get(members)
-                if hit is not None:
-                    return hit
+            cache_key = tuple(map(jwk.get, _KEY_MEMBERS))
+            try:
+                hit = self._keys.get(cache_key)
+            except TypeError:  # an unhashable member (a list, an object): no cache
+                cache_key = hit = None
+            if hit is not None:
+                return hit
         key = PublicKey.from_jwk(
             jwk, accept_algs=self.config.accept_algs, allow_eddsa=self.config.allow_eddsa
         )
@@ -372,14 +472,16 @@ class RequestVerifier:
             assert resolved.typ is not None and resolved.issuer is not None
             yield from self._check_revocation(resolved.typ, resolved.issuer, resolved.claims)
             return resolved
-        token = self._token(decode_unverified, raw)
-        typ = self._token(check_header, token, self.config.token_types)
+        cfg = self.config
+        try:
+            token = decode_unverified(raw)
+            typ = check_header(token, cfg.token_types)
+        except TokenError as exc:
+            raise self._token_failure(exc) from exc
         payload = token.payload
         iss, dwk = payload.get("iss"), payload.get("dwk")
         # Validate what decides the fetch before fetching: the token names the URL.
-        if not isinstance(iss, str) or not is_server_identifier(
-            iss, dev_loopback=self.config.dev_loopback
-        ):
+        if not isinstance(iss, str) or not server_identifier(iss, cfg.dev_loopback):
             raise SignatureFailure("invalid_jwt", "iss is not a server identifier")
         if not isinstance(dwk, str) or dwk not in EXPECTED_DWK[typ]:
             raise SignatureFailure("invalid_jwt", f"dwk does not fit {typ}")
@@ -389,17 +491,19 @@ class RequestVerifier:
         if self.config.admit_issuer is not None:
             self.config.admit_issuer(typ, payload)
         issuer_key = yield KeyNeed(iss, dwk, kid)
-        self._token(verify_jwt_signature, token, issuer_key, allow_eddsa=self.config.allow_eddsa)
-        claims = self._token(
-            check_claims,
-            token,
-            typ=typ,
-            now=now,
-            audience=self.config.audience if typ != TYP_AGENT else None,
-            clock_skew=self.config.window,
-            dev_loopback=self.config.dev_loopback,
-            allow_eddsa=self.config.allow_eddsa,
-        )
+        try:
+            verify_jwt_signature(token, issuer_key, allow_eddsa=cfg.allow_eddsa)
+            claims = check_claims(
+                token,
+                typ=typ,
+                now=now,
+                audience=cfg.audience if typ != TYP_AGENT else None,
+                clock_skew=cfg.window,
+                dev_loopback=cfg.dev_loopback,
+                allow_eddsa=cfg.allow_eddsa,
+            )
+        except TokenError as exc:
+            raise self._token_failure(exc) from exc
         cnf = claims.get("cnf")
         jwk = cnf.get("jwk") if isinstance(cnf, dict) else None
         if not isinstance(jwk, dict):
@@ -450,8 +554,12 @@ class RequestVerifier:
         try:
             return fn(*args, **kwargs)
         except TokenError as exc:
-            accept = self.config.accept_algs if exc.code == "unsupported_algorithm" else None
-            raise SignatureFailure(exc.code, exc.detail, accept_algs=accept) from exc
+            raise self._token_failure(exc) from exc
+
+    def _token_failure(self, exc: TokenError) -> SignatureFailure:
+        """The Signature-Error for a token-layer refusal."""
+        accept = self.config.accept_algs if exc.code == "unsupported_algorithm" else None
+        return SignatureFailure(exc.code, exc.detail, accept_algs=accept)
 
     def _check_revocation(
         self, typ: str, iss: str, claims: Mapping[str, object]
@@ -477,12 +585,11 @@ class RequestVerifier:
                 tokens.popitem(last=False)
 
 
-@dataclass(frozen=True, slots=True)
-class _Resolved:
+class _Resolved(NamedTuple):
     key: PublicKey
     typ: str | None = None
     token: str | None = None
-    claims: Mapping[str, object] = field(default_factory=dict)
+    claims: Mapping[str, object] = MappingProxyType({})
     issuer: str | None = None
 
 
@@ -502,6 +609,7 @@ __all__: Sequence[str] = [
     "RESOLVABLE_SCHEMES",
     "KeyNeed",
     "Need",
+    "Prelude",
     "ReplayNeed",
     "RequestVerifier",
     "RevocationNeed",

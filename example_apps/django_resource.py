@@ -4,8 +4,8 @@
 
 Routes: ``/whoami`` (agent-token), ``/profile`` (person-token), ``GET /data`` (auth-token
 ``data.read``), ``POST /data`` (``data.write``), ``/deferred`` (``data.read``, deferred
-delivery), and the guard's own endpoints.  Settings are configured in code, so no
-project folder is needed.
+delivery), ``/health`` (unprotected), and the guard's own endpoints.  Settings are configured
+in code, so no project folder is needed.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from aauth_server_django.conf import get_guard
 from django.conf import settings
 from django.core import checks
 from django.core.asgi import get_asgi_application
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -70,7 +70,12 @@ async def deferred(request: AAuthPersonRequest) -> JsonResponse:
     return JsonResponse({"scope": request.aauth.scope, "deferred": True})
 
 
+async def health(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})  # unprotected: what the server costs without AAuth
+
+
 urlpatterns = [
+    path("health", health),
     path("whoami", whoami),
     path("profile", profile),
     path("data", Data.as_view()),
@@ -151,7 +156,19 @@ def configure(args: argparse.Namespace) -> None:
         sys.exit("\n".join(str(message) for message in errors))
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(config: uvicorn.Config) -> None:
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():
+        await asyncio.sleep(0.05)
+    if server.started:
+        print(f"listening on http://{config.host}:{config.port}", flush=True)
+    await task
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    configure(args)
     # Django's ASGI handler receives a whole body before any view runs: the limit is kept
     # at the server instead (the decorator keeps it too, for WSGI deployments).
     # Django's error pages under DEBUG fail on a Host it does not allow: refuse it first.
@@ -160,20 +177,10 @@ async def serve(host: str, port: int) -> None:
         max_body=get_guard().body_limit,
         allowed_hosts=settings.ALLOWED_HOSTS,
     )
-    config = uvicorn.Config(app, host=host, port=port, lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():
-        await asyncio.sleep(0.05)
-    if server.started:
-        print(f"listening on http://{host}:{port}", flush=True)
-    await task
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    configure(args)
-    asyncio.run(serve(args.host, args.port))
+    config = uvicorn.Config(app, host=args.host, port=args.port, lifespan="off")
+    # uvicorn's own loop choice (uvloop with uvicorn[standard]), as uvicorn.Server.run makes it.
+    with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+        runner.run(serve(config))
 
 
 if __name__ == "__main__":

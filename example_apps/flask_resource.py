@@ -1,11 +1,13 @@
 """A Flask resource protected by AAuth: agent, person and auth tokens, deferred delivery.
 
 python -m example_apps.flask_resource --host 127.0.0.1 --port 8002 --dev \
-    [--ps URL ... | --trust-any-ps] [--as URL] [--store URI] [--signing-key FILE] [--replay-cache]
+    [--ps URL ... | --trust-any-ps] [--as URL] [--store URI] [--signing-key FILE] [--replay-cache] \
+    [--server werkzeug|gunicorn] [--workers N]
 
 Routes: GET /whoami (agent-token), GET /profile (person-token), GET /data (auth-token,
 data.read), POST /data (data.write), GET /deferred (data.read, deferred 202 delivery),
-and the guard's own: metadata, JWKS, /aauth/authorize, /aauth/revoke, /aauth/pending/.
+GET /health (unprotected), and the guard's own: metadata, JWKS, /aauth/authorize,
+/aauth/revoke, /aauth/pending/.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def create_app(
     app.config.update({"AAUTH_" + name.upper(): value for name, value in settings.items()})
     aauth.init_app(app)  # also serves the metadata, JWKS, authorize, revoke and pending URLs
 
+    @app.get("/health")
+    def health() -> Response:
+        return jsonify(status="ok")  # unprotected: what the server costs without AAuth
+
     @app.get("/whoami")
     @aauth.protect("agent-token")
     def whoami() -> Response:
@@ -106,6 +112,33 @@ def serve(app: Flask, host: str, port: int) -> None:
     server.serve_forever()
 
 
+def serve_gunicorn(app: Flask, host: str, port: int, workers: int) -> None:
+    """The production server: gunicorn's sync workers (``pip install aauth-server[flask]``).
+
+    With ``memory://`` each worker has its own store: use one worker, or a Redis store.
+    """
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+    def ready(server: object) -> None:
+        print(f"listening on http://{host}:{port}", flush=True)
+
+    class Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for name, value in {
+                "bind": f"{host}:{port}",
+                "workers": workers,
+                "worker_class": "sync",
+                "loglevel": "warning",
+                "when_ready": ready,
+            }.items():
+                self.cfg.set(name, value)
+
+        def load(self) -> Flask:
+            return app
+
+    Gunicorn().run()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -136,7 +169,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--replay-cache", action="store_true", help="reject a signed request seen before"
     )
+    parser.add_argument(
+        "--server",
+        choices=("werkzeug", "gunicorn"),
+        default="werkzeug",
+        help="werkzeug's threaded server (default) or gunicorn (production)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
     args = parser.parse_args(argv)
+    if args.server == "gunicorn" and args.workers > 1 and args.store == "memory://":
+        parser.error("several gunicorn workers need a shared --store (redis://...)")
     issuer = args.issuer or (f"http://{args.host}:{args.port}" if args.dev else None)
     if issuer is None:
         parser.error("--issuer is required unless --dev is given")
@@ -163,7 +205,10 @@ def main(argv: list[str] | None = None) -> None:
         signing_key=signing_key,
         replay_cache=args.replay_cache,
     )
-    serve(app, args.host, args.port)
+    if args.server == "gunicorn":
+        serve_gunicorn(app, args.host, args.port, args.workers)
+    else:
+        serve(app, args.host, args.port)
 
 
 if __name__ == "__main__":

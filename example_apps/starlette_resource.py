@@ -3,7 +3,8 @@
 python -m example_apps.starlette_resource --host 127.0.0.1 --port 8001 --dev
 
 GET /whoami (agent-token), GET /profile (person-token), GET /data (auth-token data.read),
-POST /data (auth-token data.write), GET /deferred (auth-token data.read, deferred 202).
+POST /data (auth-token data.write), GET /deferred (auth-token data.read, deferred 202),
+GET /health (unprotected).
 """
 
 from __future__ import annotations
@@ -66,8 +67,12 @@ def create_app(aauth: AAuth) -> Starlette:
     async def deferred(request: Request) -> Response:
         return _json({"scope": _person(request).scope, "deferred": True})
 
+    async def health(request: Request) -> Response:
+        return _json({"status": "ok"})  # unprotected: what the server costs without AAuth
+
     return Starlette(
         routes=[
+            Route("/health", health),
             Route("/whoami", whoami),
             Route("/profile", profile),
             Route("/data", read_data, methods=["GET"]),

@@ -25,6 +25,7 @@ from ..storage.base import AsyncPendingStore, PendingStore, StorageError
 from ..tokens.aauth import DWK_ACCESS, DWK_PERSON, TYP_AGENT, TYP_AUTH, TYP_PERSON
 from ..verifier import (
     SIGNATURE_FIELDS,
+    Prelude,
     RequestVerifier,
     VerifiedRequest,
     VerifierConfig,
@@ -39,6 +40,9 @@ AUTH_TOKEN = "auth-token"  # noqa: S105
 SESSION_TOKEN = "session-token"  # noqa: S105
 SUPPORTED_MODES = (AGENT_TOKEN, PERSON_TOKEN, AUTH_TOKEN, SESSION_TOKEN)
 WELL_KNOWN_PATH = "/.well-known/aauth-resource.json"
+
+#: Agent identities kept by token (one per agent token in use; emptied when full).
+_AGENTS_MAX = 4096
 
 T = TypeVar("T")
 log = logging.getLogger("aauth_server.resource")
@@ -140,6 +144,7 @@ class ResourceGuard:
         self.sessions = Sessions(self)
         self.endpoints = ResourceEndpoints(self)
         self._metadata_body = HttpResponse.json(200, self.metadata()).body
+        self._agents: dict[str, AgentIdentity] = {}
 
     # -- drivers -------------------------------------------------------------------------------
 
@@ -157,7 +162,12 @@ class ResourceGuard:
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
     ) -> Identity | None:
         try:
-            return self.run(self.check_steps(request, protection))
+            prelude = self.verifier.fast_prelude(request)
+            if prelude is not None and protection.mode == AGENT_TOKEN:
+                cached = self._cached_agent(request, prelude)
+                if cached is not None:
+                    return cached
+            return self.run(self.check_steps(request, protection, prelude))
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
         except (StorageError, ConfigurationError) as exc:
@@ -167,25 +177,60 @@ class ResourceGuard:
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
     ) -> Identity | None:
         try:
-            return await self.arun(self.check_steps(request, protection))
+            prelude = self.verifier.fast_prelude(request)
+            if prelude is not None and protection.mode == AGENT_TOKEN:
+                cached = self._cached_agent(request, prelude)
+                if cached is not None:
+                    return cached
+            return await self.arun(self.check_steps(request, protection, prelude))
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
         except (StorageError, ConfigurationError) as exc:
             raise self.driver.server_error(exc) from exc
 
-    def check_steps(self, request: HttpRequest, protection: Protection) -> Steps[Identity | None]:
-        if self._unsigned(request):
+    def _cached_agent(self, request: HttpRequest, prelude: Prelude) -> AgentIdentity | None:
+        """An agent-token endpoint's answer when the verifier needs nothing from outside
+        (:meth:`RequestVerifier.verify_cached`: the agent's token already verified, the request
+        signature verified now); None to take :meth:`check_steps`, which decides the rest."""
+        verified = self.verifier.verify_cached(request, prelude)
+        if verified is None or verified.typ != TYP_AGENT:
+            return None
+        return self._agent(verified)
+
+    def _agent(self, verified: VerifiedRequest) -> AgentIdentity:
+        # The identity depends on the agent token alone (its claims, issuer and bound key):
+        # built once per token, as the verifier keeps the token's verification.
+        token = verified.token
+        identity = self._agents.get(token) if token is not None else None
+        if (
+            identity is None
+            or identity.claims is not verified.claims
+            or identity.jkt != verified.jkt
+            or identity.issuer != verified.issuer
+        ):
+            identity = AgentIdentity.from_verified(verified)
+            if len(self._agents) >= _AGENTS_MAX:
+                self._agents.clear()
+            self._agents[identity.token] = identity
+        return identity
+
+    def check_steps(
+        self, request: HttpRequest, protection: Protection, prelude: Prelude | None = None
+    ) -> Steps[Identity | None]:
+        """``prelude``: the verifier's :meth:`~RequestVerifier.fast_prelude` for this request,
+        when the caller already has it."""
+        if prelude is None and self._unsigned(request):
             if protection.optional:
                 return None
             # auth-token and person-token both start with the person token.
             first = AGENT_TOKEN if protection.mode in (AGENT_TOKEN, SESSION_TOKEN) else PERSON_TOKEN
             raise RequirementChallenge(first, f"this endpoint requires an AAuth {first}")
-        verified = yield from self.verifier.steps(request)
+        verified = yield from self.verifier.steps(request, prelude)
         mode = protection.mode
         if mode in (AGENT_TOKEN, SESSION_TOKEN):
             if verified.typ != TYP_AGENT:
                 raise RequirementChallenge(AGENT_TOKEN, "this endpoint requires the agent token")
-            agent = AgentIdentity.from_verified(verified)
+            agent = self._agent(verified)
             if mode == AGENT_TOKEN:
                 return agent
             return (yield from self.sessions.check_steps(request, agent))

@@ -12,7 +12,8 @@ import binascii
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import lru_cache
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import SplitResult, urlsplit
 
 import http_sf
@@ -43,8 +44,12 @@ BODY_COMPONENTS: tuple[str, ...] = ("content-type", "content-digest")
 Params = tuple[tuple[str, object], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedSignature:
+class ParsedSignature(NamedTuple):
+    """One signature of a request: what its Signature-Input member says, and its bytes.
+
+    A named tuple rather than a frozen dataclass: as immutable, and built for every request
+    at a third of the cost."""
+
     label: str
     components: tuple[str, ...]
     component_params: tuple[Params, ...]
@@ -88,6 +93,46 @@ def _decode_base64url(text: str) -> bytes:
         raise _fail("Signature is not unpadded base64url") from exc
 
 
+_URL_TO_STD = str.maketrans("-_", "+/")
+
+# SF Strings (matched whole, closing quote or not, so nothing inside one is touched and
+# nothing is scanned twice), and Byte Sequences where an item starts: after the "=" of a
+# member or parameter, or inside an Inner List.  A Token may hold ":", never after "=".
+_STRING_OR_BYTE_SEQUENCE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|(?<=[=( ]):([A-Za-z0-9_-]*):')
+
+
+def _urlsafe_byte_sequences(value: str) -> str:
+    """``value`` with each unpadded base64url Byte Sequence spelled in standard base64.
+
+    A widely used Python/Java stack sends ``sig=:<unpadded base64url>:`` (GUIDE section 5),
+    which is no Structured Field: ``-`` and ``_`` are outside the Byte Sequence alphabet.
+    Only that exact shape is rewritten (no ``+``, ``/`` or ``=`` mixed in); the rewritten
+    field decodes to the bytes the signer encoded.  Linear in the length of ``value``.
+    """
+
+    def standard(match: re.Match[str]) -> str:
+        content = match.group(1)
+        if content is None or ("-" not in content and "_" not in content):
+            return match.group(0)
+        return f":{content.translate(_URL_TO_STD)}:"
+
+    return _STRING_OR_BYTE_SEQUENCE.sub(standard, value)
+
+
+def _parse_signature_dict(value: str | None, accept_base64url: bool) -> SfDict:
+    try:
+        return _parse_dict("Signature", value)
+    except SignatureFailure:
+        # Only a field the strict parser refused is looked at again: a valid one means
+        # exactly what RFC 9651 says, whatever the setting.
+        if not accept_base64url or value is None:
+            raise
+        rewritten = _urlsafe_byte_sequences(value)
+        if rewritten == value:
+            raise
+    return _parse_dict("Signature", rewritten)
+
+
 def _choose_label(inputs: SfDict) -> str:
     if len(inputs) == 1:
         return next(iter(inputs))
@@ -107,26 +152,45 @@ _FAST_INPUT = re.compile(
     r"((?:;(?:created|expires)=(?:0|[1-9][0-9]{0,14})"
     r'|;(?:keyid|alg|nonce|tag)="[\x20\x21\x23-\x5b\x5d-\x7e]{0,256}")*))'
 )
-_FAST_SIGNATURE = re.compile(r"([a-z*][a-z0-9_\-.*]{0,63})=:([A-Za-z0-9+/]{4,}={0,2}):")
 
 
-def _parse_fast(
-    input_value: str, signature_value: str, label: str | None
-) -> ParsedSignature | None:
-    m_in = _FAST_INPUT.fullmatch(input_value)
+@dataclass(frozen=True, slots=True)
+class _FastInput:
+    """A Signature-Input value the fast form matched: everything but the signature bytes."""
+
+    label: str
+    #: What the Signature member must start with: ``label=:``.
+    prefix: str
+    components: tuple[str, ...]
+    component_params: tuple[Params, ...]
+    created: int | None
+    expires: int | None
+    keyid: str | None
+    alg: str | None
+    signature_params: str
+    covered: frozenset[str]
+
+
+# Parsed Signature-Input values by raw value: an agent sends the same one for every request
+# within a second (only ``created`` changes), so a busy agent's requests parse it once.
+# Only values the fast form accepts are kept; bounded, emptied when full.
+_INPUTS: dict[str, _FastInput] = {}
+_INPUTS_MAX = 1024
+
+
+def _fast_input(value: str) -> _FastInput | None:
+    hit = _INPUTS.get(value)
+    if hit is not None:
+        return hit
+    m_in = _FAST_INPUT.fullmatch(value)
     if m_in is None:
         return None
-    m_sig = _FAST_SIGNATURE.fullmatch(signature_value)
     chosen, signature_params, inner, raw_params = m_in.groups()
-    if m_sig is None or m_sig.group(1) != chosen or (label is not None and label != chosen):
-        return None
-    b64 = m_sig.group(2)
-    if len(b64) % 4:
-        return None
     # The pattern admits only '"name"' items joined by single spaces, names without quotes
     # or spaces: stripping the outer quotes and splitting on '" "' yields exactly the names.
     names = tuple(inner[1:-1].split('" "')) if inner else ()
-    if len(set(names)) != len(names):
+    covered = frozenset(names)
+    if len(covered) != len(names):
         return None
     params: dict[str, str | int] = {}
     for item in raw_params.split(";")[1:]:
@@ -134,14 +198,11 @@ def _parse_fast(
         if key in params:
             return None
         params[key] = raw[1:-1] if raw.startswith('"') else int(raw)
-    try:
-        signature = base64.b64decode(b64, validate=True)
-    except (binascii.Error, ValueError):
-        return None
     created, expires = params.get("created"), params.get("expires")
     keyid, alg = params.get("keyid"), params.get("alg")
-    return ParsedSignature(
+    entry = _FastInput(
         label=chosen,
+        prefix=chosen + "=:",
         components=names,
         component_params=((),) * len(names),
         created=created if isinstance(created, int) else None,
@@ -149,8 +210,80 @@ def _parse_fast(
         keyid=keyid if isinstance(keyid, str) else None,
         alg=alg if isinstance(alg, str) else None,
         signature_params=signature_params,
-        signature=signature,
+        covered=covered,
     )
+    if len(_INPUTS) >= _INPUTS_MAX:
+        _INPUTS.clear()  # many distinct values (an attacker's): start over, stay bounded
+    _INPUTS[value] = entry
+    return entry
+
+
+def _fast_signature_bytes(b64: str, accept_base64url: bool) -> bytes | None:
+    """The bytes of a byte sequence as the full path decodes them, or None to let it decide.
+
+    Standard base64 with or without padding is what http_sf accepts (RFC 9651 4.2.7: no
+    failure on missing padding); the url-safe alphabet unpadded is the quirk that
+    :func:`_urlsafe_byte_sequences` admits.  A mix of the two alphabets, padding on the
+    url-safe form, or any other character is left to the full path.
+    """
+    if "-" in b64 or "_" in b64:
+        if not accept_base64url or "+" in b64 or "/" in b64 or "=" in b64:
+            return None
+        b64 = b64.translate(_URL_TO_STD)
+    unpadded = b64.rstrip("=")
+    if not unpadded or len(b64) - len(unpadded) > 2 or len(unpadded) % 4 == 1:
+        return None
+    try:
+        # What http_sf does with the content once re-padded: base64.b64decode(...,
+        # validate=True), which is exactly this call (strict: nothing outside the alphabet).
+        return binascii.a2b_base64(unpadded + "=" * (-len(unpadded) % 4), strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _parse_fast_parts(
+    input_value: str, signature_value: str, label: str | None, accept_base64url: bool
+) -> tuple[ParsedSignature, frozenset[str]] | None:
+    entry = _fast_input(input_value)
+    if entry is None or (label is not None and label != entry.label):
+        return None
+    # The whole Signature value must be "label=:<content>:" (one member, nothing around it).
+    prefix = entry.prefix
+    if not signature_value.startswith(prefix) or signature_value[-1] != ":":
+        return None
+    signature = _fast_signature_bytes(signature_value[len(prefix) : -1], accept_base64url)
+    if not signature:
+        return None
+    return (
+        ParsedSignature(
+            entry.label,
+            entry.components,
+            entry.component_params,
+            entry.created,
+            entry.expires,
+            entry.keyid,
+            entry.alg,
+            entry.signature_params,
+            signature,
+        ),
+        entry.covered,
+    )
+
+
+def _parse_fast(
+    input_value: str, signature_value: str, label: str | None, accept_base64url: bool = True
+) -> ParsedSignature | None:
+    parts = _parse_fast_parts(input_value, signature_value, label, accept_base64url)
+    return None if parts is None else parts[0]
+
+
+def parse_signature_fast(
+    input_value: str, signature_value: str, *, accept_base64url: bool = True
+) -> tuple[ParsedSignature, frozenset[str]] | None:
+    """What :func:`parse_signature` returns for these field values, with the set of covered
+    component names; None when the values are not in the common form (then only
+    :func:`parse_signature` decides, and it may refuse them)."""
+    return _parse_fast_parts(input_value, signature_value, None, accept_base64url)
 
 
 def parse_signature(
@@ -160,11 +293,11 @@ def parse_signature(
     input_value = request.header("signature-input")
     signature_value = request.header("signature")
     if input_value is not None and signature_value is not None:
-        fast = _parse_fast(input_value, signature_value, label)
+        fast = _parse_fast(input_value, signature_value, label, accept_base64url)
         if fast is not None:
             return fast
     inputs = _parse_dict("Signature-Input", input_value)
-    signatures = _parse_dict("Signature", signature_value)
+    signatures = _parse_signature_dict(signature_value, accept_base64url)
     chosen = _choose_label(inputs) if label is None else label
     if chosen not in inputs:
         raise _fail(f"Signature-Input has no member {chosen!r}")
@@ -228,7 +361,7 @@ def parse_signature(
 _DEFAULT_PORTS = {"https": "443", "http": "80"}
 
 
-def _authority(request: HttpRequest, url: SplitResult) -> str:
+def _authority(raw: str, url: SplitResult) -> str:
     netloc = url.netloc.rpartition("@")[2].lower()
     if netloc.startswith("["):
         host, _, rest = netloc.partition("]")
@@ -243,8 +376,8 @@ def _authority(request: HttpRequest, url: SplitResult) -> str:
     return f"{host}:{port}"
 
 
-def _target_uri(request: HttpRequest, url: SplitResult) -> str:
-    uri = request.url.partition("#")[0]
+def _target_uri(raw: str, url: SplitResult) -> str:
+    uri = raw.partition("#")[0]
     if url.path:
         return uri
     # An absent path is "/" (RFC 9110 4.2.3); everything before any "?" is scheme://authority.
@@ -252,21 +385,37 @@ def _target_uri(request: HttpRequest, url: SplitResult) -> str:
     return f"{base}/{mark}{query}"
 
 
-def _request_target(request: HttpRequest, url: SplitResult) -> str:
+def _request_target(raw: str, url: SplitResult) -> str:
     # urlsplit drops an empty query, but "/p?" and "/p" are different targets.
-    has_query = "?" in request.url.partition("#")[0]
+    has_query = "?" in raw.partition("#")[0]
     return f"{url.path or '/'}?{url.query}" if has_query else url.path or "/"
 
 
-_DERIVED: dict[str, Callable[[HttpRequest, SplitResult], str]] = {
-    "@method": lambda request, url: request.method,
+#: Derived components that depend on the request URL only (``@method`` is the other one).
+_DERIVED: dict[str, Callable[[str, SplitResult], str]] = {
     "@authority": _authority,
-    "@path": lambda request, url: url.path or "/",
-    "@query": lambda request, url: "?" + url.query,
+    "@path": lambda raw, url: url.path or "/",
+    "@query": lambda raw, url: "?" + url.query,
     "@target-uri": _target_uri,
-    "@scheme": lambda request, url: url.scheme.lower(),
+    "@scheme": lambda raw, url: url.scheme.lower(),
     "@request-target": _request_target,
 }
+
+
+@lru_cache(maxsize=1024)
+def _url_component(name: str, raw: str) -> str:
+    """The value of derived component ``name`` for the request URL ``raw``, checked for line
+    breaks.  A resource serves a handful of URLs to many requests: each is derived once
+    (bounded; failures are raised every time, never kept)."""
+    try:
+        url = urlsplit(raw)
+    except ValueError as exc:  # an authority no URL parser accepts ("[", "]")
+        raise _fail("the request URL is malformed") from exc
+    value = _DERIVED[name](raw, url)
+    if "\n" in value or "\r" in value:
+        raise _fail(f"component {name!r} contains a line break")
+    return value
+
 
 # Known Structured Field types for the `sf` parameter; other fields cannot be re-serialised.
 _SF_TYPES = {
@@ -307,33 +456,67 @@ def _identifier(name: str, params: Params) -> str:
     return f'"{name}"'
 
 
+# How each covered component's line is made, worked out once per list of components (an
+# agent covers the same ones on every request): (kind, name, line prefix).  Kinds: "m"
+# @method, "u" a URL-derived component, "f" a plain field, "p" a component with parameters
+# (the general code below), "e" an error raised when the line is reached, in order.
+_Plan = tuple[tuple[str, str, str], ...]
+_PLANS: dict[tuple[tuple[str, ...], tuple[Params, ...]], _Plan] = {}
+_PLANS_MAX = 256
+
+
+def _plan(components: tuple[str, ...], component_params: tuple[Params, ...]) -> _Plan:
+    key = (components, component_params)
+    plan = _PLANS.get(key)
+    if plan is not None:
+        return plan
+    steps: list[tuple[str, str, str]] = []
+    for name, params in zip(components, component_params, strict=True):
+        if name.startswith("@"):
+            if name != "@method" and name not in _DERIVED:
+                steps.append(("e", name, f"unsupported derived component {name!r}"))
+            elif params:
+                steps.append(
+                    ("e", name, f"parameters on derived component {name!r} are not supported")
+                )
+            else:
+                steps.append(("m" if name == "@method" else "u", name, f'"{name}": '))
+        elif name != name.lower() or '"' in name or "\\" in name:
+            steps.append(("e", name, f"invalid field component {name!r}"))
+        else:
+            steps.append(("p" if params else "f", name, f'"{name}": '))
+    plan = tuple(steps)
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[key] = plan
+    return plan
+
+
 def signature_base(request: HttpRequest, parsed: ParsedSignature) -> bytes:
     """The RFC 9421 section 2.5 signature base, as bytes."""
-    url: SplitResult | None = None
     lines: list[str] = []
-    for name, params in zip(parsed.components, parsed.component_params, strict=True):
-        if name.startswith("@"):
-            derive = _DERIVED.get(name)
-            if derive is None:
-                raise _fail(f"unsupported derived component {name!r}")
-            if params:
-                raise _fail(f"parameters on derived component {name!r} are not supported")
-            if url is None:
-                try:
-                    url = urlsplit(request.url)
-                except ValueError as exc:  # an authority no URL parser accepts ("[", "]")
-                    raise _fail("the request URL is malformed") from exc
-            value = derive(request, url)
+    plan = _plan(parsed.components, parsed.component_params)
+    # The plan has one step per component (zip(strict=True) built it).
+    for (kind, name, prefix), params in zip(plan, parsed.component_params):  # noqa: B905
+        if kind == "u":
+            lines.append(prefix + _url_component(name, request.url))
+            continue
+        if kind == "m":
+            value = request.method
+        elif kind == "e":
+            raise _fail(prefix)
         else:
-            if name != name.lower() or '"' in name or "\\" in name:
-                raise _fail(f"invalid field component {name!r}")
             value_or_none = request.header(name)
             if value_or_none is None:
                 raise _fail(f"covered field {name!r} is absent")
-            value = _structured_value(name, value_or_none, params) if params else value_or_none
+            if kind == "p":
+                value = _structured_value(name, value_or_none, params)
+                prefix = f"{_identifier(name, params)}: "
+            else:
+                value = value_or_none
         if "\n" in value or "\r" in value:
             raise _fail(f"component {name!r} contains a line break")
-        lines.append(f"{_identifier(name, params)}: {value}" if params else f'"{name}": {value}')
+        lines.append(prefix + value)
     lines.append(f'"@signature-params": {parsed.signature_params}')
     try:
         return "\n".join(lines).encode("ascii")

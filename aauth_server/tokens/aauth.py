@@ -128,9 +128,13 @@ _OPTIONAL_STR = ("scope", "mission_s256", "tenant")
 
 
 @lru_cache(maxsize=1024)
-def _server_identifier(value: str, dev_loopback: bool) -> bool:
-    # Tokens name the same few servers again and again: run the host checks once per name.
+def server_identifier(value: str, dev_loopback: bool) -> bool:
+    """:func:`~aauth_server.identifiers.is_server_identifier`, kept per name: tokens name the
+    same few servers again and again, so the host checks run once per name."""
     return is_server_identifier(value, dev_loopback=dev_loopback)
+
+
+_server_identifier = server_identifier
 
 
 def _server_claim(payload: Mapping[str, object], name: str, dev_loopback: bool) -> str:
@@ -140,12 +144,24 @@ def _server_claim(payload: Mapping[str, object], name: str, dev_loopback: bool) 
     return value
 
 
+@lru_cache(maxsize=1024)
+def _agent_identifier(value: str, dev_loopback: bool) -> AgentId:
+    # An agent provider names the same agents in token after token: parse each id once
+    # (AgentId is immutable; a refusal raises every time, never kept).
+    return parse_agent_identifier(value, dev_loopback=dev_loopback)
+
+
+@lru_cache(maxsize=1024)
+def _domain_matches(domain: str, iss: str, dev_loopback: bool) -> bool:
+    return agent_domain_matches(domain, iss, dev_loopback=dev_loopback)
+
+
 def _agent_claim(payload: Mapping[str, object], name: str, dev_loopback: bool) -> AgentId:
     value = payload.get(name)
     try:
         if not isinstance(value, str):
             raise ValueError("not a string")
-        return parse_agent_identifier(value, dev_loopback=dev_loopback)
+        return _agent_identifier(str(value), dev_loopback)
     except ValueError as exc:
         raise _bad(f"{name} is not an agent identifier: {exc}") from exc
 
@@ -200,7 +216,7 @@ def _check_agent_rules(payload: Mapping[str, object], iss: str, dev_loopback: bo
     sub = _agent_claim(payload, "sub", dev_loopback)
     # The AP's issuer is the domain of the agent identifiers it issues (digest 1.5); a
     # loopback dev id may leave the port out (identifiers.agent_domain_matches).
-    if not agent_domain_matches(sub.domain, iss, dev_loopback=dev_loopback):
+    if not _domain_matches(sub.domain, iss, dev_loopback):
         raise _bad("sub domain is not the issuer's host")
     if "ps" in payload:
         _server_claim(payload, "ps", dev_loopback)

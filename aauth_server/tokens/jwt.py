@@ -33,7 +33,7 @@ TOKEN_ERROR_CODES = frozenset(
     {"invalid_jwt", "expired_jwt", "clock_skew", "unsupported_algorithm", "invalid_key"}
 )
 
-_TO_STD = bytes.maketrans(b"-_", b"+/")
+_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PAD = {2: b"==", 3: b"="}
 _URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 # The last character of a 2- (3-) character tail carries 4 (2) unused low bits: only the
@@ -76,14 +76,18 @@ def _b64url(data: bytes) -> bytes:
 
 
 def _b64url_decode(segment: bytes, what: str) -> bytes:
-    # binascii in strict mode validates in C; '+', '/' and '=' are not base64url.
+    # binascii in strict mode validates in C; '+', '/' and '=' are not base64url, so the one
+    # translation pass turns them into "!", which strict mode refuses with everything else
+    # outside the alphabet.
     tail = len(segment) % 4
-    if tail == 1 or b"+" in segment or b"/" in segment or b"=" in segment:
+    if tail == 1:
         raise TokenError("invalid_jwt", f"{what} is not unpadded base64url")
     std = segment.translate(_TO_STD)
     try:
         data = binascii.a2b_base64(std + _PAD[tail] if tail else std, strict_mode=True)
     except binascii.Error as exc:
+        if b"+" in segment or b"/" in segment or b"=" in segment:
+            raise TokenError("invalid_jwt", f"{what} is not unpadded base64url") from None
         raise TokenError("invalid_jwt", f"{what} is not base64url") from exc
     # Leftover bits must be zero, so each token has exactly one spelling.
     if tail and segment[-1] not in _CANONICAL_LAST[tail]:

@@ -73,13 +73,43 @@ def read_body(request: Request, limit: int) -> bytes:
     return body
 
 
+# What EnvironHeaders calls each environ key (None for keys that are no header, and whether
+# an empty value is left out), worked out once per key: a server sends the same few.
+_NAMES: dict[str, tuple[str | None, bool]] = {}
+_NAMES_MAX = 4096
+_UNPREFIXED = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+_SHADOWED = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+
+
+def environ_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
+    """Exactly ``list(EnvironHeaders(environ).items())``: names as Werkzeug spells them,
+    values raw, in environ order."""
+    headers = []
+    names = _NAMES
+    for key, value in environ.items():
+        known = names.get(key)
+        if known is None:
+            if key.startswith("HTTP_") and key not in _SHADOWED:
+                known = (key[5:].replace("_", "-").title(), False)
+            elif key in _UNPREFIXED:
+                known = (key.replace("_", "-").title(), True)
+            else:
+                known = (None, False)
+            if len(names) < _NAMES_MAX:
+                names[key] = known
+        name, needs_value = known
+        if name is not None and (value or not needs_value):
+            headers.append((name, value))
+    return headers
+
+
 def to_http_request(request: Request, guard: PublicUrls) -> HttpRequest:
     """The neutral request; reads the body once, within the server's body limit, into
     Werkzeug's cache so the view still has it.  A malformed Host or an oversized body
     raises :class:`RequestRejected` (``400``/``413``)."""
     # EnvironHeaders yields the raw environ values; WSGI servers have already joined
     # repeated lines, which is as close to the wire as WSGI gets.
-    headers = [(name, value) for name, value in request.headers.items()]
+    headers = environ_headers(request.environ)
     try:
         # Werkzeug reads a Host with invalid characters as no Host at all; refuse it
         # instead, as the other adapters do.

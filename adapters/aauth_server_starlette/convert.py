@@ -64,22 +64,45 @@ async def read_body(request: Request, limit: int) -> bytes:
     return cached
 
 
+#: HTTP versions whose requests have a body only when they say so (RFC 9112 6.3).
+_FRAMED_BY_HEADERS = ("1.1", "1.0")
+
+
 async def to_http_request(request: Request, guard: PublicUrl) -> HttpRequest:
     """Read the body once, within the server's body limit (Starlette caches it for the
     endpoint), and keep raw header lines.  A malformed Host or an oversized body raises
     :class:`RequestRejected` (``400``/``413``)."""
     # Signed header values must reach the verifier byte for byte, in wire order, so the
     # ASGI header list is used rather than Starlette's (combining) Headers mapping.
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
-    hosts = [v for k, v in headers if k.lower() == "host"]
+    scope = request.scope
+    headers = []
+    hosts = 0
+    host = None
+    framed = False
+    for raw_name, raw_value in scope["headers"]:
+        name = raw_name.decode("latin-1")
+        value = raw_value.decode("latin-1")
+        headers.append((name, value))
+        lname = name.lower()  # servers send lower-case names; ASGI does not insist
+        if lname == "host":
+            hosts += 1
+            if host is None:
+                host = value
+        elif lname == "content-length" or lname == "transfer-encoding":
+            framed = True
     try:
-        if len(hosts) > 1:
+        if hosts > 1:
             raise MalformedHost("more than one Host line")  # RFC 9112 3.2: 400
-        host = hosts[0] if hosts else None
-        url = guard.public_url(request.scope.get("scheme", "http"), host, raw_target(request))
+        url = guard.public_url(scope.get("scheme", "http"), host, raw_target(request))
     except MalformedHost:
         raise RequestRejected.malformed_host() from None
-    body = await read_body(request, getattr(guard, "body_limit", DEFAULT_MAX_BODY))
+    # An HTTP/1.x request without Content-Length or Transfer-Encoding has no body (RFC 9112
+    # 6.3): nothing to wait for.  Anything else (HTTP/2, a declared body) is read, once,
+    # within the body limit.
+    if not framed and scope.get("http_version") in _FRAMED_BY_HEADERS:
+        body = b""
+    else:
+        body = await read_body(request, getattr(guard, "body_limit", DEFAULT_MAX_BODY))
     return HttpRequest(request.method, url, headers, body)
 
 

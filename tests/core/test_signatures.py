@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -334,7 +333,7 @@ def test_derived_negative_variants(
 def test_c9_4_alg_parameter_is_reported_and_ignored() -> None:
     request = _request(SIGNED["C.3"]["inputs"]["request"])
     params = '("@method" "@authority" "@path" "signature-key");created=' + str(T) + ';alg="ed25519"'
-    draft = replace(parse_signature(_resigned("C.3")), signature_params=params, signature=b"")
+    draft = parse_signature(_resigned("C.3"))._replace(signature_params=params, signature=b"")
     signature = AGENT.sign(signature_base(request, draft))
     signed = _with(
         request,

@@ -59,7 +59,7 @@ class IndependentAgent:
         )
         return b64url(hashlib.sha256(canonical.encode()).digest())
 
-    def sign(self, request: httpx.Request) -> httpx.Request:
+    def sign(self, request: httpx.Request, *, age: int = 0) -> httpx.Request:
         request.headers["Signature-Key"] = f'sig=jwt;jwt="{self.token}"'
         signer = HTTPMessageSigner(
             signature_algorithm=algorithms.ED25519,
@@ -73,7 +73,7 @@ class IndependentAgent:
             label="sig",
             include_alg=False,  # AAuth: the algorithm comes from the key, alg MUST NOT be sent
             covered_component_ids=COVERED,
-            created=datetime.datetime.now(datetime.UTC),
+            created=datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=age),
         )
         return request
 
@@ -169,6 +169,25 @@ def test_independently_signed_request_is_accepted(
     assert body["agent"] == agent.agent_id
     # The resource bound the request to the key we generated, not to anything of its own.
     assert body["jkt"] == agent.thumbprint
+
+
+@pytest.mark.parametrize("name", RESOURCE_NAMES)
+def test_unpadded_base64url_signature_is_accepted(
+    world: World, agent: IndependentAgent, name: str
+) -> None:
+    # The dialect of a widely used Python/Java stack: sig=:<unpadded base64url>: (GUIDE 5).
+    url = world.resources[name].url + "/whoami"
+    for age in range(40):  # until the spelling really uses "-" or "_" (15 in 16 do)
+        request = agent.sign(world.client.build_request("GET", url), age=age)
+        label, _, member = request.headers["signature"].partition("=")
+        spelled = b64url(base64.b64decode(member.strip(":")))
+        if "-" in spelled or "_" in spelled:
+            break
+    assert "-" in spelled or "_" in spelled
+    request.headers["Signature"] = f"{label}=:{spelled}:"
+    response = world.client.send(request)
+    assert response.status_code == 200, response.text
+    assert response.json()["jkt"] == agent.thumbprint
 
 
 @pytest.mark.parametrize("name", RESOURCE_NAMES)
