@@ -1,13 +1,15 @@
 """A Person Server with a demo person, consent pages and a login form (Starlette, Flask or Django).
 
     python -m example_apps.person_server --host 127.0.0.1 --port 8010 --dev \
-        [--store URI] [--store-prefix PREFIX] [--framework starlette|flask|django] \
+        [--store URI] [--store-prefix PREFIX] [--records URL] [--framework starlette|flask|django] \
         [--auto-approve AGENT_ID ...] [--auto-approve-scope SCOPE ...] [--password PW] [--key FILE]
 
 The demo person is ``alice``; her password is ``--password`` or generated and printed at
-start.  The subject secret (directed ``sub``) and, without ``--key``, the signing key are
-generated at start: person and auth tokens stop verifying, and directed ``sub`` values
-change, when the process restarts.
+start.  Missions, their logs, bindings and revocations go to ``--records`` (a SQLite file in
+a new temporary folder by default, printed at start; its schema is migrated at start), so a
+restart with the same ``--records`` keeps them.  The subject secret (directed ``sub``) and,
+without ``--key``, the signing key are generated at start: person and auth tokens stop
+verifying, and directed ``sub`` values change, when the process restarts.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import secrets
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--store", default="memory://", metavar="URI", help="memory:// or redis://")
     parser.add_argument(
         "--store-prefix", metavar="PREFIX", help="key prefix in a shared Redis (default: aauth)"
+    )
+    parser.add_argument(
+        "--records",
+        metavar="URL",
+        help="durable records: sqlite:///path or postgresql+psycopg://... "
+        "(default: a SQLite file in a new temporary folder, printed at start)",
     )
     parser.add_argument(
         "--auto-approve",
@@ -98,6 +107,9 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
             "store": open_store(args.store, prefix=args.store_prefix),
             "async_store": open_async_store(args.store, prefix=args.store_prefix),
         }
+    records = (
+        args.records or f"sqlite:///{Path(tempfile.mkdtemp(prefix='aauth-ps-')) / 'records.db'}"
+    )
     config = PersonServerConfig(
         issuer=issuer,
         signing_key=key,
@@ -111,6 +123,8 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
         name="Example Person Server",
         scopes_supported=("openid", "profile"),
         claims_supported=("sub", "name"),
+        records=records,
+        records_migrate=True,
         **stores,
     )
     ps = PersonServer(config)
@@ -124,6 +138,7 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
 def announce(built: Built, host: str, port: int, framework: str) -> None:
     print(f"person server {built.ps.config.issuer} ({framework})", flush=True)
     print(f"demo person: {PERSON} / {built.password}", flush=True)
+    print(f"records: {built.ps.records!r}", flush=True)
     print(f"listening on http://{host}:{port}", flush=True)
 
 

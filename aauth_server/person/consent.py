@@ -36,10 +36,10 @@ from .pending import (
     state_of,
     update_steps,
 )
-from .subjects import bind_steps, upsert_steps
+from .subjects import upsert_steps
 
 if TYPE_CHECKING:
-    from .missions import Mission
+    from ..missions.model import Mission
     from .server import PersonServer
 
 KIND_CODE_FAILURES = "ps-code-failures"
@@ -213,8 +213,8 @@ class Consent:
         record = yield from self._owned_steps(pending_id, person)
         if not record.data["bound"] and state_of(record) in OPEN:
             data = record.data
-            bound = yield from bind_steps(
-                data["agent_iss"], data["agent"], person, self.server.config.binding_lifetime
+            bound = yield from self.server.bindings.bind_steps(
+                data["agent_iss"], data["agent"], person
             )
             if not bound:
                 raise problem(409, "invalid_state", "this agent is bound to another person")
@@ -230,15 +230,21 @@ class Consent:
     def _mission_log_steps(self, record: Record, event: Event, **details: object) -> Steps[None]:
         """The person's decisions on a request within a mission go to the mission log."""
         mission = record.data.get("mission_s256")
-        if mission is not None:
-            entry = {
-                "event": f"person_{event.value}",
-                "pending": record.id,
-                "kind": record.data["kind"],
-                "resource": record.data["resource"],
-                **details,
-            }
-            yield from self.server.missions.log_steps(str(mission), entry)
+        if mission is None:
+            return
+        data = record.data
+        entry: dict[str, object] = {"pending": record.id, "kind": data["kind"], "actor": "person"}
+        entry.update(agent=data["agent"], resource=data.get("resource"))
+        if event in (Event.APPROVED, Event.DENIED):
+            entry["event"] = "decision"
+            entry["decision"] = "granted" if event is Event.APPROVED else "denied"
+            entry["scope"] = details.pop("granted", sorted(data.get("scope", [])))
+            if event is Event.DENIED:
+                entry["reason"] = "the person declined"
+        else:
+            entry["event"] = f"person_{event.value}"
+        entry.update(details)
+        yield from self.server.missions.log_steps(str(mission), entry)
 
     def _ask_steps(
         self,

@@ -9,6 +9,7 @@ consent page) or ``requirement=approval`` (the person has a PS page open), else
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,18 +17,20 @@ from ..errors import Deferred
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..resource.sessions import new_code
-from ..resource.state import digest_id
+from ..resource.state import REVOCATION_GRACE, digest_id
 from ..revocation import RateLimit, json_body, problem, revocation_steps
-from ..steps import Steps, StoreOp
+from ..steps import Steps
 from ..tokens.aauth import DWK_AGENT, DWK_RESOURCE
 from ..verifier import VerifiedRequest
-from .policy import AUTH, PERSON, Approve, AskPerson, Deny, TokenRequest
-from .subjects import Presence, bound_person_steps, upsert_steps
-from .tokens import KIND_CUTOFF, KIND_SEEN
+from .policy import AUTH, PERSON, Approve, AskPerson, Deny, TokenRequest, mission_rule
+from .subjects import Presence
 
 if TYPE_CHECKING:
-    from .missions import Mission
+    from ..missions.model import Mission
     from .server import PersonServer
+
+#: How a decision reads in the mission log (digest 8.4: every request is judged and logged).
+DECISION_WORDS = {Approve: "granted", Deny: "denied", AskPerson: "asked"}
 
 PROMPTS = ("none", "login", "consent", "select_account")
 PLATFORMS = ("web", "mobile", "desktop", "workload", "self-hosted")
@@ -83,7 +86,9 @@ class TokenEndpoints:
             raise problem(400, "invalid_request", "resource must be a server identifier")
         fields = _request_fields(body)
         claims = verified.claims
-        person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
+        person = yield from self.server.bindings.person_steps(
+            str(claims["iss"]), str(claims["sub"])
+        )
         data = {**self._agent_data(verified), **fields, "kind": PERSON, "resource": resource}
         data["tenant_hint"] = data.pop("tenant")  # a hint: person tokens carry no tenant here
         data["scope"] = []
@@ -101,7 +106,9 @@ class TokenEndpoints:
         pair = yield from self.server.params.verify_pair_steps(verified, body)
         rt = pair.resource_token
         claims = verified.claims
-        person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
+        person = yield from self.server.bindings.person_steps(
+            str(claims["iss"]), str(claims["sub"])
+        )
         resource = str(rt["iss"])
         if person is None or self.server.directed_sub(person, resource) != rt["sub"]:
             raise problem(400, "invalid_resource_token", "the resource token names another person")
@@ -153,14 +160,26 @@ class TokenEndpoints:
         mission: Mission | None = None,
     ) -> Steps[HttpResponse]:
         server = self.server
+        cfg = server.config
         if mission is not None:
             data["mission_s256"] = mission.s256
             data["mission_expires"] = mission.expires_at
         requested = frozenset(data["scope"])
         prompt = data.get("prompt")
         decision: Approve | Deny | AskPerson = AskPerson()
-        if person is not None:
-            decision = server.config.policy.decide(
+        actor = "ps"  # an agent the PS does not know: the person must bind it
+        if person is not None and mission is not None:
+            ruled = mission_rule(
+                mission,
+                data["kind"],
+                data["resource"],
+                outside_scope=cfg.mission_outside_scope,
+                grant_person_tokens=cfg.mission_grants_person_tokens,
+            )
+            if ruled is not None:
+                decision, actor = ruled, "mission"
+        if person is not None and actor == "ps":
+            answer = cfg.policy.decide(
                 TokenRequest(
                     kind=data["kind"],
                     agent=data["agent"],
@@ -176,19 +195,26 @@ class TokenEndpoints:
                     tenant=data.get("tenant") or data.get("tenant_hint"),
                     prompt=prompt,
                     mission=mission,
+                    mission_log=None if mission is None else server.missions.log(mission.s256),
                 )
             )
-            # The agent asked for the person explicitly: a standing approval does not answer it.
-            if isinstance(decision, Approve) and prompt in ("login", "consent"):
-                decision = AskPerson()
+            decision = (yield from answer) if inspect.isgenerator(answer) else answer  # type: ignore[assignment]
+            actor = "policy"
+        # The agent asked for the person explicitly: a standing approval does not answer it.
+        if isinstance(decision, Approve) and prompt in ("login", "consent"):
+            decision, actor = AskPerson(), "agent"
         if mission is not None:
-            entry = {
-                "event": "token_requested",
+            entry: dict[str, Any] = {
+                "event": "decision",
                 "kind": data["kind"],
+                "agent": data["agent"],
                 "resource": data["resource"],
                 "scope": sorted(requested),
-                "decision": type(decision).__name__.lower(),
+                "decision": DECISION_WORDS[type(decision)],
+                "actor": actor,
             }
+            if isinstance(decision, Deny):
+                entry["reason"] = decision.reason
             yield from server.missions.log_steps(mission.s256, entry)
         if isinstance(decision, Deny):
             raise problem(403, "denied", decision.reason)
@@ -233,22 +259,27 @@ class TokenEndpoints:
             # APs revoke their agent tokens here; resources revoke resource tokens at their aud.
             return dwk in (DWK_AGENT, DWK_RESOURCE)
 
+        server = self.server
+
+        def record(caller: str, jti: str, exp: int, now: float) -> Steps[None]:
+            until = exp + REVOCATION_GRACE
+            yield server.rop(server.rec.revoke(caller, jti, exp=until, now=now, source="caller"))
+
         caller, dwk, jti = yield from revocation_steps(
             request,
-            self.server.server_verifier,
+            server.server_verifier,
             accepts=accepts,
             rate_limit=self.rate_limit,
             clock=cfg.clock,
+            record=record,
         )
         if dwk == DWK_AGENT:
             # Cascade: every token and request of this agent from before now is revoked.
-            seen = yield StoreOp("get", (KIND_SEEN, digest_id(caller, jti)))
-            if seen is not None:
-                ttl = max(3600, cfg.pending_lifetime) + 600
-                cutoff = {"at": cfg.clock.now()}
-                yield from upsert_steps(
-                    KIND_CUTOFF, digest_id(caller, str(seen.data["sub"])), cutoff, ttl
-                )
+            sub = yield server.rop(server.rec.seen_sub(caller, jti))
+            if sub is not None:
+                now = cfg.clock.now()
+                keep = max(3600, cfg.pending_lifetime) + 600
+                yield server.rop(server.rec.cut_off(caller, sub, at=now, expires_at=now + keep))
         return HttpResponse(200, [("Cache-Control", "no-store")], b"")
 
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
-from ..resource.state import KIND_REVOKED, digest_id
+from ..records import IssuedToken
+from ..resource.state import digest_id
 from ..revocation import json_body, problem
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
@@ -28,7 +29,7 @@ from ..verifier import VerifiedRequest
 from .lifecycle import OPEN, TERMINAL, Event, LifecycleError, State, body_status, next_state
 from .lifecycle import poll_answer as lifecycle_answer
 from .policy import AUTH
-from .tokens import FIXED_CLAIMS, TokenPair
+from .tokens import FIXED_CLAIMS, Minted, TokenPair
 
 if TYPE_CHECKING:
     from .config import PersonServerConfig
@@ -190,8 +191,8 @@ class PendingRequests:
         update: Callable[[dict[str, Any]], None] | None = None
         if (yield from self.agent_revoked_steps(data)):
             event = Event.REVOKED
-        elif data.get("mission_s256") is not None and not (
-            yield from self.server.missions.is_active_steps(str(data["mission_s256"]))
+        elif data.get("mission_s256") is not None and (
+            yield from self._mission_ended_steps(str(data["mission_s256"]))
         ):
             # Digest 8.5: a mission that ended takes its open requests with it.
             event, update = Event.REVOKED, _revoked_by("the mission this request names ended")
@@ -210,9 +211,22 @@ class PendingRequests:
         except Refused as refused:
             return refused.record
 
+    def _mission_ended_steps(self, s256: str) -> Steps[bool]:
+        mission = yield from self.server.missions.current_steps(s256)
+        return mission is None or mission.state == "terminated"
+
+    def suspended_steps(self, record: Record) -> Steps[bool]:
+        """Is the request's mission suspended?  Its requests then wait (no outcome leaves)."""
+        s256 = record.data.get("mission_s256")
+        if s256 is None:
+            return False
+        mission = yield from self.server.missions.current_steps(str(s256))
+        return mission is not None and mission.suspended
+
     def agent_revoked_steps(self, data: Any) -> Steps[bool]:
-        seen = yield StoreOp("get", (KIND_REVOKED, digest_id(data["agent_iss"], data["agent_jti"])))
-        if seen is not None:
+        server = self.server
+        revoked = yield server.rop(server.rec.is_revoked(data["agent_iss"], data["agent_jti"]))
+        if revoked:
             return True
         return (
             yield from self.server.params.cut_off_steps(
@@ -284,19 +298,49 @@ class PendingRequests:
         if issued is None:
             raise problem(408, "expired", "a token this request depends on has expired")
         yield from self.server.remember_agent_steps(verified)
-        token, lifetime = issued
-        if data.get("mission_s256") is not None:
+        yield from self.record_issued_steps(data, verified, issued)
+        return HttpResponse.json(
+            200,
+            {field: issued.token, "expires_in": issued.lifetime},
+            headers=[("Cache-Control", "no-store")],
+        )
+
+    def record_issued_steps(
+        self, data: Mapping[str, Any], verified: VerifiedRequest, issued: Minted
+    ) -> Steps[None]:
+        """Keep the issued token's record (digest 5.2, 5.7) and, within a mission, log it."""
+        server = self.server
+        claims = verified.claims
+        kind = str(data["kind"])
+        mission = data.get("mission_s256")
+        granted = list(data.get("granted", []))
+        record = IssuedToken(
+            jti=issued.jti,
+            type=kind,
+            aud=str(data["resource"]),
+            iat=issued.iat,
+            exp=issued.exp,
+            agent_issuer=str(claims["iss"]),
+            agent=str(claims["sub"]),
+            agent_jti=str(claims["jti"]),
+            person=None if data.get("person") is None else str(data["person"]),
+            sub=issued.sub,
+            mission=None if mission is None else str(mission),
+            scope=" ".join(granted) or None,
+        )
+        yield server.rop(server.rec.record_issued(record))
+        if mission is not None:
             entry = {
                 "event": "token_issued",
-                "kind": data["kind"],
+                "kind": kind,
+                "agent": str(claims["sub"]),
                 "resource": data["resource"],
-                "scope": list(data.get("granted", [])),
-                "expires_in": lifetime,
+                "scope": granted,
+                "jti": issued.jti,
+                "exp": issued.exp,
+                "expires_in": issued.lifetime,
             }
-            yield from self.server.missions.log_steps(str(data["mission_s256"]), entry)
-        return HttpResponse.json(
-            200, {field: token, "expires_in": lifetime}, headers=[("Cache-Control", "no-store")]
-        )
+            yield from server.missions.log_steps(str(mission), entry)
 
     # -- the pending URL ----------------------------------------------------------------------
 
@@ -348,6 +392,8 @@ class PendingRequests:
                     "poll no sooner than Retry-After allows",
                     **{"Retry-After": str(self._cfg.poll_interval)},
                 )
+        if state_of(record) not in TERMINAL and (yield from self.suspended_steps(record)):
+            raise self.deferred(record)  # our extension: a suspended mission's requests wait
         return (yield from self.answer_steps(record, verified))
 
     def _action_steps(

@@ -36,13 +36,13 @@ from urllib.parse import urlsplit
 from ..errors import AAuthError, Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
+from ..missions.model import valid_s256
 from ..resource.state import digest_id, new_id
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
 from .channels import Channel, RelayView, done
-from .missions import valid_s256
-from .subjects import Presence, bound_person_steps
+from .subjects import Presence
 
 if TYPE_CHECKING:
     from .server import PersonServer
@@ -285,7 +285,7 @@ class InteractionRelay:
             raise _bad("the body is not JSON") from exc
         relay = parse_relay_body(body, dev_loopback=self.dev_loopback)
         ap, agent = str(verified.issuer), str(verified.claims.get("sub"))
-        person = yield from bound_person_steps(ap, agent)
+        person = yield from self.ps.bindings.person_steps(ap, agent)
         if relay.mission_s256 is not None:
             # Digest 6.4: a relay within a mission that has ended is refused before anything
             # else (mission_not_found for a mission that is not this agent's).

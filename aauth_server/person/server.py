@@ -12,20 +12,20 @@ import logging
 from typing import Any, TypeVar
 
 from ..http import HttpRequest, HttpResponse
+from ..missions.registry import Missions
+from ..records import RecordOp, RecordOps, Txn
 from ..resource.config import discovery_for
-from ..resource.state import REVOCATION_GRACE, ResourceState, digest_id
+from ..resource.state import REVOCATION_GRACE
 from ..revocation import problem, server_verifier
-from ..steps import Driver, Steps, StoreOp
-from ..storage.base import RecordExists
+from ..steps import Driver, Steps
 from ..tokens.aauth import TYP_AGENT
 from ..verifier import RequestVerifier, VerifiedRequest, VerifierConfig
 from .config import WELL_KNOWN_PATH, PersonServerConfig
 from .consent import Consent
 from .endpoints import TokenEndpoints
-from .missions import Missions
 from .pending import PendingRequests
-from .subjects import Presence, directed_sub
-from .tokens import KIND_SEEN, ParamTokens
+from .subjects import Bindings, Presence, directed_sub
+from .tokens import ParamTokens, RecordRevocations
 
 T = TypeVar("T")
 log = logging.getLogger("aauth_server.person")
@@ -39,8 +39,11 @@ class PersonServer:
         discovery = discovery_for(config)
         self.discovery = discovery
         self.store, self.async_store = config.stores()
-        # Revocations are keyed (iss, jti) in the shared store, as at the resource.
-        self.state = ResourceState(self.store, self.async_store)
+        #: Durable records: missions, their logs, bindings, issued tokens, revocations.
+        self.records = config.record_store()
+        self.rec = RecordOps(config.issuer)
+        # Revocations are keyed (iss, jti) in the records; the replay cache stays in the store.
+        self.state = RecordRevocations(self.records, self.rec, self.store, self.async_store)
         self.verifier = RequestVerifier(
             discovery,
             VerifierConfig(
@@ -67,7 +70,10 @@ class PersonServer:
         self._remembered: dict[tuple[str, str], float] = {}
         self._subs: dict[tuple[str, str], str] = {}
         self.params = ParamTokens(self)
-        self.missions = Missions(self)
+        self.bindings = Bindings(self)
+        self.missions = Missions(
+            records=self.records, ops=self.rec, clock=config.clock, run=self.run, arun=self.arun
+        )
         self.pending = PendingRequests(self)
         self.endpoints = TokenEndpoints(self)
         self.consent = Consent(self)
@@ -83,6 +89,24 @@ class PersonServer:
 
     async def arun(self, steps: Steps[T]) -> T:
         return await self.driver.arun(steps)
+
+    def rop(self, txn: Txn[T]) -> RecordOp:
+        """A record transaction as a step (``result = yield ps.rop(ps.rec.get_mission(s))``)."""
+        return self.records.op(txn)
+
+    def close(self) -> None:
+        """Close the sync store and the records' sync pool."""
+        try:
+            self.store.close()
+        finally:
+            self.records.close()
+
+    async def aclose(self) -> None:
+        """Close the async store and the records' engine of this event loop."""
+        try:
+            await self.async_store.aclose()
+        finally:
+            await self.records.aclose()
 
     def handle(self, request: HttpRequest) -> HttpResponse | None:
         """Answer a request to one of the PS endpoints; None when the path is not ours."""
@@ -180,11 +204,7 @@ class PersonServer:
         if self._remembered.get(token, 0.0) > now:
             return
         until = float(str(claims["exp"])) + REVOCATION_GRACE
-        seen_id = digest_id(*token)
-        try:
-            yield StoreOp("create", (KIND_SEEN, seen_id, {"sub": claims["sub"]}, until - now))
-        except RecordExists:
-            pass
+        yield self.rop(self.rec.remember_seen(*token, sub=str(claims["sub"]), exp=until))
         if len(self._remembered) >= _REMEMBERED_MAX:
             self._remembered.clear()
         self._remembered[token] = until

@@ -157,9 +157,9 @@ class PersonServerApp:
     async def shutdown(self) -> None:
         """Close both stores (the Redis pools and the change subscription)."""
         try:
-            await self.ps.async_store.aclose()
+            await self.ps.aclose()
         finally:
-            self.ps.store.close()
+            self.ps.close()
 
     @asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
