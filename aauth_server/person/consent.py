@@ -75,11 +75,23 @@ class ConsentView:
     binds_agent: bool
     #: The mission the request is part of (approved by the person earlier), if any.
     mission: Mission | None = None
+    #: Agent-asserted content of a mission request (``proposal``: description, tools,
+    #: resources; ``mission_update``: description; ``completion``: summary; ``permission``:
+    #: action, description, parameters).
+    proposal: Mapping[str, Any] | None = None
+
+
+Approver = Callable[[Mapping[str, Any], str, Mapping[str, str] | None], Steps[dict[str, Any]]]
+#: The kinds of token requests; the others (missions) have no resource metadata to show.
+TOKEN_KINDS = ("person", "auth")
 
 
 class Consent:
     def __init__(self, server: PersonServer) -> None:
         self.server = server
+        #: ``kind`` -> what approving a request of that kind does before it is approved
+        #: (the changes it returns go into the pending record).
+        self.approvers: dict[str, Approver] = {}
 
     # -- sync and async twins -----------------------------------------------------------------
 
@@ -95,11 +107,14 @@ class Consent:
     async def aview(self, pending_id: str, person: str) -> ConsentView:
         return await self._aview(await self.server.arun(self._owned_steps(pending_id, person)))
 
-    def approve(self, pending_id: str, person: str) -> None:
-        self.server.run(self._approve_steps(pending_id, person))
+    def approve(self, pending_id: str, person: str, edits: Mapping[str, str] | None = None) -> None:
+        """Approve; ``edits`` are the person's changes (a mission's ``description``)."""
+        self.server.run(self._approve_steps(pending_id, person, edits))
 
-    async def aapprove(self, pending_id: str, person: str) -> None:
-        await self.server.arun(self._approve_steps(pending_id, person))
+    async def aapprove(
+        self, pending_id: str, person: str, edits: Mapping[str, str] | None = None
+    ) -> None:
+        await self.server.arun(self._approve_steps(pending_id, person, edits))
 
     def deny(self, pending_id: str, person: str) -> None:
         self.server.run(self._decide_steps(pending_id, person, Event.DENIED))
@@ -209,7 +224,9 @@ class Consent:
             raise problem(404, "not_found", "no such pending request")
         return (yield from self.server.pending.settle_steps(record))
 
-    def _approve_steps(self, pending_id: str, person: str) -> Steps[None]:
+    def _approve_steps(
+        self, pending_id: str, person: str, edits: Mapping[str, str] | None = None
+    ) -> Steps[None]:
         record = yield from self._owned_steps(pending_id, person)
         if not record.data["bound"] and state_of(record) in OPEN:
             data = record.data
@@ -219,7 +236,14 @@ class Consent:
             if not bound:
                 raise problem(409, "invalid_state", "this agent is bound to another person")
         granted = sorted(record.data["scope"])
-        yield from self._fire(record, Event.APPROVED, _set(granted=granted, bound=True))
+        changes: dict[str, Any] = {"granted": granted, "bound": True}
+        approver = self.approvers.get(str(record.data["kind"]))
+        if approver is not None:
+            if state_of(record) not in OPEN:
+                state = state_of(record).value
+                raise problem(409, "invalid_state", f"not possible while the request is {state}")
+            changes.update((yield from approver(record.data, person, edits)))
+        yield from self._fire(record, Event.APPROVED, _set(**changes))
         yield from self._mission_log_steps(record, Event.APPROVED, granted=granted)
 
     def _decide_steps(self, pending_id: str, person: str, event: Event) -> Steps[None]:
@@ -318,12 +342,18 @@ class Consent:
     def _view(self, record: Record) -> ConsentView:
         mission = self._mission_of(record)
         found = None if mission is None else self.server.missions.get(mission)
-        return self._build(record, self._metadata(record.data["resource"]), found)
+        meta: Mapping[str, object] = {}
+        if record.data["kind"] in TOKEN_KINDS:
+            meta = self._metadata(record.data["resource"])
+        return self._build(record, meta, found)
 
     async def _aview(self, record: Record) -> ConsentView:
         mission = self._mission_of(record)
         found = None if mission is None else await self.server.missions.aget(mission)
-        return self._build(record, await self._ametadata(record.data["resource"]), found)
+        meta: Mapping[str, object] = {}
+        if record.data["kind"] in TOKEN_KINDS:
+            meta = await self._ametadata(record.data["resource"])
+        return self._build(record, meta, found)
 
     @staticmethod
     def _mission_of(record: Record) -> str | None:
@@ -371,6 +401,7 @@ class Consent:
             expires_at=float(data["expires_at"]),
             binds_agent=not data["bound"],
             mission=mission,
+            proposal=data.get("proposal"),
         )
 
 

@@ -224,7 +224,19 @@ class TokenEndpoints:
             granted = requested if decision.scopes is None else requested & decision.scopes
             data["granted"] = sorted(granted)
             return (yield from server.pending.issue_steps(data, verified))
-        if prompt == "none":
+        return (yield from self.ask_person_steps(verified, data, person))
+
+    def ask_person_steps(
+        self, verified: VerifiedRequest, data: dict[str, Any], person: str | None
+    ) -> Steps[HttpResponse]:
+        """Open a pending request the person decides on (``data`` as the pending record
+        keeps it) and answer ``202``: ``requirement=interaction`` when the agent can bring
+        the person to the consent page, ``requirement=approval`` when the person has a PS
+        page open, else ``403 user_unreachable``."""
+        server = self.server
+        data.setdefault("person", person)
+        data.setdefault("bound", person is not None)
+        if data.get("prompt") == "none":
             raise _unreachable("the person must decide and the agent asked for no prompt")
         if "interaction" in data["capabilities"]:
             code = new_code()

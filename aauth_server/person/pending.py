@@ -16,7 +16,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
@@ -119,9 +119,22 @@ def prefer_wait(request: HttpRequest) -> int | None:
     return None
 
 
+class KindHandler(Protocol):
+    """Delivers the outcome of pending requests of a kind other than person/auth tokens
+    (the mission endpoints register theirs)."""
+
+    def deliver_steps(
+        self, data: Mapping[str, Any], verified: VerifiedRequest
+    ) -> Steps[HttpResponse]: ...
+
+    def refusal(self, data: Mapping[str, Any], state: str) -> HttpResponse | None: ...
+
+
 class PendingRequests:
     def __init__(self, server: PersonServer) -> None:
         self.server = server
+        #: ``kind`` -> who delivers an approved request of that kind.
+        self.kinds: dict[str, KindHandler] = {}
 
     @property
     def _cfg(self) -> PersonServerConfig:
@@ -191,8 +204,10 @@ class PendingRequests:
         update: Callable[[dict[str, Any]], None] | None = None
         if (yield from self.agent_revoked_steps(data)):
             event = Event.REVOKED
-        elif data.get("mission_s256") is not None and (
-            yield from self._mission_ended_steps(str(data["mission_s256"]))
+        elif (
+            data.get("mission_s256") is not None
+            and not (data["kind"] == "completion" and state is State.APPROVED)
+            and (yield from self._mission_ended_steps(str(data["mission_s256"])))
         ):
             # Digest 8.5: a mission that ended takes its open requests with it.
             event, update = Event.REVOKED, _revoked_by("the mission this request names ended")
@@ -279,6 +294,11 @@ class PendingRequests:
             except Refused as refused:
                 record = refused.record  # another poll took it (or it changed): decide again
                 continue
+            handler = self.kinds.get(str(delivered.data["kind"]))
+            if status != 200 and handler is not None:
+                answer = handler.refusal(delivered.data, state.value)
+                if answer is not None:
+                    return answer
             if status != 200:
                 detail = delivered.data.get("revoked_detail") or _DETAILS.get(state, state.value)
                 raise problem(status, error or "server_error", detail)
@@ -288,6 +308,10 @@ class PendingRequests:
         self, data: Mapping[str, Any], verified: VerifiedRequest
     ) -> Steps[HttpResponse]:
         """Mint the approved token for the agent that asked (``data`` as a pending record holds)."""
+        handler = self.kinds.get(str(data["kind"]))
+        if handler is not None:
+            yield from self.server.remember_agent_steps(verified)
+            return (yield from handler.deliver_steps(data, verified))
         params = self.server.params
         if data["kind"] == AUTH:
             issued = params.auth_token(verified, data)

@@ -283,6 +283,10 @@ class InteractionRelay:
             body: object = json.loads(request.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise _bad("the body is not JSON") from exc
+        if isinstance(body, dict) and body.get("type") == "completion":
+            # The completion shape of before -11: the mission endpoint's completion flow.
+            endpoints = self.ps.mission_endpoints
+            return (yield from endpoints.legacy_completion_steps(request, verified, body))
         relay = parse_relay_body(body, dev_loopback=self.dev_loopback)
         ap, agent = str(verified.issuer), str(verified.claims.get("sub"))
         person = yield from self.ps.bindings.person_steps(ap, agent)

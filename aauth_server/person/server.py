@@ -12,6 +12,9 @@ import logging
 from typing import Any, TypeVar
 
 from ..http import HttpRequest, HttpResponse
+from ..missions.endpoint import KINDS as MISSION_KINDS
+from ..missions.endpoint import MissionEndpoints
+from ..missions.model import Mission
 from ..missions.registry import Missions
 from ..records import RecordOp, RecordOps, Txn
 from ..resource.config import discovery_for
@@ -81,6 +84,15 @@ class PersonServer:
         from .relay import InteractionRelay  # the relay builds on the PS it serves
 
         self.relay = InteractionRelay(self)
+        self.mission_endpoints = MissionEndpoints(
+            _MissionHost(self),
+            mission_path=config.mission_path,
+            permission_path=config.permission_path,
+            audit_path=config.audit_path,
+        )
+        for kind in MISSION_KINDS:
+            self.pending.kinds[kind] = self.mission_endpoints
+            self.consent.approvers[kind] = self.mission_endpoints.approve_steps
 
     # -- drivers ------------------------------------------------------------------------------
 
@@ -133,6 +145,9 @@ class PersonServer:
         if path.startswith(cfg.pending_prefix) and method in ("GET", "POST", "DELETE"):
             pending_id = path[len(cfg.pending_prefix) :]
             return (yield from self.pending.handle_steps(request, pending_id))
+        answered = yield from self.mission_endpoints.dispatch_steps(request)
+        if answered is not None:
+            return answered
         return (yield from self.relay.dispatch_steps(request))
 
     def routes(self) -> list[tuple[str, str]]:
@@ -151,6 +166,7 @@ class PersonServer:
             ("POST", prefix),
             ("DELETE", prefix),
             *self.relay.routes(),
+            *self.mission_endpoints.routes(),
         ]
 
     def metadata(self) -> dict[str, Any]:
@@ -161,6 +177,9 @@ class PersonServer:
             "person_token_endpoint": cfg.url_for(cfg.person_token_path),
             "auth_token_endpoint": cfg.url_for(cfg.auth_token_path),
             "interaction_endpoint": cfg.url_for(cfg.interaction_path),
+            "mission_endpoint": cfg.url_for(cfg.mission_path),
+            "permission_endpoint": cfg.url_for(cfg.permission_path),
+            "audit_endpoint": cfg.url_for(cfg.audit_path),
             "revocation_endpoint": cfg.url_for(cfg.revocation_path),
             "scopes_supported": list(cfg.scopes_supported),
             "claims_supported": list(cfg.claims_supported),
@@ -208,6 +227,69 @@ class PersonServer:
         if len(self._remembered) >= _REMEMBERED_MAX:
             self._remembered.clear()
         self._remembered[token] = until
+
+
+class _MissionHost:
+    """What the mission endpoints borrow from the PS they serve."""
+
+    def __init__(self, ps: PersonServer) -> None:
+        self.ps = ps
+        self.missions = ps.missions
+
+    @property
+    def issuer(self) -> str:
+        return self.ps.config.issuer
+
+    @property
+    def dev_loopback(self) -> bool:
+        return self.ps.config.dev_loopback
+
+    @property
+    def update_policy(self) -> str:
+        return self.ps.config.mission_updates
+
+    def verify_agent_steps(
+        self, request: HttpRequest, *, token_request: bool = False
+    ) -> Steps[VerifiedRequest]:
+        return self.ps.verify_agent_steps(request, token_request=token_request)
+
+    def bound_person_steps(self, agent_issuer: str, agent: str) -> Steps[str | None]:
+        return self.ps.bindings.person_steps(agent_issuer, agent)
+
+    def ask_person_steps(
+        self, verified: VerifiedRequest, data: dict[str, Any], person: str | None
+    ) -> Steps[HttpResponse]:
+        return self.ps.endpoints.ask_person_steps(verified, data, person)
+
+    def person_token_steps(
+        self, verified: VerifiedRequest, person: str, resource: str, mission: Mission
+    ) -> Steps[str | None]:
+        data: dict[str, Any] = {
+            "kind": "person",
+            "resource": resource,
+            "person": person,
+            "mission_s256": mission.s256,
+            "mission_expires": mission.expires_at,
+            "granted": [],
+        }
+        minted = self.ps.params.person_token(verified, person, data)
+        if minted is None:
+            return None
+        yield from self.ps.pending.record_issued_steps(data, verified, minted)
+        return minted.token
+
+    def capabilities(self) -> list[str]:
+        # What the PS can do for the person right now: relay interactions to them.
+        return ["interaction"] if self.ps.relay.channels else []
+
+    def decide_permission(
+        self, agent: str, person: str, action: str, mission: Mission | None
+    ) -> bool | None:
+        decide = getattr(self.ps.config.policy, "decide_permission", None)
+        if decide is None:
+            return None
+        answer = decide(agent=agent, person=person, action=action, mission=mission)
+        return None if answer is None else bool(answer)
 
 
 __all__ = ["PersonServer"]
