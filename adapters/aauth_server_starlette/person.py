@@ -52,6 +52,9 @@ class PersonPaths(TypedDict):
     consent_path: str
     revocation_path: str
     jwks_path: str
+    mission_path: str
+    permission_path: str
+    audit_path: str
 
 
 def person_paths(mount_path: str) -> PersonPaths:
@@ -72,6 +75,9 @@ def person_paths(mount_path: str) -> PersonPaths:
         consent_path=at("consent_path"),
         revocation_path=at("revocation_path"),
         jwks_path=at("jwks_path"),
+        mission_path=at("mission_path"),
+        permission_path=at("permission_path"),
+        audit_path=at("audit_path"),
     )
 
 
@@ -217,6 +223,9 @@ _ROUTE_NAMES = {
     "interaction_path": "aauth_person_interaction",
     "consent_path": "aauth_person_consent",
     "revocation_path": "aauth_person_revoke",
+    "mission_path": "aauth_person_mission",
+    "permission_path": "aauth_person_permission",
+    "audit_path": "aauth_person_audit",
 }
 
 
