@@ -497,7 +497,7 @@ def test_a_policy_can_query_the_mission_log(mode: str) -> None:
     ]
 
 
-# -- suspension (our extension) ----------------------------------------------------------------------
+# -- suspension (our extension) ---------------------------------------------------------------
 
 
 def test_every_endpoint_naming_a_suspended_mission_answers_mission_suspended(mode: str) -> None:
