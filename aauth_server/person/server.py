@@ -12,16 +12,20 @@ import logging
 from typing import Any, TypeVar
 
 from ..http import HttpRequest, HttpResponse
+from ..keys.egress import EgressPolicy
 from ..missions.endpoint import KINDS as MISSION_KINDS
 from ..missions.endpoint import MissionEndpoints
+from ..missions.halt import HaltAtResources
 from ..missions.model import Mission
 from ..missions.registry import Missions
+from ..outbound import OutboundClient, ServerSigner
 from ..records import RecordOp, RecordOps, Txn
 from ..resource.config import discovery_for
 from ..resource.state import REVOCATION_GRACE
 from ..revocation import problem, server_verifier
+from ..revocation_client import RevocationClient
 from ..steps import Driver, Steps
-from ..tokens.aauth import TYP_AGENT
+from ..tokens.aauth import DWK_PERSON, TYP_AGENT
 from ..verifier import RequestVerifier, VerifiedRequest, VerifierConfig
 from .config import WELL_KNOWN_PATH, PersonServerConfig
 from .consent import Consent
@@ -93,6 +97,21 @@ class PersonServer:
         for kind in MISSION_KINDS:
             self.pending.kinds[kind] = self.mission_endpoints
             self.consent.approvers[kind] = self.mission_endpoints.approve_steps
+        # Suspending or ending a mission revokes its tokens at their resources (digest 5.7),
+        # signed as this PS, from the durable outbox.
+        signer = ServerSigner(config.signing_key, config.issuer, DWK_PERSON, clock=config.clock)
+        self.outbound = OutboundClient(signer, EgressPolicy(dev_loopback=config.dev_loopback))
+        self.halt = HaltAtResources(
+            records=self.records,
+            ops=self.rec,
+            clock=config.clock,
+            issuer=config.issuer,
+            metadata=discovery.metadata,
+            client=RevocationClient(self.outbound, now=config.clock.now),
+            attempts=config.revocation_attempts,
+        )
+        self.missions.on_halt(self.halt.on_halt_steps)
+        self.halt.resume()
 
     # -- drivers ------------------------------------------------------------------------------
 
@@ -107,7 +126,9 @@ class PersonServer:
         return self.records.op(txn)
 
     def close(self) -> None:
-        """Close the sync store and the records' sync pool."""
+        """Stop the revocation worker; close the sync store and the records' sync pool."""
+        self.halt.stop()
+        self.outbound.close()
         try:
             self.store.close()
         finally:
