@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from aauth_server.keys.jwk import PrivateKey
+from aauth_server.missions.control import MissionControl
 from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
 from aauth_server.person.pages import ConsentPages, DemoLogin
 from aauth_server.storage.uri import open_async_store, open_store
@@ -41,6 +42,12 @@ class Built:
     pages: ConsentPages
     login: DemoLogin
     password: str
+    control: MissionControl
+
+    @property
+    def handlers(self) -> list[Any]:
+        """Every page family, in the order the adapters mount them."""
+        return [self.pages, self.control, self.login]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,7 +139,14 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
     secret = secrets.token_bytes(32)
     login = DemoLogin({PERSON: password}, secret, server_name=config.name or "Person Server")
     pages = ConsentPages(ps, authenticate=login.authenticate, secret=secret)
-    return Built(ps, pages, login, password)
+    control = MissionControl(
+        ps,
+        authenticate=login.authenticate,
+        secret=secret,
+        base="/missions",
+        server_name=config.name or "Person Server",
+    )
+    return Built(ps, pages, login, password, control)
 
 
 def announce(built: Built, host: str, port: int, framework: str) -> None:
@@ -150,7 +164,7 @@ def serve_starlette(built: Built, sock: socket.socket, host: str, port: int) -> 
     from aauth_server_starlette.person import PersonServerApp
     from starlette.applications import Starlette
 
-    mounted = PersonServerApp(built.ps, pages=[built.pages, built.login])
+    mounted = PersonServerApp(built.ps, pages=built.handlers)
     app = Starlette(routes=mounted.mounted(), lifespan=mounted.lifespan)
     server = _AnnouncingServer(
         uvicorn.Config(app, log_level="warning", lifespan="on"),
@@ -165,7 +179,7 @@ def serve_flask(built: Built, sock: socket.socket, host: str, port: int) -> None
     from werkzeug.serving import make_server
 
     app = Flask(__name__)
-    app.register_blueprint(person_blueprint(built.ps, pages=[built.pages, built.login]))
+    app.register_blueprint(person_blueprint(built.ps, pages=built.handlers))
     # Werkzeug keeps the raw request-target the signature covers (see flask_resource).
     server = make_server(host, port, app, threaded=True, fd=sock.fileno())
     announce(built, host, port, "flask")
@@ -189,7 +203,7 @@ def serve_django(built: Built, sock: socket.socket, host: str, port: int) -> Non
     from aauth_server_django.person import PersonServerLifespan, use_person_server
     from django.urls import include, path
 
-    use_person_server(built.ps, pages=[built.pages, built.login])
+    use_person_server(built.ps, pages=built.handlers)
     # uvicorn serves Django's ASGI handler, so the async views (and the async store) answer.
     urlpatterns.append(path("", include("aauth_server_django.person_async_urls")))
     # Django has no lifespan: the wrapper checks the store at start and closes the stores

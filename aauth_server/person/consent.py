@@ -155,7 +155,33 @@ class Consent:
     async def apending_for(self, person: str) -> list[ConsentView]:
         return [await self._aview(r) for r in await self.server.arun(self._inbox_steps(person))]
 
-    # -- the logic ----------------------------------------------------------------------------
+    # -- the logic, as steps (Mission Control runs them inside its own flows) -----------------
+
+    def approve_steps(
+        self, pending_id: str, person: str, edits: Mapping[str, str] | None = None
+    ) -> Steps[None]:
+        return self._approve_steps(pending_id, person, edits)
+
+    def ask_steps(self, pending_id: str, person: str, question: str) -> Steps[None]:
+        return self._ask_steps(pending_id, person, question, None, None)
+
+    def engage_steps(self, pending_id: str, person: str) -> Steps[None]:
+        """The person took up a request from another PS page (Mission Control): it is
+        ``interacting`` now, so they may ask the agent questions."""
+        record = yield from self._owned_steps(pending_id, person)
+        if state_of(record) is State.PENDING:
+            try:
+                yield from fire_steps(record, Event.INTERACTION_STARTED)
+            except Refused:
+                pass
+
+    def open_records_steps(self, person: str) -> Steps[list[Record]]:
+        """The person's open requests, as records (``kind``, ``mission_s256``, ...)."""
+        return self._inbox_steps(person)
+
+    def view_of(self, record: Record) -> ConsentView:
+        """A view of a record without resource metadata (Mission Control's listing)."""
+        return self._build(record, {})
 
     def _open_steps(self, code: str, person: str, pending_id: str | None) -> Steps[Record]:
         cfg = self.server.config
