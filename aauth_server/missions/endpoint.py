@@ -106,9 +106,9 @@ class MissionHost(Protocol):
     @property
     def update_policy(self) -> str: ...
 
-    def verify_agent_steps(
+    def agent_steps(
         self, request: HttpRequest, *, token_request: bool = False
-    ) -> Steps[VerifiedRequest]: ...
+    ) -> Steps[tuple[VerifiedRequest, str | None]]: ...
 
     def bound_person_steps(self, agent_issuer: str, agent: str) -> Steps[str | None]: ...
 
@@ -192,13 +192,11 @@ class MissionEndpoints:
     def _caller_steps(
         self, request: HttpRequest
     ) -> Steps[tuple[VerifiedRequest, Mapping[str, Any], str | None]]:
-        verified = yield from self.host.verify_agent_steps(request, token_request=True)
+        verified, person = yield from self.host.agent_steps(request, token_request=True)
         media = (request.header("content-type") or "").split(";")[0].strip().lower()
         if media != "application/json":
             raise _bad("the body must be application/json")
         body = json_body(request)
-        claims = verified.claims
-        person = yield from self.host.bound_person_steps(str(claims["iss"]), str(claims["sub"]))
         return verified, body, person
 
     def _mission_steps(

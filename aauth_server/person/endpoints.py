@@ -79,16 +79,12 @@ class TokenEndpoints:
     # -- person token endpoint (digest 5.2) ---------------------------------------------------
 
     def person_token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
-        verified = yield from self.server.verify_agent_steps(request, token_request=True)
+        verified, person = yield from self.server.agent_steps(request, token_request=True)
         body = _body(request)
         resource = body.get("resource")
         if not is_server_identifier(resource, dev_loopback=self.server.config.dev_loopback):
             raise problem(400, "invalid_request", "resource must be a server identifier")
         fields = _request_fields(body)
-        claims = verified.claims
-        person = yield from self.server.bindings.person_steps(
-            str(claims["iss"]), str(claims["sub"])
-        )
         data = {**self._agent_data(verified), **fields, "kind": PERSON, "resource": resource}
         data["tenant_hint"] = data.pop("tenant")  # a hint: person tokens carry no tenant here
         data["scope"] = []
@@ -100,15 +96,11 @@ class TokenEndpoints:
     # -- auth token endpoint (digest 5.3, three-party) ------------------------------------------
 
     def auth_token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
-        verified = yield from self.server.verify_agent_steps(request, token_request=True)
+        verified, person = yield from self.server.agent_steps(request, token_request=True)
         body = _body(request)
         fields = _request_fields(body)
         pair = yield from self.server.params.verify_pair_steps(verified, body)
         rt = pair.resource_token
-        claims = verified.claims
-        person = yield from self.server.bindings.person_steps(
-            str(claims["iss"]), str(claims["sub"])
-        )
         resource = str(rt["iss"])
         if person is None or self.server.directed_sub(person, resource) != rt["sub"]:
             raise problem(400, "invalid_resource_token", "the resource token names another person")

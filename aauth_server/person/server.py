@@ -9,8 +9,10 @@ written once as generators (:mod:`aauth_server.steps`) and driven either way.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, TypeVar
 
+from ..errors import SignatureFailure
 from ..http import HttpRequest, HttpResponse
 from ..keys.egress import EgressPolicy
 from ..missions.endpoint import KINDS as MISSION_KINDS
@@ -51,25 +53,28 @@ class PersonServer:
         self.rec = RecordOps(config.issuer)
         # Revocations are keyed (iss, jti) in the records; the replay cache stays in the store.
         self.state = RecordRevocations(self.records, self.rec, self.store, self.async_store)
-        self.verifier = RequestVerifier(
+        base = VerifierConfig(
+            accept_schemes=("jwt",),
+            accept_algs=config.accept_algs,
+            # Only the agent token signs at a PS (digest 5); a person or auth token in
+            # Signature-Key is refused as invalid_jwt by its typ.
+            token_types=(TYP_AGENT,),
+            window=config.signature_window,
+            require_body_coverage=True,
+            allow_eddsa=config.allow_eddsa,
+            dev_loopback=config.dev_loopback,
+            # The PS's own endpoints look the agent token's revocation up together with the
+            # agent's binding, in one records transaction (agent_steps).
+            revocable_types=(),
+        )
+        self.verifier = RequestVerifier(discovery, base, clock=config.clock, state=self.state)
+        #: The agent-token verifier that checks revocation itself (the interaction relay).
+        self.agent_verifier = RequestVerifier(
             discovery,
-            VerifierConfig(
-                accept_schemes=("jwt",),
-                accept_algs=config.accept_algs,
-                # Only the agent token signs at a PS (digest 5); a person or auth token in
-                # Signature-Key is refused as invalid_jwt by its typ.
-                token_types=(TYP_AGENT,),
-                window=config.signature_window,
-                require_body_coverage=True,
-                allow_eddsa=config.allow_eddsa,
-                dev_loopback=config.dev_loopback,
-                revocable_types=(TYP_AGENT,),
-            ),
+            replace(base, revocable_types=(TYP_AGENT,)),
             clock=config.clock,
             state=self.state,
         )
-        #: The agent-token verifier under the name the interaction relay uses.
-        self.agent_verifier = self.verifier
         self.server_verifier = server_verifier(discovery, self.verifier.config, config.clock)
         self.driver = Driver(
             self.verifier, self.store, self.async_store, subject="the person server"
@@ -228,10 +233,31 @@ class PersonServer:
     def verify_agent_steps(
         self, request: HttpRequest, *, token_request: bool = False
     ) -> Steps[VerifiedRequest]:
-        verified = yield from self.verifier.steps(request)
-        if token_request and "parent_agent" in verified.claims:
-            raise problem(400, "invalid_request", "a PS refuses token requests from sub-agents")
+        verified, _person = yield from self.agent_steps(request, token_request=token_request)
         return verified
+
+    def agent_steps(
+        self, request: HttpRequest, *, token_request: bool = False
+    ) -> Steps[tuple[VerifiedRequest, str | None]]:
+        """Verify the agent's request; ``(verified, the person the agent is bound to)``.
+
+        A revoked agent token is ``401 revoked_jwt`` (digest 5.7), looked up with the
+        binding in one transaction."""
+        verified = yield from self.verifier.steps(request)
+        claims = verified.claims
+        revoked, person = yield self.rop(
+            self.rec.agent_facts(
+                str(claims["iss"]),
+                str(claims["jti"]),
+                str(claims["sub"]),
+                now=self.config.clock.now(),
+            )
+        )
+        if revoked:
+            raise SignatureFailure("revoked_jwt", "token has been revoked")
+        if token_request and "parent_agent" in claims:
+            raise problem(400, "invalid_request", "a PS refuses token requests from sub-agents")
+        return verified, person
 
     def remember_agent_steps(self, verified: VerifiedRequest) -> Steps[None]:
         """Record which agent an agent-token ``jti`` names, for a later revocation's cascade."""
@@ -269,10 +295,10 @@ class _MissionHost:
     def update_policy(self) -> str:
         return self.ps.config.mission_updates
 
-    def verify_agent_steps(
+    def agent_steps(
         self, request: HttpRequest, *, token_request: bool = False
-    ) -> Steps[VerifiedRequest]:
-        return self.ps.verify_agent_steps(request, token_request=token_request)
+    ) -> Steps[tuple[VerifiedRequest, str | None]]:
+        return self.ps.agent_steps(request, token_request=token_request)
 
     def bound_person_steps(self, agent_issuer: str, agent: str) -> Steps[str | None]:
         return self.ps.bindings.person_steps(agent_issuer, agent)

@@ -128,8 +128,6 @@ class ParamTokens:
         )
         if rt["agent_jkt"] != verified.jkt:
             raise _fail("resource", "agent_jkt is not the key that signed this request")
-        if (yield from self._revoked_steps(str(rt["iss"]), str(rt["jti"]))):
-            raise _fail("resource", "the resource revoked this resource token", "revoked")
         typ, presented = yield from self._token_steps(
             body["presented_token"], (TYP_PERSON, TYP_AUTH), "presented", audience=str(rt["iss"])
         )
@@ -146,10 +144,20 @@ class ParamTokens:
             if presented.get(claim) != rt.get(claim):
                 raise _fail("resource", f"{claim} differs from the presented token")
         agent = verified.claims
-        revoked = yield from self._revoked_steps(str(presented["iss"]), str(presented["jti"]))
         iat = presented["iat"]
         assert isinstance(iat, int)
-        if revoked or (yield from self.cut_off_steps(str(agent["iss"]), str(agent["sub"]), iat)):
+        # One records transaction answers all three revocation questions.
+        server = self.server
+        (rt_revoked, pt_revoked), cut = yield server.rop(
+            server.rec.revocation_facts(
+                [(str(rt["iss"]), str(rt["jti"])), (str(presented["iss"]), str(presented["jti"]))],
+                (str(agent["iss"]), str(agent["sub"])),
+                iat,
+            )
+        )
+        if rt_revoked:
+            raise _fail("resource", "the resource revoked this resource token", "revoked")
+        if pt_revoked or cut:
             raise _fail("presented", "the presented token was revoked", "revoked")
         return TokenPair(rt, presented)
 

@@ -95,7 +95,9 @@ def _sqlite_events(engine: Engine, *, memory: bool) -> None:
         # A writer takes the write lock up front: two deferred transactions that both read
         # and then try to write would otherwise fail at once with "database is locked".
         write = connection.get_execution_options().get(_WRITE)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        cursor.close()
 
 
 class RecordStore:
@@ -120,6 +122,7 @@ class RecordStore:
         self.memory = backend == "sqlite" and parsed.database in (None, "", ":memory:")
         self._lock: threading.RLock | None = threading.RLock() if self.memory else None
         self._aengines: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
+        self._inserts: dict[str, Any] = {}
         self._closed = False
         if backend == "sqlite":
             if driver not in ("", "pysqlite", "aiosqlite"):
@@ -209,23 +212,28 @@ class RecordStore:
 
     # -- statements ---------------------------------------------------------------------------
 
-    def _statement(self, op: Op) -> Any:
+    def _statement(self, op: Op) -> tuple[Any, Any]:
         if isinstance(op, Sql):
-            return op.statement
-        insert = postgresql.insert if self.backend == "postgresql" else sqlite.insert
-        # RETURNING says whether a row went in: drivers need not report an insert's rowcount.
-        key = next(iter(op.table.primary_key.columns))
-        return insert(op.table).values(**op.values).on_conflict_do_nothing().returning(key)
+            return op.statement, op.params
+        statement = self._inserts.get(op.table.name)
+        if statement is None:
+            insert = postgresql.insert if self.backend == "postgresql" else sqlite.insert
+            # RETURNING says whether a row went in: drivers need not report an insert's
+            # rowcount.  Built once per table; the values are parameters.
+            key = next(iter(op.table.primary_key.columns))
+            statement = insert(op.table).on_conflict_do_nothing().returning(key)
+            self._inserts[op.table.name] = statement
+        return statement, dict(op.values)
 
     def _execute(self, conn: Connection, op: Op) -> Rows:
-        result = conn.execute(self._statement(op))
+        result = conn.execute(*self._statement(op))
         if result.returns_rows:
             rows = tuple(result.mappings().all())
             return Rows(rows, len(rows))
         return Rows((), result.rowcount)
 
     async def _aexecute(self, conn: AsyncConnection, op: Op) -> Rows:
-        result = await conn.execute(self._statement(op))
+        result = await conn.execute(*self._statement(op))
         if result.returns_rows:
             rows = tuple(result.mappings().all())
             return Rows(rows, len(rows))

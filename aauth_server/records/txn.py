@@ -27,9 +27,12 @@ P = ParamSpec("P")
 
 @dataclass(frozen=True, slots=True)
 class Sql:
-    """Execute one statement; the answer is its :class:`Rows`."""
+    r"""Execute one statement (with ``params`` for its ``bindparam``\ s); the answer is its
+    :class:`Rows`.  A statement built once with bind parameters is compiled once: hot
+    operations keep theirs in module constants."""
 
     statement: Executable
+    params: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
