@@ -85,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCOPE",
         help="scopes those agents get without asking",
     )
+    parser.add_argument(
+        "--mission-scope",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="SCOPE",
+        help="within an active mission, auth tokens for its resources with these scopes "
+        "are granted without asking",
+    )
     parser.add_argument("--password", help="alice's password (default: generated and printed)")
     parser.add_argument(
         "--key", type=Path, metavar="FILE", help="private JWK (JSON) signing tokens"
@@ -125,6 +134,7 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
         policy=DefaultPolicy(
             auto_approve_agents=tuple(args.auto_approve),
             auto_approve_scopes=tuple(args.auto_approve_scope),
+            mission_scopes=tuple(args.mission_scope),
         ),
         poll_interval=args.poll_interval,
         name="Example Person Server",
