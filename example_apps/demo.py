@@ -4,8 +4,9 @@ Starts an agent provider and the Starlette, Flask and Django resources on free l
 ports, enrolls an agent, then for each resource shows an unsigned request being
 challenged, a signed one accepted, and a tampered one rejected.  Then runs the three-party
 story of :mod:`example_apps.three_party` (person token, auth token with a clarification
-round, the interaction relay and its fallback).  Exits non-zero if any outcome differs
-from what the protocol requires.
+round, the interaction relay and its fallback), and the mission story of
+:mod:`example_apps.mission_story` (proposal, Mission Control, suspend and resume, completion,
+the audit trail).  Exits non-zero if any outcome differs from what the protocol requires.
 """
 
 from __future__ import annotations
@@ -201,14 +202,80 @@ def run(specs: Sequence[AppSpec]) -> int:
     return 0
 
 
-def run_all(specs: Sequence[AppSpec], *, three_party: bool = True) -> int:
-    """The foundation exchanges, then the three-party story (agent, PS, resource)."""
+def run_all(specs: Sequence[AppSpec], *, three_party: bool = True, missions: bool = True) -> int:
+    """The foundation exchanges, then the three-party story (agent, PS, resource), then the
+    mission story."""
     code = run(specs)
     if code != 0 or not three_party:
         return code
     from .three_party import run as run_three_party  # it reuses this module's printers
 
-    return run_three_party()
+    code = run_three_party()
+    if code != 0 or not missions:
+        return code
+    return run_mission_story()
+
+
+def run_mission_story(*, ps_args: Sequence[str] = ()) -> int:
+    """The mission story of :mod:`example_apps.mission_story` against a Person Server (its
+    records in a SQLite file), an agent provider and the Starlette resource; the person is
+    scripted over HTTP as a browser would act."""
+    from .mission_story import ScriptedMissionPerson, tell
+    from .three_party import PASSWORD
+
+    started = time.monotonic()
+    print("\n=== Missions: proposal, Mission Control, suspend/resume, completion ===")
+    report = Report()
+    ps_spec = AppSpec(
+        "person-server",
+        "example_apps.person_server",
+        (
+            "--dev",
+            "--password",
+            PASSWORD,
+            "--poll-interval",
+            "1",
+            "--mission-scope",
+            "data.read",
+            *ps_args,
+        ),
+    )
+    with (
+        running_apps([ps_spec]) as (ps,),
+        running_apps(
+            [
+                AppSpec("agent-provider", "example_apps.agent_provider", ("--dev", "--ps", ps.url)),
+                AppSpec("starlette", "example_apps.starlette_resource", ("--dev", "--ps", ps.url)),
+            ]
+        ) as (provider, resource),
+        httpx.Client(timeout=30, trust_env=False) as client,
+    ):
+        for app in (ps, provider, resource):
+            print(f"  {app.name:<15} {app.url}")
+        records = next((line for line in ps.output if line.startswith("records:")), "")
+        print(f"  {records.strip()}")
+        agent = Agent.enroll_dev(provider.url, "trip-agent", client=client)
+        print(f"\nEnrolled agent {agent.agent_id}")
+        person = ScriptedMissionPerson(ps.url)
+        try:
+            tell(client=client, agent=agent, resource=resource.url, person=person, report=report)
+        except Exception as exc:  # the demo reports any stop as a failure, with the logs
+            report.failures.append(f"[mission] stopped: {exc!r}")
+            print(f"  [mission] FAIL stopped: {exc!r}")
+        finally:
+            person.close()
+        if report.failures:
+            for app in (ps, resource):
+                log = app.log().strip().splitlines()[-30:]
+                print(f"\n--- {app.name} output ---\n" + "\n".join(log), file=sys.stderr)
+    elapsed = time.monotonic() - started
+    if report.failures:
+        print(f"\nMission demo FAILED ({elapsed:.1f}s):", file=sys.stderr)
+        for failure in report.failures:
+            print("  " + failure, file=sys.stderr)
+        return 1
+    print(f"\nMission story complete: every outcome as required ({elapsed:.1f}s).")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,10 +295,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="skip the three-party story (agent, Person Server, resource) that follows",
     )
+    parser.add_argument(
+        "--no-missions", action="store_true", help="skip the mission story at the end"
+    )
+    parser.add_argument("--missions-only", action="store_true", help="tell only the mission story")
     args = parser.parse_args(argv)
     specs = [spec for spec in RESOURCES if not args.only or spec.name in args.only]
     try:
-        return run_all(specs, three_party=not args.no_three_party)
+        if args.missions_only:
+            return run_mission_story()
+        return run_all(specs, three_party=not args.no_three_party, missions=not args.no_missions)
     except AppStartError as exc:
         print(f"\nDemo FAILED: an example app did not start.\n{exc}", file=sys.stderr)
         return 2

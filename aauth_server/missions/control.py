@@ -119,7 +119,7 @@ def timeline_line(entry: LogEntry) -> Line:
     what = entry.event.replace("_", " ")
     if entry.event == "decision":
         kind = str(d.get("kind") or "")
-        label = {"person": "person token", "auth": "auth token"}.get(kind, kind)
+        label = {"person": "person token", "auth": "auth token"}.get(kind, kind.replace("_", " "))
         what = f"{label}, scope: {scope}" if scope else label
         outcome = f"{entry.decision} ({entry.actor})" if entry.actor else outcome
     elif entry.event == "token_issued":

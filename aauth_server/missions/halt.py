@@ -75,7 +75,7 @@ class HaltAtResources:
     def on_halt_steps(self, mission: Mission, event: str) -> Steps[None]:
         now = self.clock.now()
         tokens = yield self.records.op(
-            self.ops.issued_where(mission=mission.s256, unexpired_at=now)
+            self.ops.issued_where(mission=mission.s256, unexpired_at=now, unrevoked=True)
         )
         if not tokens:
             return

@@ -457,7 +457,12 @@ class PendingRequests:
         mission = record.data.get("mission_s256")
         if mission is not None:
             answer = record.data["clarifications"][-1]["answer"]
-            entry = {"event": f"agent_{action}", "pending": record.id, "answer": answer}
+            entry = {
+                "event": f"agent_{action}",
+                "agent": record.data["agent"],
+                "pending": record.id,
+                "answer": answer,
+            }
             yield from self.server.missions.log_steps(str(mission), entry)
         raise self.deferred(record)
 

@@ -353,10 +353,16 @@ class RecordOps:
 
     @transaction(write=False)
     def issued_where(
-        self, *, unexpired_at: float | None = None, limit: int = 10_000, **match: str
+        self,
+        *,
+        unexpired_at: float | None = None,
+        unrevoked: bool = False,
+        limit: int = 10_000,
+        **match: str,
     ) -> Work[list[IssuedToken]]:
         """Issued tokens whose columns equal ``match`` (``mission=``, ``agent=``,
-        ``presented_jti=``...), optionally only those with ``exp`` after ``unexpired_at``."""
+        ``presented_jti=``...), optionally only those with ``exp`` after ``unexpired_at``
+        and only those not yet revoked."""
         c = t.issued_tokens.c
         query = select(t.issued_tokens).where(c.issuer == self.issuer)
         for name, value in match.items():
@@ -365,6 +371,8 @@ class RecordOps:
             query = query.where(c[name] == value)
         if unexpired_at is not None:
             query = query.where(c.exp > unexpired_at)
+        if unrevoked:
+            query = query.where(c.revoked_at.is_(None))
         rows = yield Sql(query.order_by(c.iat).limit(limit))
         return [IssuedToken.of(r) for r in rows.rows]
 
