@@ -32,7 +32,7 @@ from aauth_server.agent.flow import AgentFlow, Clarification, FlowError, Interac
 from aauth_server.keys.jwk import b64url_decode, b64url_encode
 
 from .demo import Report, abbreviate
-from .three_party import ScriptedPerson, error_of, requirement, say
+from .three_party import PASSWORD, ScriptedPerson, error_of, requirement, say
 
 NAME = "mission"
 DESCRIPTION = "# Plan a trip to Kyoto\n\nFind flights and read my **travel data**."
@@ -340,6 +340,8 @@ def tell(
 class ScriptedMissionPerson(ScriptedPerson):
     """Alice at her browser over HTTP (cookies, CSRF tokens from the pages)."""
 
+    password = PASSWORD
+
     def approve_mission(self, link: str, edit: str) -> None:
         self.open(link)
         fields = self._fields()
@@ -347,8 +349,21 @@ class ScriptedMissionPerson(ScriptedPerson):
         say("  (alice) edits the description and clicks Approve")
         self._post("/consent/decide", {**fields, "action": "approve", "description": description})
 
+    def get(self, url: str) -> httpx.Response:
+        """GET ``url``, signing in first when the PS asks for it."""
+        response = self.http.get(url)
+        if "/login" in response.url.path:
+            say("  (alice) signs in")
+            csrf = self._field(response.text, "csrf")
+            form = {"username": "alice", "password": self.password, "csrf": csrf}
+            form["next"] = str(response.url.params.get("next", "/"))
+            response = self.http.post(
+                self.ps_url + "/login", data=form, headers={"Origin": self.ps_url}
+            )
+        return response
+
     def press(self, s256: str, label: str) -> None:
-        page = self.http.get(f"{self.ps_url}/missions/{s256}")
+        page = self.get(f"{self.ps_url}/missions/{s256}")
         if f">{label}</button>" not in page.text:
             raise RuntimeError(f"no {label} button on the mission page")
         say(f"  (alice) clicks {label} in Mission Control")
@@ -374,6 +389,7 @@ class ScriptedMissionPerson(ScriptedPerson):
         self._post("/consent/decide", {**self._fields(), "action": "accept"})
 
     def log(self, s256: str) -> list[dict[str, Any]]:
+        self.get(f"{self.ps_url}/missions")  # signed in
         response = self.http.get(f"{self.ps_url}/missions/api/missions/{s256}/log?limit=200")
         entries: list[dict[str, Any]] = response.json()["entries"]
         return entries
