@@ -262,6 +262,9 @@ def _prefixed_config(pw: PsWorld) -> PersonServerConfig:
         consent_path="/ps/consent",
         revocation_path="/ps/revoke",
         jwks_path="/ps/jwks.json",
+        mission_path="/ps/mission",
+        permission_path="/ps/permission",
+        audit_path="/ps/audit",
     )
 
 
