@@ -31,7 +31,8 @@ from aauth_server.agent import Agent
 from aauth_server.agent.flow import AgentFlow, Clarification, FlowError, Interaction
 from aauth_server.keys.jwk import b64url_decode, b64url_encode
 
-from .demo import Report, abbreviate
+from ._procs import AppSpec
+from .demo import DemoContext, Report, Story, abbreviate
 from .three_party import PASSWORD, ScriptedPerson, error_of, requirement, say
 
 NAME = "mission"
@@ -431,4 +432,54 @@ class ScriptedMissionPerson(ScriptedPerson):
         self.page = response.text
 
 
-__all__ = ["MissionAgent", "Outcome", "Person", "ScriptedMissionPerson", "audit_line", "tell"]
+def demo_story(ctx: DemoContext) -> None:
+    """``make demo``'s mission story: its own PS (records in a SQLite file it prints), agent
+    provider and Starlette resource; the person scripted over HTTP."""
+    ps_args = ("--dev", "--password", PASSWORD, "--poll-interval", "1")
+    ps_args += ("--mission-scope", "data.read", *ctx.store.args("missions-ps"))
+    (ps,) = ctx.start([AppSpec("person-server", "example_apps.person_server", ps_args)])
+    provider, resource = ctx.start(
+        [
+            AppSpec("agent-provider", "example_apps.agent_provider", ("--dev", "--ps", ps.url)),
+            AppSpec(
+                "starlette",
+                "example_apps.starlette_resource",
+                ("--dev", "--ps", ps.url, *ctx.store.args("missions-resource")),
+            ),
+        ]
+    )
+    for app in (ps, provider, resource):
+        print(f"  {app.name:<15} {app.url}")
+    records = next((line for line in ps.output if line.startswith("records:")), "")
+    print(f"  {records.strip()}")
+    agent = Agent.enroll_dev(provider.url, "trip-agent", client=ctx.client)
+    print(f"\nEnrolled agent {agent.agent_id}; its agent token names PS {ps.url}")
+    person = ScriptedMissionPerson(ps.url)
+    ctx.stack.callback(person.close)
+    try:
+        tell(
+            client=ctx.client, agent=agent, resource=resource.url, person=person, report=ctx.report
+        )
+    except FlowError as exc:
+        ctx.report.failures.append(f"[{NAME}] stopped: {exc!r}")
+        print(f"  [{NAME}] FAIL stopped: {exc!r}")
+
+
+STORIES = [
+    Story(
+        "missions",
+        "a mission: proposal, grants inside it, Mission Control's Suspend and Resume, completion",
+        demo_story,
+    )
+]
+
+__all__ = [
+    "STORIES",
+    "MissionAgent",
+    "Outcome",
+    "Person",
+    "ScriptedMissionPerson",
+    "audit_line",
+    "demo_story",
+    "tell",
+]

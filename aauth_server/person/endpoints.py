@@ -22,7 +22,8 @@ from ..revocation import RateLimit, json_body, problem, revocation_steps
 from ..steps import Steps
 from ..tokens.aauth import DWK_AGENT, DWK_RESOURCE
 from ..verifier import VerifiedRequest
-from .policy import AUTH, PERSON, Approve, AskPerson, Deny, TokenRequest, mission_rule
+from .policy import AUTH, PERSON, Approve, AskAgent, AskPerson, Decision, Deny, mission_rule
+from .questions import policy_request
 from .subjects import Presence
 
 if TYPE_CHECKING:
@@ -30,7 +31,12 @@ if TYPE_CHECKING:
     from .server import PersonServer
 
 #: How a decision reads in the mission log (digest 8.4: every request is judged and logged).
-DECISION_WORDS = {Approve: "granted", Deny: "denied", AskPerson: "asked"}
+DECISION_WORDS = {
+    Approve: "granted",
+    Deny: "denied",
+    AskPerson: "asked",
+    AskAgent: "asked the agent",
+}
 
 PROMPTS = ("none", "login", "consent", "select_account")
 PLATFORMS = ("web", "mobile", "desktop", "workload", "self-hosted")
@@ -85,6 +91,7 @@ class TokenEndpoints:
         if not is_server_identifier(resource, dev_loopback=self.server.config.dev_loopback):
             raise problem(400, "invalid_request", "resource must be a server identifier")
         fields = _request_fields(body)
+        yield from self._note_capabilities_steps(verified, body)
         data = {**self._agent_data(verified), **fields, "kind": PERSON, "resource": resource}
         data["tenant_hint"] = data.pop("tenant")  # a hint: person tokens carry no tenant here
         data["scope"] = []
@@ -101,6 +108,7 @@ class TokenEndpoints:
         fields = _request_fields(body)
         pair = yield from self.server.params.verify_pair_steps(verified, body)
         rt = pair.resource_token
+        yield from self._note_capabilities_steps(verified, body)
         resource = str(rt["iss"])
         if person is None or self.server.directed_sub(person, resource) != rt["sub"]:
             raise problem(400, "invalid_resource_token", "the resource token names another person")
@@ -134,6 +142,17 @@ class TokenEndpoints:
 
     # -- the shared decision ------------------------------------------------------------------
 
+    def _note_capabilities_steps(
+        self, verified: VerifiedRequest, body: Mapping[str, Any]
+    ) -> Steps[None]:
+        # What the agent declares here decides a later relay without capabilities (relay.py).
+        if "capabilities" in body:
+            claims = verified.claims
+            caps = frozenset(body["capabilities"])
+            yield from self.server.relay.note_capabilities_steps(
+                str(claims["iss"]), str(claims["sub"]), caps
+            )
+
     @staticmethod
     def _agent_data(verified: VerifiedRequest) -> dict[str, Any]:
         claims = verified.claims
@@ -158,7 +177,7 @@ class TokenEndpoints:
             data["mission_expires"] = mission.expires_at
         requested = frozenset(data["scope"])
         prompt = data.get("prompt")
-        decision: Approve | Deny | AskPerson = AskPerson()
+        decision: Decision = AskPerson()
         actor = "ps"  # an agent the PS does not know: the person must bind it
         if person is not None and mission is not None:
             ruled = mission_rule(
@@ -171,27 +190,12 @@ class TokenEndpoints:
             if ruled is not None:
                 decision, actor = ruled, "mission"
         if person is not None and actor == "ps":
-            answer = cfg.policy.decide(
-                TokenRequest(
-                    kind=data["kind"],
-                    agent=data["agent"],
-                    agent_issuer=data["agent_iss"],
-                    person=person,
-                    resource=data["resource"],
-                    scopes=requested,
-                    capabilities=frozenset(data["capabilities"]),
-                    justification=data.get("justification"),
-                    platform=data.get("platform"),
-                    device=data.get("device"),
-                    login_hint=data.get("login_hint"),
-                    tenant=data.get("tenant") or data.get("tenant_hint"),
-                    prompt=prompt,
-                    mission=mission,
-                    mission_log=None if mission is None else server.missions.log(mission.s256),
-                )
-            )
+            log = None if mission is None else server.missions.log(mission.s256)
+            answer = cfg.policy.decide(policy_request(data, person, mission, log))
             decision = (yield from answer) if inspect.isgenerator(answer) else answer  # type: ignore[assignment]
             actor = "policy"
+            if isinstance(decision, AskAgent) and not server.questions.can_ask(data):
+                decision = AskPerson()  # an agent without the clarification capability
         # The agent asked for the person explicitly: a standing approval does not answer it.
         if isinstance(decision, Approve) and prompt in ("login", "consent"):
             decision, actor = AskPerson(), "agent"
@@ -212,6 +216,8 @@ class TokenEndpoints:
             raise problem(403, "denied", decision.reason)
         data["person"] = person
         data["bound"] = person is not None
+        if isinstance(decision, AskAgent):
+            yield from server.questions.ask_steps(verified, data, decision)
         if isinstance(decision, Approve):
             granted = requested if decision.scopes is None else requested & decision.scopes
             data["granted"] = sorted(granted)

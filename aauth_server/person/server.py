@@ -33,6 +33,7 @@ from .config import WELL_KNOWN_PATH, PersonServerConfig
 from .consent import Consent
 from .endpoints import TokenEndpoints
 from .pending import PendingRequests
+from .questions import AgentQuestions
 from .subjects import Bindings, Presence, directed_sub
 from .tokens import ParamTokens, RecordRevocations
 
@@ -88,6 +89,7 @@ class PersonServer:
         )
         self.pending = PendingRequests(self)
         self.endpoints = TokenEndpoints(self)
+        self.questions = AgentQuestions(self)
         self.consent = Consent(self)
         self.presence = Presence(self)
         from .relay import InteractionRelay  # the relay builds on the PS it serves
