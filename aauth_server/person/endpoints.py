@@ -211,7 +211,11 @@ class TokenEndpoints:
             }
             if isinstance(decision, Deny):
                 entry["reason"] = decision.reason
-            yield from server.missions.log_steps(mission.s256, entry)
+            if isinstance(decision, Approve):
+                # Logged with the token it grants, in the issuing transaction.
+                data["decision_entry"] = entry
+            else:
+                yield from server.missions.log_steps(mission.s256, entry)
         if isinstance(decision, Deny):
             raise problem(403, "denied", decision.reason)
         data["person"] = person

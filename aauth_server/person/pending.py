@@ -320,6 +320,9 @@ class PendingRequests:
             issued = params.person_token(verified, str(data["person"]), data)
             field = "person_token"
         if issued is None:
+            decided = data.get("decision_entry")
+            if data.get("mission_s256") is not None and isinstance(decided, Mapping):
+                yield from self.server.missions.log_steps(str(data["mission_s256"]), decided)
             raise problem(408, "expired", "a token this request depends on has expired")
         yield from self.server.remember_agent_steps(verified)
         yield from self.record_issued_steps(data, verified, issued)
@@ -352,19 +355,26 @@ class PendingRequests:
             mission=None if mission is None else str(mission),
             scope=" ".join(granted) or None,
         )
-        yield server.rop(server.rec.record_issued(record))
+        entries: list[Mapping[str, Any]] = []
         if mission is not None:
-            entry = {
-                "event": "token_issued",
-                "kind": kind,
-                "agent": str(claims["sub"]),
-                "resource": data["resource"],
-                "scope": granted,
-                "jti": issued.jti,
-                "exp": issued.exp,
-                "expires_in": issued.lifetime,
-            }
-            yield from server.missions.log_steps(str(mission), entry)
+            # The decision that granted it (when it was made just now), then the token.
+            decided = data.get("decision_entry")
+            if isinstance(decided, Mapping):
+                entries.append(decided)
+            entries.append(
+                {
+                    "event": "token_issued",
+                    "kind": kind,
+                    "agent": str(claims["sub"]),
+                    "resource": data["resource"],
+                    "scope": granted,
+                    "jti": issued.jti,
+                    "exp": issued.exp,
+                    "expires_in": issued.lifetime,
+                }
+            )
+        now = server.config.clock.now()
+        yield server.rop(server.rec.record_issued(record, log=entries, now=now))
 
     # -- the pending URL ----------------------------------------------------------------------
 

@@ -340,8 +340,20 @@ class RecordOps:
     # -- issued tokens ------------------------------------------------------------------------
 
     @transaction()
-    def record_issued(self, token: IssuedToken) -> Work[bool]:
+    def record_issued(
+        self,
+        token: IssuedToken,
+        *,
+        log: Sequence[Mapping[str, Any]] = (),
+        now: float | None = None,
+    ) -> Work[bool]:
+        """Record an issued token; with ``log``, append those entries to the log of the
+        token's mission in the same transaction (a decision and its token, written once)."""
         inserted = yield InsertIgnore(t.issued_tokens, {"issuer": self.issuer, **token.values()})
+        if log and token.mission is not None:
+            at = token.iat if now is None else now
+            for entry in log:
+                yield from self._append(token.mission, entry, at)
         return bool(inserted.rowcount)
 
     @transaction(write=False)
