@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
 
 from . import schema as t
 from .rows import IssuedToken, LogEntry, MissionRow, MissionUpdateRow, OutboxItem, log_columns
-from .txn import InsertIgnore, Rows, Sql, Work, transaction
+from .txn import InsertIgnore, Rows, Sql, Work, prepared, transaction
 
 ACTIVE = "active"
 SUSPENDED = "suspended"
@@ -27,41 +27,58 @@ OUTBOX_TERMINAL = ("revoked", "unsupported", "unavailable", "expired")
 
 # Statements of the hot paths, built once with bind parameters (compiled once, cached).
 _m = t.missions.c
-_MISSION = select(t.missions).where(_m.issuer == bindparam("i"), _m.s256 == bindparam("s"))
-_BUMP_LOG = (
+_MISSION = prepared(
+    select(t.missions).where(_m.issuer == bindparam("i"), _m.s256 == bindparam("s"))
+)
+
+_BUMP_LOG = prepared(
     update(t.missions)
     .where(_m.issuer == bindparam("i"), _m.s256 == bindparam("s"))
-    .values(log_seq=_m.log_seq + 1)
+    .values(log_seq=_m.log_seq + literal_column("1"))
     .returning(_m.log_seq)
 )
-_INSERT_LOG = insert(t.mission_log)
+
+_INSERT_LOG = prepared(insert(t.mission_log))
+
 _u = t.mission_updates.c
-_UPDATES = (
+_UPDATES = prepared(
     select(t.mission_updates)
     .where(_u.issuer == bindparam("i"), _u.s256 == bindparam("s"))
     .order_by(_u.seq)
 )
+
 _r = t.revocations.c
-_REVOKED = select(_r.jti).where(
-    _r.issuer == bindparam("i"), _r.token_iss == bindparam("t"), _r.jti == bindparam("j")
+_REVOKED = prepared(
+    select(_r.jti).where(
+        _r.issuer == bindparam("i"), _r.token_iss == bindparam("t"), _r.jti == bindparam("j")
+    )
 )
+
 _b = t.bindings.c
-_BOUND = select(_b.person).where(
-    _b.issuer == bindparam("i"),
-    _b.agent_issuer == bindparam("a"),
-    _b.agent == bindparam("g"),
-    _b.expires_at > bindparam("now"),
+_BOUND = prepared(
+    select(_b.person).where(
+        _b.issuer == bindparam("i"),
+        _b.agent_issuer == bindparam("a"),
+        _b.agent == bindparam("g"),
+        _b.expires_at > bindparam("now"),
+    )
 )
+
 _c = t.agent_cutoffs.c
-_CUT = select(_c.at).where(
-    _c.issuer == bindparam("i"),
-    _c.agent_issuer == bindparam("a"),
-    _c.agent == bindparam("g"),
-    _c.at >= bindparam("since"),
+_CUT = prepared(
+    select(_c.at).where(
+        _c.issuer == bindparam("i"),
+        _c.agent_issuer == bindparam("a"),
+        _c.agent == bindparam("g"),
+        _c.at >= bindparam("since"),
+    )
 )
+
 _s = t.seen_tokens.c
-_SEEN = select(_s.sub).where(
-    _s.issuer == bindparam("i"), _s.token_iss == bindparam("t"), _s.jti == bindparam("j")
+_SEEN = prepared(
+    select(_s.sub).where(
+        _s.issuer == bindparam("i"), _s.token_iss == bindparam("t"), _s.jti == bindparam("j")
+    )
 )
 
 
