@@ -5,19 +5,23 @@
         [--auto-approve AGENT_ID ...] [--auto-approve-scope SCOPE ...] [--password PW] [--key FILE]
 
 The demo person is ``alice``; her password is ``--password`` or generated and printed at
-start.  Missions, their logs, bindings and revocations go to ``--records`` (a SQLite file in
-a new temporary folder by default, printed at start; its schema is migrated at start), so a
-restart with the same ``--records`` keeps them.  The subject secret (directed ``sub``) and,
-without ``--key``, the signing key are generated at start: person and auth tokens stop
-verifying, and directed ``sub`` values change, when the process restarts.
+start.  Missions, their logs, bindings and revocations go to ``--records`` (by default a
+SQLite file in a new temporary folder, printed at start and deleted when the server stops;
+the schema is migrated at start), so a restart with the same ``--records`` keeps them.  The
+subject secret (directed ``sub``) and, without ``--key``, the signing key are generated at
+start: person and auth tokens stop verifying, and directed ``sub`` values change, when the
+process restarts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import secrets
+import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -67,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--records",
         metavar="URL",
         help="durable records: sqlite:///path or postgresql+psycopg://... "
-        "(default: a SQLite file in a new temporary folder, printed at start)",
+        "(default: a SQLite file in a new temporary folder, printed at start and deleted "
+        "when the server stops; name a file to keep them across restarts)",
     )
     parser.add_argument(
         "--auto-approve",
@@ -123,9 +128,12 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
             "store": open_store(args.store, prefix=args.store_prefix),
             "async_store": open_async_store(args.store, prefix=args.store_prefix),
         }
-    records = (
-        args.records or f"sqlite:///{Path(tempfile.mkdtemp(prefix='aauth-ps-')) / 'records.db'}"
-    )
+    records = args.records
+    if records is None:
+        # A file of this run's own, deleted when the server stops (--records keeps them).
+        folder = Path(tempfile.mkdtemp(prefix="aauth-ps-"))
+        atexit.register(shutil.rmtree, folder, True)
+        records = f"sqlite:///{folder / 'records.db'}"
     config = PersonServerConfig(
         issuer=issuer,
         signing_key=key,
@@ -262,12 +270,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     sock.listen(128)
+    # SIGTERM ends the server like Ctrl-C, so the exit handlers run (uvicorn installs its
+    # own graceful handler while it serves; Werkzeug does not).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         SERVERS[args.framework](built, sock, args.host, args.port)
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
+        built.ps.close()
     return 0
 
 
