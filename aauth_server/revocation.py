@@ -90,11 +90,14 @@ def revocation_steps(
     accepts: Callable[[str, object], bool],
     rate_limit: RateLimit,
     clock: Clock,
+    record: Callable[[str, str, int, float], Steps[None]] | None = None,
 ) -> Steps[tuple[str, object, str]]:
     """Verify, authorise and record one revocation; returns ``(caller, dwk, jti)``.
 
     ``accepts(caller, dwk)`` says whether this server takes revocations from that issuer
     and document (``unsupported_iss`` otherwise).  Revoking twice is the same as once.
+    ``record(caller, jti, exp, now)`` keeps the revocation somewhere else than the pending
+    store (the Person Server's durable records).
     """
     # Lazy: the resource package imports this module while it initialises.
     from .resource.state import KIND_REVOKED, REVOCATION_GRACE, digest_id
@@ -116,6 +119,10 @@ def revocation_steps(
     now = clock.now()
     if exp > now + MAX_REVOCATION_HORIZON:
         raise problem(400, "invalid_request", "exp is further away than any token lives")
+    if record is not None:
+        if exp + REVOCATION_GRACE > now:
+            yield from record(caller, jti, exp, now)
+        return caller, dwk, jti
     ttl = exp + REVOCATION_GRACE - now
     if ttl > 0:
         try:

@@ -48,6 +48,7 @@ import os
 import resource
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -69,7 +70,6 @@ from aauth_server.asgi import async_asgi_app
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.person import PersonServer, PersonServerConfig
-from aauth_server.person.subjects import bind_steps
 from aauth_server.storage.redis import AsyncRedisStore, RedisStore
 from tests.redis_server import ensure_redis, free_port
 from tests.support import AP_ISSUER, RESOURCE, World
@@ -205,6 +205,10 @@ def raise_fd_limit(needed: int) -> None:
 MAX_WAIT = 120
 
 
+def records_path(prefix: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"{prefix}.records.db"
+
+
 def ps_config(
     world: World, issuer: str, redis_url: str, prefix: str, name: str, pool: int
 ) -> PersonServerConfig:
@@ -219,6 +223,9 @@ def ps_config(
         discovery=world.discovery(),
         store=RedisStore.from_url(redis_url, **options),
         async_store=AsyncRedisStore.from_url(redis_url, **options),
+        # The worker and the approver share the durable records (bindings) through one file.
+        records=f"sqlite:///{records_path(prefix)}",
+        records_migrate=True,
         binding_lifetime=3600,
         max_wait=MAX_WAIT,
     )
@@ -348,7 +355,7 @@ def open_requests(world: World, approver: PersonServer, issuer: str, n: int) -> 
             world.provider.agent_id(local),
             f"person-{i}",
         )
-        approver.run(bind_steps(AP_ISSUER, agent.sub, agent.person, 3600))
+        approver.run(approver.bindings.bind_steps(AP_ISSUER, agent.sub, agent.person, 3600))
         body = json.dumps({"resource": RESOURCE, "capabilities": ["interaction"]}).encode()
         request = world.signed(
             "POST", "/person", body=body, token=agent.token, key=key, origin=issuer
@@ -546,7 +553,9 @@ def run_round(
                 result.latencies_ms.append((agent.answered_at - agent.approved_at) * 1000)
     finally:
         stop_worker(process)
-        approver.store.close()
+        approver.close()
+        for leftover in records_path(prefix).parent.glob(records_path(prefix).name + "*"):
+            leftover.unlink()
         keys = list(admin.scan_iter(match=prefix + ":*", count=1000))
         for start in range(0, len(keys), 1000):
             admin.delete(*keys[start : start + 1000])

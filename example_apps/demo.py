@@ -8,7 +8,11 @@ Stories (``--story NAME``, repeatable; all by default, in this order):
   clarification round, the interaction relay and its fallback, with a Starlette-mounted PS;
 - ``deferred``: the resource's own deferred delivery (``deferred=True``): it holds the call
   (``202`` + its pending URL) while the agent gets an auth token, then runs it on the poll;
-- ``ps-mounts``: the same Person Server mounted in Flask and in Django, briefly.
+- ``ps-mounts``: the same Person Server mounted in Flask and in Django, briefly;
+- ``missions`` (:mod:`example_apps.mission_story`): a mission proposed and approved (the
+  person edits it), tokens inside it granted without asking, one outside it denied, Suspend
+  in Mission Control (the agent's auth token refused at the resource), Resume, completion
+  after a follow-up, and the audit trail; the PS keeps its records in a SQLite file.
 
 Pending state lives in Redis when one answers on 127.0.0.1:6379 (under a fresh key prefix,
 deleted afterwards), else in memory; the first line says which (``--store`` chooses).
@@ -291,11 +295,12 @@ def foundation(ctx: DemoContext) -> None:
 
 
 def _stories() -> list[Story]:
-    from . import three_party  # it reuses this module's printers
+    from . import mission_story, three_party  # they reuse this module's printers
 
     return [
         Story("foundation", "agent-token access on every resource", foundation),
         *three_party.STORIES,
+        *mission_story.STORIES,
     ]
 
 

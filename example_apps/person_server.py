@@ -1,24 +1,31 @@
 """A Person Server with a demo person, consent pages and a login form (Starlette, Flask or Django).
 
     python -m example_apps.person_server --host 127.0.0.1 --port 8010 --dev \
-        [--store URI] [--store-prefix PREFIX] [--framework starlette|flask|django] \
+        [--store URI] [--store-prefix PREFIX] [--records URL] [--framework starlette|flask|django] \
         [--auto-approve AGENT_ID ...] [--auto-approve-scope SCOPE ...] [--password PW] [--key FILE]
 
 The demo person is ``alice``; her password is ``--password`` or generated and printed at
-start.  The subject secret (directed ``sub``) and, without ``--key``, the signing key are
-generated at start: person and auth tokens stop verifying, and directed ``sub`` values
-change, when the process restarts.
+start.  Missions, their logs, bindings and revocations go to ``--records`` (by default a
+SQLite file in a new temporary folder, printed at start and deleted when the server stops;
+the schema is migrated at start), so a restart with the same ``--records`` keeps them.  The
+subject secret (directed ``sub``) and, without ``--key``, the signing key are generated at
+start: person and auth tokens stop verifying, and directed ``sub`` values change, when the
+process restarts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import secrets
+import shutil
+import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +33,7 @@ from typing import Any
 
 from aauth_server.asgi import RequestLimits
 from aauth_server.keys.jwk import PrivateKey
+from aauth_server.missions.control import MissionControl
 from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
 from aauth_server.person.pages import ConsentPages, DemoLogin
 from aauth_server.storage.uri import open_async_store, open_store
@@ -40,6 +48,12 @@ class Built:
     pages: ConsentPages
     login: DemoLogin
     password: str
+    control: MissionControl
+
+    @property
+    def handlers(self) -> list[Any]:
+        """Every page family, in the order the adapters mount them."""
+        return [self.pages, self.control, self.login]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--store-prefix", metavar="PREFIX", help="key prefix in a shared Redis (default: aauth)"
     )
     parser.add_argument(
+        "--records",
+        metavar="URL",
+        help="durable records: sqlite:///path or postgresql+psycopg://... "
+        "(default: a SQLite file in a new temporary folder, printed at start and deleted "
+        "when the server stops; name a file to keep them across restarts)",
+    )
+    parser.add_argument(
         "--auto-approve",
         action="extend",
         nargs="+",
@@ -70,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="SCOPE",
         help="scopes those agents get without asking",
+    )
+    parser.add_argument(
+        "--mission-scope",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="SCOPE",
+        help="within an active mission, auth tokens for its resources with these scopes "
+        "are granted without asking",
     )
     parser.add_argument("--password", help="alice's password (default: generated and printed)")
     parser.add_argument(
@@ -100,6 +130,12 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
             "store": open_store(args.store, prefix=args.store_prefix),
             "async_store": open_async_store(args.store, prefix=args.store_prefix),
         }
+    records = args.records
+    if records is None:
+        # A file of this run's own, deleted when the server stops (--records keeps them).
+        folder = Path(tempfile.mkdtemp(prefix="aauth-ps-"))
+        atexit.register(shutil.rmtree, folder, True)
+        records = f"sqlite:///{folder / 'records.db'}"
     config = PersonServerConfig(
         issuer=issuer,
         signing_key=key,
@@ -108,11 +144,14 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
         policy=DefaultPolicy(
             auto_approve_agents=tuple(args.auto_approve),
             auto_approve_scopes=tuple(args.auto_approve_scope),
+            mission_scopes=tuple(args.mission_scope),
         ),
         poll_interval=args.poll_interval,
         name="Example Person Server",
         scopes_supported=("openid", "profile"),
         claims_supported=("sub", "name"),
+        records=records,
+        records_migrate=True,
         **stores,
     )
     ps = PersonServer(config)
@@ -120,12 +159,20 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
     secret = secrets.token_bytes(32)
     login = DemoLogin({PERSON: password}, secret, server_name=config.name or "Person Server")
     pages = ConsentPages(ps, authenticate=login.authenticate, secret=secret)
-    return Built(ps, pages, login, password)
+    control = MissionControl(
+        ps,
+        authenticate=login.authenticate,
+        secret=secret,
+        base="/missions",
+        server_name=config.name or "Person Server",
+    )
+    return Built(ps, pages, login, password, control)
 
 
 def announce(built: Built, host: str, port: int, framework: str) -> None:
     print(f"person server {built.ps.config.issuer} ({framework})", flush=True)
     print(f"demo person: {PERSON} / {built.password}", flush=True)
+    print(f"records: {built.ps.records!r}", flush=True)
     print(f"listening on http://{host}:{port}", flush=True)
 
 
@@ -137,7 +184,7 @@ def serve_starlette(built: Built, sock: socket.socket, host: str, port: int) -> 
     from aauth_server_starlette.person import PersonServerApp
     from starlette.applications import Starlette
 
-    mounted = PersonServerApp(built.ps, pages=[built.pages, built.login])
+    mounted = PersonServerApp(built.ps, pages=built.handlers)
     app = Starlette(routes=mounted.mounted(), lifespan=mounted.lifespan)
     server = _AnnouncingServer(
         uvicorn.Config(app, log_level="warning", lifespan="on"),
@@ -152,7 +199,7 @@ def serve_flask(built: Built, sock: socket.socket, host: str, port: int) -> None
     from werkzeug.serving import make_server
 
     app = Flask(__name__)
-    app.register_blueprint(person_blueprint(built.ps, pages=[built.pages, built.login]))
+    app.register_blueprint(person_blueprint(built.ps, pages=built.handlers))
     # Werkzeug keeps the raw request-target the signature covers (see flask_resource).
     server = make_server(host, port, app, threaded=True, fd=sock.fileno())
     announce(built, host, port, "flask")
@@ -178,7 +225,7 @@ def serve_django(built: Built, sock: socket.socket, host: str, port: int) -> Non
     from aauth_server_django.person import PersonServerLifespan, use_person_server
     from django.urls import include, path
 
-    use_person_server(built.ps, pages=[built.pages, built.login])
+    use_person_server(built.ps, pages=built.handlers)
     # uvicorn serves Django's ASGI handler, so the async views (and the async store) answer.
     urlpatterns.append(path("", include("aauth_server_django.person_async_urls")))
     # Django has no lifespan: the wrapper checks the store at start and closes the stores
@@ -236,12 +283,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     sock.listen(128)
+    # SIGTERM ends the server like Ctrl-C, so the exit handlers run (uvicorn installs its
+    # own graceful handler while it serves; Werkzeug does not).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         SERVERS[args.framework](built, sock, args.host, args.port)
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
+        built.ps.close()
     return 0
 
 

@@ -68,6 +68,13 @@ def test_http_benchmark_serves_every_framework_and_prints_its_ratios() -> None:
         ), out
 
 
+def test_mission_decision_benchmark_prints_its_ratio() -> None:
+    out = _run("mission_decision.py", "--iterations", "2", "--repeats", "2")
+    assert re.search(r"baseline, no mission\s+:\s+median\s+[\d.]+ us", out), out
+    assert re.search(r"mission, 10,000 entries\s+:\s+median\s+[\d.]+ us", out), out
+    assert re.search(r"ratio = 10,000 / 10 entries = [\d.]+ {3}\(target <= 1\.2\)", out), out
+
+
 def test_long_poll_benchmark_answers_every_poll_and_prints_its_figures() -> None:
     out = _run(
         "long_poll.py", "--waiters", "20", "--rate", "0", "--redis", ensure_redis(), timeout=180

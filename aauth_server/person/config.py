@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..http import DEFAULT_MAX_BODY
@@ -14,6 +16,10 @@ from ..storage.base import AsyncPendingStore, PendingStore, issuer_prefix
 from ..storage.uri import open_store_pair
 from .policy import DefaultPolicy, Policy
 
+if TYPE_CHECKING:
+    from ..records import RecordStore
+
+log = logging.getLogger("aauth_server.person")
 WELL_KNOWN_PATH = "/.well-known/aauth-person.json"
 
 _PATHS = (
@@ -23,7 +29,13 @@ _PATHS = (
     "consent_path",
     "revocation_path",
     "jwks_path",
+    "mission_path",
+    "permission_path",
+    "audit_path",
 )
+MEMORY_RECORDS = "sqlite://"
+OUTSIDE_SCOPE = ("deny", "ask")
+UPDATES = ("person", "accept")
 
 
 @dataclass
@@ -57,6 +69,13 @@ class PersonServerConfig:
     #: Key prefix of a store opened from a URI; default ``aauth:ps:<issuer host[:port]>``,
     #: so Person Servers sharing one Redis database never share bindings or requests.
     store_prefix: str | None = None
+    #: Durable records (missions, their logs, bindings, issued tokens, revocations):
+    #: ``sqlite:///path``, ``postgresql+psycopg://...``, or a ``RecordStore``.  None keeps
+    #: them in this process's memory (lost on restart; refused beside a shared ``store``).
+    records: str | RecordStore | None = None
+    #: Migrate the records' schema at startup (else it must be current: ``python -m
+    #: aauth_server db upgrade URL``).  Records in memory are always migrated.
+    records_migrate: bool = False
     policy: Policy = field(default_factory=DefaultPolicy)
     person_token_path: str = "/person"  # noqa: S105 - a path, not a secret
     auth_token_path: str = "/token"  # noqa: S105
@@ -67,6 +86,20 @@ class PersonServerConfig:
     consent_path: str = "/consent"
     revocation_path: str = "/revoke"
     jwks_path: str = "/jwks.json"
+    #: The mission endpoint (``{mission_path}/{s256}`` for update and completion), the
+    #: permission and the audit endpoints (digest 8.1, 8.7, 8.8).
+    mission_path: str = "/mission"
+    permission_path: str = "/permission"
+    audit_path: str = "/audit"
+    #: Within a mission with ``approved_resources``, a request for another resource is
+    #: ``deny``-ed ("outside mission scope") or put to the person (``ask``).
+    mission_outside_scope: str = "deny"
+    #: Person tokens for a mission's ``approved_resources`` are issued without asking.
+    mission_grants_person_tokens: bool = True
+    #: A mission update is decided by the ``person`` or ``accept``-ed by the PS itself.
+    mission_updates: str = "person"
+    #: Outbound revocations (suspend/revoke): retries until the token's ``exp``, at most.
+    revocation_attempts: int = 8
     #: Seconds a pending request (and its interaction code) lives.
     pending_lifetime: int = 600
     #: Cap on ``Prefer: wait`` (seconds).
@@ -94,9 +127,6 @@ class PersonServerConfig:
     auth_token_lifetime: int = 3600
     #: How long an agent-person binding is remembered after it was made.
     binding_lifetime: int = 365 * 86400
-    #: Seconds a mission record is kept after its approval or termination, and its log after
-    #: the last entry (the store's TTL; a mission with ``expires_at`` still ends then).
-    mission_retention: int = 400 * 86400
     revocations_per_minute: int = 600
     scopes_supported: tuple[str, ...] = ()
     claims_supported: tuple[str, ...] = ()
@@ -127,16 +157,58 @@ class PersonServerConfig:
             "poll_interval",
             "code_attempts",
             "binding_lifetime",
-            "mission_retention",
             "max_text",
             "max_hint",
             "max_capabilities",
             "max_pending_per_agent",
+            "revocation_attempts",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive")
         if self.max_wait < 0 or self.clarification_rounds < 0:
             raise ConfigurationError("max_wait and clarification_rounds must not be negative")
+        if self.mission_outside_scope not in OUTSIDE_SCOPE:
+            raise ConfigurationError("mission_outside_scope must be 'deny' or 'ask'")
+        if self.mission_updates not in UPDATES:
+            raise ConfigurationError("mission_updates must be 'person' or 'accept'")
+        if self.records is None and self._shared_store():
+            raise ConfigurationError(
+                "records in memory beside a shared store: every worker would keep its own "
+                "missions, bindings and revocations; set records to sqlite:///path or "
+                "postgresql+psycopg://..."
+            )
+        if isinstance(self.records, str) and not self.records:
+            raise ConfigurationError("records must be a database URL")
+
+    def _shared_store(self) -> bool:
+        from ..storage.memory import MemoryStore
+
+        if self.store is None:
+            return False
+        if isinstance(self.store, str):
+            return not self.store.startswith("memory:")
+        return not isinstance(self.store, MemoryStore)
+
+    def record_store(self) -> RecordStore:
+        """Open the records (``ConfigurationError`` for a URL or schema we cannot use)."""
+        from ..records import RecordStore
+
+        if isinstance(self.records, RecordStore):
+            store = self.records
+        elif self.records is None:
+            log.warning(
+                "aauth_server: the Person Server keeps its records in memory: missions, "
+                "bindings and revocations are lost on restart (set records=sqlite:///path)"
+            )
+            store = RecordStore(MEMORY_RECORDS, migrate=True)
+        else:
+            store = RecordStore(self.records, migrate=self.records_migrate)
+            if store.memory and not self.records_migrate:
+                from ..records.migrate import upgrade
+
+                upgrade(store)
+        store.check()
+        return store
 
     def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
         try:

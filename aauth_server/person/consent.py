@@ -35,10 +35,9 @@ from .pending import (
     get_steps,
     state_of,
 )
-from .subjects import bind_steps
 
 if TYPE_CHECKING:
-    from .missions import Mission
+    from ..missions.model import Mission
     from .server import PersonServer
 
 KIND_CODE_FAILURES = "ps-code-failures"
@@ -76,11 +75,23 @@ class ConsentView:
     binds_agent: bool
     #: The mission the request is part of (approved by the person earlier), if any.
     mission: Mission | None = None
+    #: Agent-asserted content of a mission request (``proposal``: description, tools,
+    #: resources; ``mission_update``: description; ``completion``: summary; ``permission``:
+    #: action, description, parameters).
+    proposal: Mapping[str, Any] | None = None
+
+
+Approver = Callable[[Mapping[str, Any], str, Mapping[str, str] | None], Steps[dict[str, Any]]]
+#: The kinds of token requests; the others (missions) have no resource metadata to show.
+TOKEN_KINDS = ("person", "auth")
 
 
 class Consent:
     def __init__(self, server: PersonServer) -> None:
         self.server = server
+        #: ``kind`` -> what approving a request of that kind does before it is approved
+        #: (the changes it returns go into the pending record).
+        self.approvers: dict[str, Approver] = {}
 
     # -- sync and async twins -----------------------------------------------------------------
 
@@ -96,11 +107,14 @@ class Consent:
     async def aview(self, pending_id: str, person: str) -> ConsentView:
         return await self._aview(await self.server.arun(self._owned_steps(pending_id, person)))
 
-    def approve(self, pending_id: str, person: str) -> None:
-        self.server.run(self._approve_steps(pending_id, person))
+    def approve(self, pending_id: str, person: str, edits: Mapping[str, str] | None = None) -> None:
+        """Approve; ``edits`` are the person's changes (a mission's ``description``)."""
+        self.server.run(self._approve_steps(pending_id, person, edits))
 
-    async def aapprove(self, pending_id: str, person: str) -> None:
-        await self.server.arun(self._approve_steps(pending_id, person))
+    async def aapprove(
+        self, pending_id: str, person: str, edits: Mapping[str, str] | None = None
+    ) -> None:
+        await self.server.arun(self._approve_steps(pending_id, person, edits))
 
     def deny(self, pending_id: str, person: str) -> None:
         self.server.run(self._decide_steps(pending_id, person, Event.DENIED))
@@ -141,7 +155,33 @@ class Consent:
     async def apending_for(self, person: str) -> list[ConsentView]:
         return [await self._aview(r) for r in await self.server.arun(self._inbox_steps(person))]
 
-    # -- the logic ----------------------------------------------------------------------------
+    # -- the logic, as steps (Mission Control runs them inside its own flows) -----------------
+
+    def approve_steps(
+        self, pending_id: str, person: str, edits: Mapping[str, str] | None = None
+    ) -> Steps[None]:
+        return self._approve_steps(pending_id, person, edits)
+
+    def ask_steps(self, pending_id: str, person: str, question: str) -> Steps[None]:
+        return self._ask_steps(pending_id, person, question, None, None)
+
+    def engage_steps(self, pending_id: str, person: str) -> Steps[None]:
+        """The person took up a request from another PS page (Mission Control): it is
+        ``interacting`` now, so they may ask the agent questions."""
+        record = yield from self._owned_steps(pending_id, person)
+        if state_of(record) is State.PENDING:
+            try:
+                yield from fire_steps(record, Event.INTERACTION_STARTED)
+            except Refused:
+                pass
+
+    def open_records_steps(self, person: str) -> Steps[list[Record]]:
+        """The person's open requests, as records (``kind``, ``mission_s256``, ...)."""
+        return self._inbox_steps(person)
+
+    def view_of(self, record: Record) -> ConsentView:
+        """A view of a record without resource metadata (Mission Control's listing)."""
+        return self._build(record, {})
 
     def _open_steps(self, code: str, person: str, pending_id: str | None) -> Steps[Record]:
         cfg = self.server.config
@@ -228,17 +268,26 @@ class Consent:
             raise problem(404, "not_found", "no such pending request")
         return (yield from self.server.pending.settle_steps(record))
 
-    def _approve_steps(self, pending_id: str, person: str) -> Steps[None]:
+    def _approve_steps(
+        self, pending_id: str, person: str, edits: Mapping[str, str] | None = None
+    ) -> Steps[None]:
         record = yield from self._owned_steps(pending_id, person)
         if not record.data["bound"] and state_of(record) in OPEN:
             data = record.data
-            bound = yield from bind_steps(
-                data["agent_iss"], data["agent"], person, self.server.config.binding_lifetime
+            bound = yield from self.server.bindings.bind_steps(
+                data["agent_iss"], data["agent"], person
             )
             if not bound:
                 raise problem(409, "invalid_state", "this agent is bound to another person")
         granted = sorted(record.data["scope"])
-        yield from self._fire(record, Event.APPROVED, _set(granted=granted, bound=True))
+        changes: dict[str, Any] = {"granted": granted, "bound": True}
+        approver = self.approvers.get(str(record.data["kind"]))
+        if approver is not None:
+            if state_of(record) not in OPEN:
+                state = state_of(record).value
+                raise problem(409, "invalid_state", f"not possible while the request is {state}")
+            changes.update((yield from approver(record.data, person, edits)))
+        yield from self._fire(record, Event.APPROVED, _set(**changes))
         yield from self._mission_log_steps(record, Event.APPROVED, granted=granted)
 
     def _decide_steps(self, pending_id: str, person: str, event: Event) -> Steps[None]:
@@ -249,15 +298,21 @@ class Consent:
     def _mission_log_steps(self, record: Record, event: Event, **details: object) -> Steps[None]:
         """The person's decisions on a request within a mission go to the mission log."""
         mission = record.data.get("mission_s256")
-        if mission is not None:
-            entry = {
-                "event": f"person_{event.value}",
-                "pending": record.id,
-                "kind": record.data["kind"],
-                "resource": record.data["resource"],
-                **details,
-            }
-            yield from self.server.missions.log_steps(str(mission), entry)
+        if mission is None:
+            return
+        data = record.data
+        entry: dict[str, object] = {"pending": record.id, "kind": data["kind"], "actor": "person"}
+        entry.update(agent=data["agent"], resource=data.get("resource"))
+        if event in (Event.APPROVED, Event.DENIED):
+            entry["event"] = "decision"
+            entry["decision"] = "granted" if event is Event.APPROVED else "denied"
+            entry["scope"] = details.pop("granted", sorted(data.get("scope", [])))
+            if event is Event.DENIED:
+                entry["reason"] = "the person declined"
+        else:
+            entry["event"] = f"person_{event.value}"
+        entry.update(details)
+        yield from self.server.missions.log_steps(str(mission), entry)
 
     def _ask_steps(
         self,
@@ -331,12 +386,18 @@ class Consent:
     def _view(self, record: Record) -> ConsentView:
         mission = self._mission_of(record)
         found = None if mission is None else self.server.missions.get(mission)
-        return self._build(record, self._metadata(record.data["resource"]), found)
+        meta: Mapping[str, object] = {}
+        if record.data["kind"] in TOKEN_KINDS:
+            meta = self._metadata(record.data["resource"])
+        return self._build(record, meta, found)
 
     async def _aview(self, record: Record) -> ConsentView:
         mission = self._mission_of(record)
         found = None if mission is None else await self.server.missions.aget(mission)
-        return self._build(record, await self._ametadata(record.data["resource"]), found)
+        meta: Mapping[str, object] = {}
+        if record.data["kind"] in TOKEN_KINDS:
+            meta = await self._ametadata(record.data["resource"])
+        return self._build(record, meta, found)
 
     @staticmethod
     def _mission_of(record: Record) -> str | None:
@@ -384,6 +445,7 @@ class Consent:
             expires_at=float(data["expires_at"]),
             binds_agent=not data["bound"],
             mission=mission,
+            proposal=data.get("proposal"),
         )
 
 

@@ -9,6 +9,7 @@ consent page) or ``requirement=approval`` (the person has a PS page open), else
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -16,20 +17,27 @@ from ..errors import Deferred
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..resource.sessions import new_code
-from ..resource.state import digest_id
+from ..resource.state import REVOCATION_GRACE, digest_id
 from ..revocation import RateLimit, json_body, problem, revocation_steps
-from ..steps import Steps, StoreOp
+from ..steps import Steps
 from ..tokens.aauth import DWK_AGENT, DWK_RESOURCE
 from ..verifier import VerifiedRequest
-from .policy import AUTH, PERSON, Approve, AskAgent, AskPerson, Decision, Deny
+from .policy import AUTH, PERSON, Approve, AskAgent, AskPerson, Decision, Deny, mission_rule
 from .questions import policy_request
-from .subjects import Presence, bound_person_steps, upsert_steps
-from .tokens import KIND_CUTOFF, KIND_SEEN
+from .subjects import Presence
 
 if TYPE_CHECKING:
+    from ..missions.model import Mission
     from .config import PersonServerConfig
-    from .missions import Mission
     from .server import PersonServer
+
+#: How a decision reads in the mission log (digest 8.4: every request is judged and logged).
+DECISION_WORDS = {
+    Approve: "granted",
+    Deny: "denied",
+    AskPerson: "asked",
+    AskAgent: "asked the agent",
+}
 
 PROMPTS = ("none", "login", "consent", "select_account")
 PLATFORMS = ("web", "mobile", "desktop", "workload", "self-hosted")
@@ -90,15 +98,13 @@ class TokenEndpoints:
     # -- person token endpoint (digest 5.2) ---------------------------------------------------
 
     def person_token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
-        verified = yield from self.server.verify_agent_steps(request, token_request=True)
+        verified, person = yield from self.server.agent_steps(request, token_request=True)
         body = _body(request)
         resource = body.get("resource")
         if not is_server_identifier(resource, dev_loopback=self.server.config.dev_loopback):
             raise problem(400, "invalid_request", "resource must be a server identifier")
         fields = _request_fields(body, self.server.config)
-        claims = verified.claims
         yield from self._note_capabilities_steps(verified, body)
-        person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
         data = {**self._agent_data(verified), **fields, "kind": PERSON, "resource": resource}
         data["tenant_hint"] = data.pop("tenant")  # a hint: person tokens carry no tenant here
         data["scope"] = []
@@ -110,14 +116,12 @@ class TokenEndpoints:
     # -- auth token endpoint (digest 5.3, three-party) ------------------------------------------
 
     def auth_token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
-        verified = yield from self.server.verify_agent_steps(request, token_request=True)
+        verified, person = yield from self.server.agent_steps(request, token_request=True)
         body = _body(request)
         fields = _request_fields(body, self.server.config)
         pair = yield from self.server.params.verify_pair_steps(verified, body)
         rt = pair.resource_token
-        claims = verified.claims
         yield from self._note_capabilities_steps(verified, body)
-        person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
         resource = str(rt["iss"])
         if person is None or self.server.directed_sub(person, resource) != rt["sub"]:
             raise problem(400, "invalid_resource_token", "the resource token names another person")
@@ -180,28 +184,51 @@ class TokenEndpoints:
         mission: Mission | None = None,
     ) -> Steps[HttpResponse]:
         server = self.server
+        cfg = server.config
         if mission is not None:
             data["mission_s256"] = mission.s256
             data["mission_expires"] = mission.expires_at
         requested = frozenset(data["scope"])
         prompt = data.get("prompt")
         decision: Decision = AskPerson()
-        if person is not None:
-            decision = server.config.policy.decide(policy_request(data, person, mission))
-            # The agent asked for the person explicitly: a standing approval does not answer it.
-            if isinstance(decision, Approve) and prompt in ("login", "consent"):
-                decision = AskPerson()
+        actor = "ps"  # an agent the PS does not know: the person must bind it
+        if person is not None and mission is not None:
+            ruled = mission_rule(
+                mission,
+                data["kind"],
+                data["resource"],
+                outside_scope=cfg.mission_outside_scope,
+                grant_person_tokens=cfg.mission_grants_person_tokens,
+            )
+            if ruled is not None:
+                decision, actor = ruled, "mission"
+        if person is not None and actor == "ps":
+            log = None if mission is None else server.missions.log(mission.s256)
+            answer = cfg.policy.decide(policy_request(data, person, mission, log))
+            decision = (yield from answer) if inspect.isgenerator(answer) else answer  # type: ignore[assignment]
+            actor = "policy"
             if isinstance(decision, AskAgent) and not server.questions.can_ask(data):
                 decision = AskPerson()  # an agent without the clarification capability
+        # The agent asked for the person explicitly: a standing approval does not answer it.
+        if isinstance(decision, Approve) and prompt in ("login", "consent"):
+            decision, actor = AskPerson(), "agent"
         if mission is not None:
-            entry = {
-                "event": "token_requested",
+            entry: dict[str, Any] = {
+                "event": "decision",
                 "kind": data["kind"],
+                "agent": data["agent"],
                 "resource": data["resource"],
                 "scope": sorted(requested),
-                "decision": type(decision).__name__.lower(),
+                "decision": DECISION_WORDS[type(decision)],
+                "actor": actor,
             }
-            yield from server.missions.log_steps(mission.s256, entry)
+            if isinstance(decision, Deny):
+                entry["reason"] = decision.reason
+            if isinstance(decision, Approve):
+                # Logged with the token it grants, in the issuing transaction.
+                data["decision_entry"] = entry
+            else:
+                yield from server.missions.log_steps(mission.s256, entry)
         if isinstance(decision, Deny):
             raise problem(403, "denied", decision.reason)
         data["person"] = person
@@ -212,7 +239,19 @@ class TokenEndpoints:
             granted = requested if decision.scopes is None else requested & decision.scopes
             data["granted"] = sorted(granted)
             return (yield from server.pending.issue_steps(data, verified))
-        if prompt == "none":
+        return (yield from self.ask_person_steps(verified, data, person))
+
+    def ask_person_steps(
+        self, verified: VerifiedRequest, data: dict[str, Any], person: str | None
+    ) -> Steps[HttpResponse]:
+        """Open a pending request the person decides on (``data`` as the pending record
+        keeps it) and answer ``202``: ``requirement=interaction`` when the agent can bring
+        the person to the consent page, ``requirement=approval`` when the person has a PS
+        page open, else ``403 user_unreachable``."""
+        server = self.server
+        data.setdefault("person", person)
+        data.setdefault("bound", person is not None)
+        if data.get("prompt") == "none":
             raise _unreachable("the person must decide and the agent asked for no prompt")
         if "interaction" in data["capabilities"]:
             code = new_code()
@@ -253,22 +292,27 @@ class TokenEndpoints:
             # APs revoke their agent tokens here; resources revoke resource tokens at their aud.
             return dwk in (DWK_AGENT, DWK_RESOURCE)
 
+        server = self.server
+
+        def record(caller: str, jti: str, exp: int, now: float) -> Steps[None]:
+            until = exp + REVOCATION_GRACE
+            yield server.rop(server.rec.revoke(caller, jti, exp=until, now=now, source="caller"))
+
         caller, dwk, jti = yield from revocation_steps(
             request,
-            self.server.server_verifier,
+            server.server_verifier,
             accepts=accepts,
             rate_limit=self.rate_limit,
             clock=cfg.clock,
+            record=record,
         )
         if dwk == DWK_AGENT:
             # Cascade: every token and request of this agent from before now is revoked.
-            seen = yield StoreOp("get", (KIND_SEEN, digest_id(caller, jti)))
-            if seen is not None:
-                ttl = max(3600, cfg.pending_lifetime) + 600
-                cutoff = {"at": cfg.clock.now()}
-                yield from upsert_steps(
-                    KIND_CUTOFF, digest_id(caller, str(seen.data["sub"])), cutoff, ttl
-                )
+            sub = yield server.rop(server.rec.seen_sub(caller, jti))
+            if sub is not None:
+                now = cfg.clock.now()
+                keep = max(3600, cfg.pending_lifetime) + 600
+                yield server.rop(server.rec.cut_off(caller, sub, at=now, expires_at=now + keep))
         return HttpResponse(200, [("Cache-Control", "no-store")], b"")
 
 

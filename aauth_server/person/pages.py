@@ -30,6 +30,7 @@ page it came from.
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,9 +67,9 @@ from ..pagekit import is_loopback as _is_loopback
 from ..pagekit import origin_of as _origin
 from ..pagekit import query_params as _query
 from ..pagekit import set_cookie as cookie_header
+from ..pagekit.markdown import render_markdown
 from ..tokens.aauth import DWK_AGENT
 from .lifecycle import OPEN, State
-from .markdown import render_markdown
 from .relay import MAX_TEXT as MAX_ANSWER
 
 if TYPE_CHECKING:
@@ -88,6 +89,10 @@ __all__ = [
 
 #: This family's templates and its only script and style (``base.html`` links them).
 TEMPLATES: Final = Path(__file__).with_name("templates")
+#: The mission consent page (a proposal, an update, a completion, a permission) lives with
+#: the missions package; it is a consent page like the others.
+MISSION_TEMPLATES: Final = Path(__file__).parent.parent / "missions" / "templates"
+MISSION_KINDS: Final = ("mission", "mission_update", "completion", "permission")
 ASSETS: Final = ("consent.css", "consent.js")
 NONCE_COOKIE: Final = "aauth_consent"
 MAX_QUESTION: Final = 2000
@@ -97,7 +102,14 @@ _LOGIN_NONCE: Final = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
 def _renderer(templates_dir: str | Path | None, server_name: str, static: str) -> Renderer:
-    return Renderer(templates_dir, TEMPLATES, server_name=server_name, static=static, assets=ASSETS)
+    return Renderer(
+        templates_dir,
+        TEMPLATES,
+        MISSION_TEMPLATES,
+        server_name=server_name,
+        static=static,
+        assets=ASSETS,
+    )
 
 
 # --- callback validation (digest 6.3) -------------------------------------------------------
@@ -181,6 +193,49 @@ class PageRequest:
     mission: Markup | None = None
     mission_s256: str | None = None
     mission_approved: str | None = None
+    mission_status: str | None = None
+    #: The mission's accepted updates (sanitised Markdown), oldest first.
+    mission_updates: tuple[Markup, ...] = ()
+    #: What the agent proposes (mission kinds only; all agent-asserted, sanitised).
+    proposal_description: Markup | None = None
+    #: The proposed description as text, for the person to edit before approving.
+    proposal_description_raw: str = ""
+    proposal_tools: tuple[ScopeItem, ...] = ()
+    proposal_resources: tuple[str, ...] = ()
+    summary: Markup | None = None
+    permission_action: str = ""
+    permission_parameters: str = ""
+
+
+def _page_proposal(view: ConsentView) -> dict[str, Any]:
+    proposal = view.proposal
+    if not proposal:
+        return {}
+    out: dict[str, Any] = {}
+    description = proposal.get("description")
+    if isinstance(description, str):
+        out["proposal_description"] = render_markdown(description)
+        out["proposal_description_raw"] = description
+    tools = proposal.get("tools")
+    if isinstance(tools, list):
+        out["proposal_tools"] = tuple(
+            ScopeItem(str(t.get("name", "")), render_markdown(t.get("description")))
+            for t in tools
+            if isinstance(t, dict)
+        )
+    resources = proposal.get("resources")
+    if isinstance(resources, list):
+        out["proposal_resources"] = tuple(str(r) for r in resources)
+    summary = proposal.get("summary")
+    if isinstance(summary, str):
+        out["summary"] = render_markdown(summary)
+    action = proposal.get("action")
+    if isinstance(action, str):
+        out["permission_action"] = action
+        parameters = proposal.get("parameters")
+        if parameters:
+            out["permission_parameters"] = json.dumps(parameters, indent=2, sort_keys=True)
+    return out
 
 
 def _page_request(view: ConsentView) -> PageRequest:
@@ -215,6 +270,7 @@ def _page_request(view: ConsentView) -> PageRequest:
         ),
         binds_agent=view.binds_agent,
         **_page_mission(view),
+        **_page_proposal(view),
     )
 
 
@@ -227,6 +283,8 @@ def _page_mission(view: ConsentView) -> dict[str, Any]:
         "mission": render_markdown(mission.description),
         "mission_s256": mission.s256,
         "mission_approved": approved if isinstance(approved, str) else None,
+        "mission_status": mission.state,
+        "mission_updates": tuple(render_markdown(u.description) for u in mission.updates),
     }
 
 
@@ -468,8 +526,9 @@ class ConsentPages:
             # Browsers apply form-action to the redirect that follows a form post too, so
             # the validated callback's origin must be admitted on this page.
             headers.append(("Content-Security-Policy", csp(form_action=(_origin(callback),))))
+        template = "mission_consent.html" if req.kind in MISSION_KINDS else "consent.html"
         return self.renderer.page(
-            "consent.html",
+            template,
             headers=headers,
             **self._consent_context(req, person, nonce, callback),
             **self._relay_context(relays, person, nonce, self._back(req.id, callback)),
@@ -593,7 +652,8 @@ class ConsentPages:
             self.secret, form.get("csrf"), session, pending_id, callback
         ):
             return self._forbidden(person)
-        action = form.get("action", "")
+        action = {"accept": "approve", "followup": "ask"}.get(form.get("action", ""), "")
+        action = action or form.get("action", "")
         back = {"request": pending_id, **({"callback": callback} if callback else {})}
         if action == "ask":
             question = form.get("question", "").strip()
@@ -620,8 +680,12 @@ class ConsentPages:
             return self.renderer.problem(
                 400, "Unknown action", "Choose Approve or Deny.", person=person
             )
+        args: tuple[Any, ...] = (pending_id, person)
+        if action == "approve" and "description" in form:
+            # The person's edit of a proposed mission's description (only read for proposals).
+            args = (pending_id, person, {"description": form["description"].replace("\r\n", "\n")})
         try:
-            yield _Call("consent", action, (pending_id, person))
+            yield _Call("consent", action, args)
         except AAuthError as error:
             if error.status >= 500 and not callback:
                 raise
@@ -671,7 +735,10 @@ class ConsentPages:
                     "state": req.state,
                     "open": req.open,
                     "agent_html": self.renderer.fragment("_agent.html", **context),
-                    "ask_html": self.renderer.fragment("_ask.html", **context),
+                    "ask_html": self.renderer.fragment(
+                        "_mission_ask.html" if req.kind in MISSION_KINDS else "_ask.html",
+                        **context,
+                    ),
                 }
             else:
                 payload["view"] = {"id": pending_id, "state": "gone", "open": False}

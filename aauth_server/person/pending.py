@@ -16,11 +16,12 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
-from ..resource.state import KIND_REVOKED, digest_id
+from ..records import IssuedToken
+from ..resource.state import digest_id
 from ..revocation import json_body, problem
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
@@ -28,7 +29,7 @@ from ..verifier import VerifiedRequest
 from .lifecycle import OPEN, TERMINAL, Event, LifecycleError, State, body_status, next_state
 from .lifecycle import poll_answer as lifecycle_answer
 from .policy import AUTH
-from .tokens import FIXED_CLAIMS, TokenPair
+from .tokens import FIXED_CLAIMS, Minted, TokenPair
 
 if TYPE_CHECKING:
     from .config import PersonServerConfig
@@ -120,9 +121,22 @@ def prefer_wait(request: HttpRequest) -> int | None:
     return None
 
 
+class KindHandler(Protocol):
+    """Delivers the outcome of pending requests of a kind other than person/auth tokens
+    (the mission endpoints register theirs)."""
+
+    def deliver_steps(
+        self, data: Mapping[str, Any], verified: VerifiedRequest
+    ) -> Steps[HttpResponse]: ...
+
+    def refusal(self, data: Mapping[str, Any], state: str) -> HttpResponse | None: ...
+
+
 class PendingRequests:
     def __init__(self, server: PersonServer) -> None:
         self.server = server
+        #: ``kind`` -> who delivers an approved request of that kind.
+        self.kinds: dict[str, KindHandler] = {}
 
     @property
     def _cfg(self) -> PersonServerConfig:
@@ -241,8 +255,10 @@ class PendingRequests:
         update: Callable[[dict[str, Any]], None] | None = None
         if (yield from self.agent_revoked_steps(data)):
             event = Event.REVOKED
-        elif data.get("mission_s256") is not None and not (
-            yield from self.server.missions.is_active_steps(str(data["mission_s256"]))
+        elif (
+            data.get("mission_s256") is not None
+            and not (data["kind"] == "completion" and state is State.APPROVED)
+            and (yield from self._mission_ended_steps(str(data["mission_s256"])))
         ):
             # Digest 8.5: a mission that ended takes its open requests with it.
             event, update = Event.REVOKED, _revoked_by("the mission this request names ended")
@@ -261,9 +277,22 @@ class PendingRequests:
         except Refused as refused:
             return refused.record
 
+    def _mission_ended_steps(self, s256: str) -> Steps[bool]:
+        mission = yield from self.server.missions.current_steps(s256)
+        return mission is None or mission.state == "terminated"
+
+    def suspended_steps(self, record: Record) -> Steps[bool]:
+        """Is the request's mission suspended?  Its requests then wait (no outcome leaves)."""
+        s256 = record.data.get("mission_s256")
+        if s256 is None:
+            return False
+        mission = yield from self.server.missions.current_steps(str(s256))
+        return mission is not None and mission.suspended
+
     def agent_revoked_steps(self, data: Any) -> Steps[bool]:
-        seen = yield StoreOp("get", (KIND_REVOKED, digest_id(data["agent_iss"], data["agent_jti"])))
-        if seen is not None:
+        server = self.server
+        revoked = yield server.rop(server.rec.is_revoked(data["agent_iss"], data["agent_jti"]))
+        if revoked:
             return True
         return (
             yield from self.server.params.cut_off_steps(
@@ -316,6 +345,11 @@ class PendingRequests:
             except Refused as refused:
                 record = refused.record  # another poll took it (or it changed): decide again
                 continue
+            handler = self.kinds.get(str(delivered.data["kind"]))
+            if status != 200 and handler is not None:
+                answer = handler.refusal(delivered.data, state.value)
+                if answer is not None:
+                    return answer
             if status != 200:
                 detail = delivered.data.get("revoked_detail") or _DETAILS.get(state, state.value)
                 raise problem(status, error or "server_error", detail)
@@ -325,6 +359,10 @@ class PendingRequests:
         self, data: Mapping[str, Any], verified: VerifiedRequest
     ) -> Steps[HttpResponse]:
         """Mint the approved token for the agent that asked (``data`` as a pending record holds)."""
+        handler = self.kinds.get(str(data["kind"]))
+        if handler is not None:
+            yield from self.server.remember_agent_steps(verified)
+            return (yield from handler.deliver_steps(data, verified))
         params = self.server.params
         if data["kind"] == AUTH:
             issued = params.auth_token(verified, data)
@@ -333,21 +371,61 @@ class PendingRequests:
             issued = params.person_token(verified, str(data["person"]), data)
             field = "person_token"
         if issued is None:
+            decided = data.get("decision_entry")
+            if data.get("mission_s256") is not None and isinstance(decided, Mapping):
+                yield from self.server.missions.log_steps(str(data["mission_s256"]), decided)
             raise problem(408, "expired", "a token this request depends on has expired")
         yield from self.server.remember_agent_steps(verified)
-        token, lifetime = issued
-        if data.get("mission_s256") is not None:
-            entry = {
-                "event": "token_issued",
-                "kind": data["kind"],
-                "resource": data["resource"],
-                "scope": list(data.get("granted", [])),
-                "expires_in": lifetime,
-            }
-            yield from self.server.missions.log_steps(str(data["mission_s256"]), entry)
+        yield from self.record_issued_steps(data, verified, issued)
         return HttpResponse.json(
-            200, {field: token, "expires_in": lifetime}, headers=[("Cache-Control", "no-store")]
+            200,
+            {field: issued.token, "expires_in": issued.lifetime},
+            headers=[("Cache-Control", "no-store")],
         )
+
+    def record_issued_steps(
+        self, data: Mapping[str, Any], verified: VerifiedRequest, issued: Minted
+    ) -> Steps[None]:
+        """Keep the issued token's record (digest 5.2, 5.7) and, within a mission, log it."""
+        server = self.server
+        claims = verified.claims
+        kind = str(data["kind"])
+        mission = data.get("mission_s256")
+        granted = list(data.get("granted", []))
+        record = IssuedToken(
+            jti=issued.jti,
+            type=kind,
+            aud=str(data["resource"]),
+            iat=issued.iat,
+            exp=issued.exp,
+            agent_issuer=str(claims["iss"]),
+            agent=str(claims["sub"]),
+            agent_jti=str(claims["jti"]),
+            person=None if data.get("person") is None else str(data["person"]),
+            sub=issued.sub,
+            mission=None if mission is None else str(mission),
+            scope=" ".join(granted) or None,
+        )
+        entries: list[Mapping[str, Any]] = []
+        if mission is not None:
+            # The decision that granted it (when it was made just now), then the token.
+            decided = data.get("decision_entry")
+            if isinstance(decided, Mapping):
+                entries.append(decided)
+            entries.append(
+                {
+                    "event": "token_issued",
+                    "kind": kind,
+                    "agent": str(claims["sub"]),
+                    "resource": data["resource"],
+                    "scope": granted,
+                    "jti": issued.jti,
+                    "exp": issued.exp,
+                    "expires_in": issued.lifetime,
+                }
+            )
+        now = server.config.clock.now()
+        yield server.rop(server.rec.record_issued(record, log=entries, now=now))
 
     # -- the pending URL ----------------------------------------------------------------------
 
@@ -399,6 +477,8 @@ class PendingRequests:
                     "poll no sooner than Retry-After allows",
                     **{"Retry-After": str(self._cfg.poll_interval)},
                 )
+        if state_of(record) not in TERMINAL and (yield from self.suspended_steps(record)):
+            raise self.deferred(record)  # our extension: a suspended mission's requests wait
         return (yield from self.answer_steps(record, verified))
 
     def _action_steps(
@@ -445,7 +525,12 @@ class PendingRequests:
         mission = record.data.get("mission_s256")
         if mission is not None:
             answer = record.data["clarifications"][-1]["answer"]
-            entry = {"event": f"agent_{action}", "pending": record.id, "answer": answer}
+            entry = {
+                "event": f"agent_{action}",
+                "agent": record.data["agent"],
+                "pending": record.id,
+                "answer": answer,
+            }
             yield from self.server.missions.log_steps(str(mission), entry)
         if state_of(record) is State.PENDING:
             # questioned -> pending: the question was the policy's, which decides again.

@@ -18,15 +18,26 @@ should hold in memory.  Four answers exist:
 
 An agent the PS does not know yet (no binding) is always asked: the binding needs the
 person, so the policy is not consulted for it.
+
+Within a mission (the request names an active ``mission_s256``) the PS answers first from the
+mission itself (:func:`mission_rule`): a person token for one of its ``approved_resources`` is
+issued without asking, and a request for a resource outside them is denied ("outside mission
+scope") or put to the person, as ``PersonServerConfig.mission_outside_scope`` says.  Anything
+else goes to the policy, which sees the mission (blob and accepted updates) and a query over
+its log (``request.mission_log``).  A policy that needs the log writes ``decide`` as a
+generator: ``count = yield from request.mission_log.count(resource=request.resource)``, then
+``return Approve()``; the PS's driver answers the query, sync or async.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
-    from .missions import Mission
+    from ..missions.model import Mission
+    from ..missions.registry import MissionLog
 
 PERSON = "person"
 AUTH = "auth"
@@ -51,8 +62,11 @@ class TokenRequest:
     tenant: str | None = None
     prompt: str | None = None
     #: The active mission the request names (``mission_s256``), already checked to be this
-    #: agent's; its ``document`` holds ``approved_resources`` and ``approved_tools``.
+    #: agent's; its ``document`` holds ``approved_resources`` and ``approved_tools``, its
+    #: ``updates`` the accepted updates.
     mission: Mission | None = None
+    #: A query over that mission's log (step generators; see the module docstring).
+    mission_log: MissionLog | None = None
     #: ``(question, answer)`` pairs asked so far on this request (agent-asserted answers);
     #: empty on the first decision, filled when the policy decides again after AskAgent.
     clarifications: tuple[tuple[str, str | None], ...] = ()
@@ -93,10 +107,30 @@ class AskAgent:
 
 
 Decision = Approve | Deny | AskPerson | AskAgent
+OUTSIDE_MISSION = "outside mission scope"
 
 
 class Policy(Protocol):
-    def decide(self, request: TokenRequest) -> Decision: ...
+    def decide(self, request: TokenRequest) -> Decision | Generator[Any, Any, Decision]: ...
+
+
+def mission_rule(
+    mission: Mission,
+    kind: str,
+    resource: str,
+    *,
+    outside_scope: str = "deny",
+    grant_person_tokens: bool = True,
+) -> Decision | None:
+    """The mission's own answer to a token request, or None to ask the policy."""
+    approved = mission.approved_resources
+    if approved is None:
+        return None
+    if resource not in approved:
+        return Deny(OUTSIDE_MISSION) if outside_scope == "deny" else AskPerson()
+    if kind == PERSON and grant_person_tokens:
+        return Approve()
+    return None
 
 
 @dataclass(frozen=True)
@@ -111,12 +145,23 @@ class DefaultPolicy:
     auto_approve_agents: tuple[str, ...] = ()
     auto_approve_scopes: tuple[str, ...] = ()
     auto_approve_resources: tuple[str, ...] = ()
+    #: Within an active mission, auth tokens for its ``approved_resources`` with only these
+    #: scopes are approved for any agent (the person approved the mission).
+    mission_scopes: tuple[str, ...] = ()
     _agents: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_agents", frozenset(self.auto_approve_agents))
 
     def decide(self, request: TokenRequest) -> Decision:
+        mission = request.mission
+        if (
+            mission is not None
+            and request.kind == AUTH
+            and request.resource in (mission.approved_resources or ())
+            and request.scopes <= frozenset(self.mission_scopes)
+        ):
+            return Approve()
         if request.agent not in self._agents:
             return AskPerson()
         resources = self.auto_approve_resources
@@ -129,6 +174,7 @@ class DefaultPolicy:
 
 __all__ = [
     "AUTH",
+    "OUTSIDE_MISSION",
     "PERSON",
     "Approve",
     "AskAgent",
@@ -138,4 +184,5 @@ __all__ = [
     "Deny",
     "Policy",
     "TokenRequest",
+    "mission_rule",
 ]

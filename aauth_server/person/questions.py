@@ -17,6 +17,7 @@ answer so far in ``TokenRequest.clarifications``:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -32,12 +33,16 @@ from .pending import KIND_CODE, Refused, fire_steps
 from .policy import Approve, AskAgent, AskPerson, Decision, Deny, TokenRequest
 
 if TYPE_CHECKING:
-    from .missions import Mission
+    from ..missions.model import Mission
+    from ..missions.registry import MissionLog
     from .server import PersonServer
 
 
 def policy_request(
-    data: Mapping[str, Any], person: str, mission: Mission | None = None
+    data: Mapping[str, Any],
+    person: str,
+    mission: Mission | None = None,
+    mission_log: MissionLog | None = None,
 ) -> TokenRequest:
     """What the policy sees of a token request (``data`` as the endpoints and records hold it)."""
     return TokenRequest(
@@ -55,6 +60,7 @@ def policy_request(
         tenant=data.get("tenant") or data.get("tenant_hint"),
         prompt=data.get("prompt"),
         mission=mission,
+        mission_log=mission_log,
         clarifications=tuple(
             (str(c["question"]), c["answer"]) for c in data.get("clarifications", ())
         ),
@@ -94,7 +100,9 @@ class AgentQuestions:
             mission = yield from server.missions.require_steps(
                 data["mission_s256"], data["agent_iss"], data["agent"], person
             )
-        decision: Decision = server.config.policy.decide(policy_request(data, person, mission))
+        log = None if mission is None else server.missions.log(mission.s256)
+        answer = server.config.policy.decide(policy_request(data, person, mission, log))
+        decision: Decision = (yield from answer) if inspect.isgenerator(answer) else answer  # type: ignore[assignment]
         if isinstance(decision, Approve) and data.get("prompt") in ("login", "consent"):
             decision = AskPerson()
         if isinstance(decision, AskAgent) and not self.can_ask(data):

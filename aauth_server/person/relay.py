@@ -39,14 +39,14 @@ from urllib.parse import urlsplit
 from ..errors import AAuthError, Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
+from ..missions.model import valid_s256
 from ..resource.state import digest_id, new_id
 from ..revocation import json_body, problem
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
 from .channels import Channel, RelayView, done
-from .missions import valid_s256
-from .subjects import Presence, bound_person_steps, upsert_steps
+from .subjects import Presence, upsert_steps
 
 if TYPE_CHECKING:
     from .server import PersonServer
@@ -291,11 +291,15 @@ class InteractionRelay:
         if verified.claims.get("parent_agent") is not None:
             raise _bad("a sub-agent cannot relay to the person; its parent agent can")
         body: object = json_body(request)
+        if isinstance(body, dict) and body.get("type") == "completion":
+            # The completion shape of before -11: the mission endpoint's completion flow.
+            endpoints = self.ps.mission_endpoints
+            return (yield from endpoints.legacy_completion_steps(request, verified, body))
         relay = parse_relay_body(body, dev_loopback=self.dev_loopback)
         ap, agent = str(verified.issuer), str(verified.claims.get("sub"))
         if relay.capabilities is not None:
             yield from self.note_capabilities_steps(ap, agent, relay.capabilities)
-        person = yield from bound_person_steps(ap, agent)
+        person = yield from self.ps.bindings.person_steps(ap, agent)
         if relay.mission_s256 is not None:
             # Digest 6.4: a relay within a mission that has ended is refused before anything
             # else (mission_not_found for a mission that is not this agent's).

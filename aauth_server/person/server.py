@@ -9,24 +9,33 @@ written once as generators (:mod:`aauth_server.steps`) and driven either way.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, TypeVar
 
+from ..errors import SignatureFailure
 from ..http import HttpRequest, HttpResponse
+from ..keys.egress import EgressPolicy
+from ..missions.endpoint import KINDS as MISSION_KINDS
+from ..missions.endpoint import MissionEndpoints
+from ..missions.halt import HaltAtResources
+from ..missions.model import Mission
+from ..missions.registry import Missions
+from ..outbound import OutboundClient, ServerSigner
+from ..records import RecordOp, RecordOps, Txn
 from ..resource.config import discovery_for
-from ..resource.state import REVOCATION_GRACE, ResourceState, digest_id
+from ..resource.state import REVOCATION_GRACE
 from ..revocation import problem, server_verifier
-from ..steps import Driver, Steps, StoreOp
-from ..storage.base import RecordExists
-from ..tokens.aauth import TYP_AGENT
+from ..revocation_client import RevocationClient
+from ..steps import Driver, Steps
+from ..tokens.aauth import DWK_PERSON, TYP_AGENT
 from ..verifier import RequestVerifier, VerifiedRequest, VerifierConfig
 from .config import WELL_KNOWN_PATH, PersonServerConfig
 from .consent import Consent
 from .endpoints import TokenEndpoints
-from .missions import Missions
 from .pending import PendingRequests
 from .questions import AgentQuestions
-from .subjects import Presence, directed_sub
-from .tokens import KIND_SEEN, ParamTokens
+from .subjects import Bindings, Presence, directed_sub
+from .tokens import ParamTokens, RecordRevocations
 
 T = TypeVar("T")
 log = logging.getLogger("aauth_server.person")
@@ -40,27 +49,33 @@ class PersonServer:
         discovery = discovery_for(config)
         self.discovery = discovery
         self.store, self.async_store = config.stores()
-        # Revocations are keyed (iss, jti) in the shared store, as at the resource.
-        self.state = ResourceState(self.store, self.async_store)
-        self.verifier = RequestVerifier(
+        #: Durable records: missions, their logs, bindings, issued tokens, revocations.
+        self.records = config.record_store()
+        self.rec = RecordOps(config.issuer)
+        # Revocations are keyed (iss, jti) in the records; the replay cache stays in the store.
+        self.state = RecordRevocations(self.records, self.rec, self.store, self.async_store)
+        base = VerifierConfig(
+            accept_schemes=("jwt",),
+            accept_algs=config.accept_algs,
+            # Only the agent token signs at a PS (digest 5); a person or auth token in
+            # Signature-Key is refused as invalid_jwt by its typ.
+            token_types=(TYP_AGENT,),
+            window=config.signature_window,
+            require_body_coverage=True,
+            allow_eddsa=config.allow_eddsa,
+            dev_loopback=config.dev_loopback,
+            # The PS's own endpoints look the agent token's revocation up together with the
+            # agent's binding, in one records transaction (agent_steps).
+            revocable_types=(),
+        )
+        self.verifier = RequestVerifier(discovery, base, clock=config.clock, state=self.state)
+        #: The agent-token verifier that checks revocation itself (the interaction relay).
+        self.agent_verifier = RequestVerifier(
             discovery,
-            VerifierConfig(
-                accept_schemes=("jwt",),
-                accept_algs=config.accept_algs,
-                # Only the agent token signs at a PS (digest 5); a person or auth token in
-                # Signature-Key is refused as invalid_jwt by its typ.
-                token_types=(TYP_AGENT,),
-                window=config.signature_window,
-                require_body_coverage=True,
-                allow_eddsa=config.allow_eddsa,
-                dev_loopback=config.dev_loopback,
-                revocable_types=(TYP_AGENT,),
-            ),
+            replace(base, revocable_types=(TYP_AGENT,)),
             clock=config.clock,
             state=self.state,
         )
-        #: The agent-token verifier under the name the interaction relay uses.
-        self.agent_verifier = self.verifier
         self.server_verifier = server_verifier(discovery, self.verifier.config, config.clock)
         self.driver = Driver(
             self.verifier, self.store, self.async_store, subject="the person server"
@@ -68,7 +83,10 @@ class PersonServer:
         self._remembered: dict[tuple[str, str], float] = {}
         self._subs: dict[tuple[str, str], str] = {}
         self.params = ParamTokens(self)
-        self.missions = Missions(self)
+        self.bindings = Bindings(self)
+        self.missions = Missions(
+            records=self.records, ops=self.rec, clock=config.clock, run=self.run, arun=self.arun
+        )
         self.pending = PendingRequests(self)
         self.endpoints = TokenEndpoints(self)
         self.questions = AgentQuestions(self)
@@ -77,6 +95,30 @@ class PersonServer:
         from .relay import InteractionRelay  # the relay builds on the PS it serves
 
         self.relay = InteractionRelay(self)
+        self.mission_endpoints = MissionEndpoints(
+            _MissionHost(self),
+            mission_path=config.mission_path,
+            permission_path=config.permission_path,
+            audit_path=config.audit_path,
+        )
+        for kind in MISSION_KINDS:
+            self.pending.kinds[kind] = self.mission_endpoints
+            self.consent.approvers[kind] = self.mission_endpoints.approve_steps
+        # Suspending or ending a mission revokes its tokens at their resources (digest 5.7),
+        # signed as this PS, from the durable outbox.
+        signer = ServerSigner(config.signing_key, config.issuer, DWK_PERSON, clock=config.clock)
+        self.outbound = OutboundClient(signer, EgressPolicy(dev_loopback=config.dev_loopback))
+        self.halt = HaltAtResources(
+            records=self.records,
+            ops=self.rec,
+            clock=config.clock,
+            issuer=config.issuer,
+            metadata=discovery.metadata,
+            client=RevocationClient(self.outbound, now=config.clock.now),
+            attempts=config.revocation_attempts,
+        )
+        self.missions.on_halt(self.halt.on_halt_steps)
+        self.halt.resume()
 
     # -- drivers ------------------------------------------------------------------------------
 
@@ -85,6 +127,26 @@ class PersonServer:
 
     async def arun(self, steps: Steps[T]) -> T:
         return await self.driver.arun(steps)
+
+    def rop(self, txn: Txn[T]) -> RecordOp:
+        """A record transaction as a step (``result = yield ps.rop(ps.rec.get_mission(s))``)."""
+        return self.records.op(txn)
+
+    def close(self) -> None:
+        """Stop the revocation worker; close the sync store and the records' sync pool."""
+        self.halt.stop()
+        self.outbound.close()
+        try:
+            self.store.close()
+        finally:
+            self.records.close()
+
+    async def aclose(self) -> None:
+        """Close the async store and the records' engine of this event loop."""
+        try:
+            await self.async_store.aclose()
+        finally:
+            await self.records.aclose()
 
     def handle(self, request: HttpRequest) -> HttpResponse | None:
         """Answer a request to one of the PS endpoints; None when the path is not ours."""
@@ -111,6 +173,9 @@ class PersonServer:
         if path.startswith(cfg.pending_prefix) and method in ("GET", "POST", "DELETE"):
             pending_id = path[len(cfg.pending_prefix) :]
             return (yield from self.pending.handle_steps(request, pending_id))
+        answered = yield from self.mission_endpoints.dispatch_steps(request)
+        if answered is not None:
+            return answered
         return (yield from self.relay.dispatch_steps(request))
 
     def routes(self) -> list[tuple[str, str]]:
@@ -129,6 +194,7 @@ class PersonServer:
             ("POST", prefix),
             ("DELETE", prefix),
             *self.relay.routes(),
+            *self.mission_endpoints.routes(),
         ]
 
     def metadata(self) -> dict[str, Any]:
@@ -139,6 +205,9 @@ class PersonServer:
             "person_token_endpoint": cfg.url_for(cfg.person_token_path),
             "auth_token_endpoint": cfg.url_for(cfg.auth_token_path),
             "interaction_endpoint": cfg.url_for(cfg.interaction_path),
+            "mission_endpoint": cfg.url_for(cfg.mission_path),
+            "permission_endpoint": cfg.url_for(cfg.permission_path),
+            "audit_endpoint": cfg.url_for(cfg.audit_path),
             "revocation_endpoint": cfg.url_for(cfg.revocation_path),
             "scopes_supported": list(cfg.scopes_supported),
             "claims_supported": list(cfg.claims_supported),
@@ -166,10 +235,31 @@ class PersonServer:
     def verify_agent_steps(
         self, request: HttpRequest, *, token_request: bool = False
     ) -> Steps[VerifiedRequest]:
-        verified = yield from self.verifier.steps(request)
-        if token_request and "parent_agent" in verified.claims:
-            raise problem(400, "invalid_request", "a PS refuses token requests from sub-agents")
+        verified, _person = yield from self.agent_steps(request, token_request=token_request)
         return verified
+
+    def agent_steps(
+        self, request: HttpRequest, *, token_request: bool = False
+    ) -> Steps[tuple[VerifiedRequest, str | None]]:
+        """Verify the agent's request; ``(verified, the person the agent is bound to)``.
+
+        A revoked agent token is ``401 revoked_jwt`` (digest 5.7), looked up with the
+        binding in one transaction."""
+        verified = yield from self.verifier.steps(request)
+        claims = verified.claims
+        revoked, person = yield self.rop(
+            self.rec.agent_facts(
+                str(claims["iss"]),
+                str(claims["jti"]),
+                str(claims["sub"]),
+                now=self.config.clock.now(),
+            )
+        )
+        if revoked:
+            raise SignatureFailure("revoked_jwt", "token has been revoked")
+        if token_request and "parent_agent" in claims:
+            raise problem(400, "invalid_request", "a PS refuses token requests from sub-agents")
+        return verified, person
 
     def remember_agent_steps(self, verified: VerifiedRequest) -> Steps[None]:
         """Record which agent an agent-token ``jti`` names, for a later revocation's cascade."""
@@ -182,14 +272,73 @@ class PersonServer:
         if self._remembered.get(token, 0.0) > now:
             return
         until = float(str(claims["exp"])) + REVOCATION_GRACE
-        seen_id = digest_id(*token)
-        try:
-            yield StoreOp("create", (KIND_SEEN, seen_id, {"sub": claims["sub"]}, until - now))
-        except RecordExists:
-            pass
+        yield self.rop(self.rec.remember_seen(*token, sub=str(claims["sub"]), exp=until))
         if len(self._remembered) >= _REMEMBERED_MAX:
             self._remembered.clear()
         self._remembered[token] = until
+
+
+class _MissionHost:
+    """What the mission endpoints borrow from the PS they serve."""
+
+    def __init__(self, ps: PersonServer) -> None:
+        self.ps = ps
+        self.missions = ps.missions
+
+    @property
+    def issuer(self) -> str:
+        return self.ps.config.issuer
+
+    @property
+    def dev_loopback(self) -> bool:
+        return self.ps.config.dev_loopback
+
+    @property
+    def update_policy(self) -> str:
+        return self.ps.config.mission_updates
+
+    def agent_steps(
+        self, request: HttpRequest, *, token_request: bool = False
+    ) -> Steps[tuple[VerifiedRequest, str | None]]:
+        return self.ps.agent_steps(request, token_request=token_request)
+
+    def bound_person_steps(self, agent_issuer: str, agent: str) -> Steps[str | None]:
+        return self.ps.bindings.person_steps(agent_issuer, agent)
+
+    def ask_person_steps(
+        self, verified: VerifiedRequest, data: dict[str, Any], person: str | None
+    ) -> Steps[HttpResponse]:
+        return self.ps.endpoints.ask_person_steps(verified, data, person)
+
+    def person_token_steps(
+        self, verified: VerifiedRequest, person: str, resource: str, mission: Mission
+    ) -> Steps[str | None]:
+        data: dict[str, Any] = {
+            "kind": "person",
+            "resource": resource,
+            "person": person,
+            "mission_s256": mission.s256,
+            "mission_expires": mission.expires_at,
+            "granted": [],
+        }
+        minted = self.ps.params.person_token(verified, person, data)
+        if minted is None:
+            return None
+        yield from self.ps.pending.record_issued_steps(data, verified, minted)
+        return minted.token
+
+    def capabilities(self) -> list[str]:
+        # What the PS can do for the person right now: relay interactions to them.
+        return ["interaction"] if self.ps.relay.channels else []
+
+    def decide_permission(
+        self, agent: str, person: str, action: str, mission: Mission | None
+    ) -> bool | None:
+        decide = getattr(self.ps.config.policy, "decide_permission", None)
+        if decide is None:
+            return None
+        answer = decide(agent=agent, person=person, action=action, mission=mission)
+        return None if answer is None else bool(answer)
 
 
 __all__ = ["PersonServer"]

@@ -4,7 +4,8 @@
   person "\\0" resource))``: stable per person and resource, unlinkable across resources,
   independent of the agent and its key.
 * A binding maps ``(agent token iss, sub)`` to one person (digest 12: 1:1); it is made when
-  the person approves a request of an agent the PS did not know.
+  the person approves a request of an agent the PS did not know, and kept in the durable
+  records (:class:`Bindings`).
 * Presence says the person has a PS page open (the built-in relay channel): the page calls
   :meth:`Presence.touch` while open; an agent without the ``interaction`` capability can
   then still be answered ``202 requirement=approval`` instead of ``user_unreachable``.
@@ -25,7 +26,6 @@ from ..storage.base import RecordExists, RecordNotFound, VersionConflict
 if TYPE_CHECKING:
     from .server import PersonServer
 
-KIND_BINDING = "binding"
 KIND_PRESENCE = "presence"
 PRESENCE_TTL = 30.0
 
@@ -35,24 +35,41 @@ def directed_sub(secret: bytes, person: str, resource: str) -> str:
     return b64url_encode(mac.digest())
 
 
-def binding_id(agent_issuer: str, agent: str) -> str:
-    return digest_id(agent_issuer, agent)
+class Bindings:
+    """Agent-person bindings in the durable records (digest 12: 1:1, by agent token
+    ``(iss, sub)``), kept ``binding_lifetime`` seconds after they were made."""
 
+    def __init__(self, server: PersonServer) -> None:
+        self.server = server
 
-def bound_person_steps(agent_issuer: str, agent: str) -> Steps[str | None]:
-    record = yield StoreOp("get", (KIND_BINDING, binding_id(agent_issuer, agent)))
-    return None if record is None else str(record.data["person"])
+    def person_steps(self, agent_issuer: str, agent: str) -> Steps[str | None]:
+        server = self.server
+        now = server.config.clock.now()
+        person: str | None = yield server.rop(server.rec.bound_person(agent_issuer, agent, now=now))
+        return person
 
+    def bind_steps(
+        self, agent_issuer: str, agent: str, person: str, ttl: float | None = None
+    ) -> Steps[bool]:
+        """Bind the agent to ``person``; False when it is already bound to someone else."""
+        server = self.server
+        lifetime = server.config.binding_lifetime if ttl is None else ttl
+        now = server.config.clock.now()
+        bound: bool = yield server.rop(
+            server.rec.bind(agent_issuer, agent, person, now=now, ttl=lifetime)
+        )
+        return bound
 
-def bind_steps(agent_issuer: str, agent: str, person: str, ttl: float) -> Steps[bool]:
-    """Bind the agent to ``person``; False when it is already bound to someone else."""
-    data = {"agent_iss": agent_issuer, "agent": agent, "person": person}
-    try:
-        yield StoreOp("create", (KIND_BINDING, binding_id(agent_issuer, agent), data, ttl))
-    except RecordExists:
-        existing = yield from bound_person_steps(agent_issuer, agent)
-        return existing == person
-    return True
+    def bind(self, agent_issuer: str, agent: str, person: str, ttl: float | None = None) -> bool:
+        return self.server.run(self.bind_steps(agent_issuer, agent, person, ttl))
+
+    async def abind(
+        self, agent_issuer: str, agent: str, person: str, ttl: float | None = None
+    ) -> bool:
+        return await self.server.arun(self.bind_steps(agent_issuer, agent, person, ttl))
+
+    def person(self, agent_issuer: str, agent: str) -> str | None:
+        return self.server.run(self.person_steps(agent_issuer, agent))
 
 
 def upsert_steps(kind: str, id: str, data: Mapping[str, object], ttl: float) -> Steps[None]:

@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from ..errors import AAuthError
 from ..identifiers import is_server_identifier
 from ..keys.jwk import REQUIRED_MEMBERS, PublicKey
-from ..resource.state import KIND_REVOKED, digest_id
+from ..records import RecordOps, RecordStore
+from ..resource.state import digest_id
 from ..revocation import problem
-from ..steps import Steps, StoreOp
+from ..steps import Steps
+from ..storage.base import AsyncPendingStore, PendingStore
 from ..tokens.aauth import (
     DWK_PERSON,
     EXPECTED_DWK,
@@ -27,6 +29,7 @@ from ..tokens.aauth import (
     check_header,
     mint_auth_token,
     mint_person_token,
+    new_jti,
     presented_jti,
 )
 from ..tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
@@ -35,11 +38,48 @@ from ..verifier import KeyNeed, VerifiedRequest
 if TYPE_CHECKING:
     from .server import PersonServer
 
-KIND_SEEN = "agent-seen"
-"""``digest_id(agent iss, agent jti)`` -> the agent ``sub``: which agent a revoked jti named."""
-KIND_CUTOFF = "agent-cutoff"
-"""``digest_id(agent iss, agent sub)`` -> ``{"at"}``: tokens and requests of that agent from
-before ``at`` are revoked (an AP revoked one of its agent tokens, digest 5.7 cascade)."""
+
+class RecordRevocations:
+    """The PS's :class:`~aauth_server.verifier.VerificationState`: revoked ``(iss, jti)`` come
+    from the durable records (an AP's revocation survives a restart), the replay cache from
+    the pending store."""
+
+    def __init__(
+        self,
+        records: RecordStore,
+        ops: RecordOps,
+        store: PendingStore,
+        async_store: AsyncPendingStore,
+    ) -> None:
+        self.records = records
+        self.ops = ops
+        self.store = store
+        self.async_store = async_store
+
+    def is_revoked(self, iss: str, jti: str) -> bool:
+        return self.records.run(self.ops.is_revoked(iss, jti))
+
+    async def ais_revoked(self, iss: str, jti: str) -> bool:
+        return await self.records.arun(self.ops.is_revoked(iss, jti))
+
+    def first_use(self, key: str, ttl: float) -> bool:
+        return self.store.remember_once("replay:" + digest_id(key), ttl)
+
+    async def afirst_use(self, key: str, ttl: float) -> bool:
+        return await self.async_store.remember_once("replay:" + digest_id(key), ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """A token the PS just signed, with what its issued-token record keeps."""
+
+    token: str
+    lifetime: int
+    jti: str
+    iat: int
+    exp: int
+    sub: str
+
 
 #: Claims an ``updated_request`` must not change (digest 7).
 FIXED_CLAIMS = ("iss", "ps", "sub", "agent_jkt", "mission_s256", "tenant")
@@ -89,8 +129,6 @@ class ParamTokens:
         )
         if rt["agent_jkt"] != verified.jkt:
             raise _fail("resource", "agent_jkt is not the key that signed this request")
-        if (yield from self._revoked_steps(str(rt["iss"]), str(rt["jti"]))):
-            raise _fail("resource", "the resource revoked this resource token", "revoked")
         typ, presented = yield from self._token_steps(
             body["presented_token"], (TYP_PERSON, TYP_AUTH), "presented", audience=str(rt["iss"])
         )
@@ -107,10 +145,20 @@ class ParamTokens:
             if presented.get(claim) != rt.get(claim):
                 raise _fail("resource", f"{claim} differs from the presented token")
         agent = verified.claims
-        revoked = yield from self._revoked_steps(str(presented["iss"]), str(presented["jti"]))
         iat = presented["iat"]
         assert isinstance(iat, int)
-        if revoked or (yield from self.cut_off_steps(str(agent["iss"]), str(agent["sub"]), iat)):
+        # One records transaction answers all three revocation questions.
+        server = self.server
+        (rt_revoked, pt_revoked), cut = yield server.rop(
+            server.rec.revocation_facts(
+                [(str(rt["iss"]), str(rt["jti"])), (str(presented["iss"]), str(presented["jti"]))],
+                (str(agent["iss"]), str(agent["sub"])),
+                iat,
+            )
+        )
+        if rt_revoked:
+            raise _fail("resource", "the resource revoked this resource token", "revoked")
+        if pt_revoked or cut:
             raise _fail("presented", "the presented token was revoked", "revoked")
         return TokenPair(rt, presented)
 
@@ -155,16 +203,16 @@ class ParamTokens:
                 raise problem(400, "clock_skew", f"{name} token: {exc.detail}") from exc
             raise _fail(name, exc.detail) from exc
 
-    @staticmethod
-    def _revoked_steps(iss: str, jti: str) -> Steps[bool]:
-        record = yield StoreOp("get", (KIND_REVOKED, digest_id(iss, jti)))
-        return record is not None
+    def _revoked_steps(self, iss: str, jti: str) -> Steps[bool]:
+        server = self.server
+        revoked: bool = yield server.rop(server.rec.is_revoked(iss, jti))
+        return revoked
 
-    @staticmethod
-    def cut_off_steps(agent_iss: str, agent: str, since: float) -> Steps[bool]:
+    def cut_off_steps(self, agent_iss: str, agent: str, since: float) -> Steps[bool]:
         """Was an agent token of this agent revoked at or after ``since``?"""
-        record = yield StoreOp("get", (KIND_CUTOFF, digest_id(agent_iss, agent)))
-        return record is not None and float(record.data["at"]) >= since
+        server = self.server
+        cut: bool = yield server.rop(server.rec.cut_off_since(agent_iss, agent, since))
+        return cut
 
     # -- minting ------------------------------------------------------------------------------
 
@@ -175,7 +223,7 @@ class ParamTokens:
 
     def person_token(
         self, verified: VerifiedRequest, person: str, data: Mapping[str, Any]
-    ) -> tuple[str, int] | None:
+    ) -> Minted | None:
         """A person token for ``data["resource"]``; None when no lifetime is left."""
         cfg = self.server.config
         lifetime = self._lifetime(
@@ -183,23 +231,25 @@ class ParamTokens:
         )
         if lifetime <= 0:
             return None
+        now = cfg.clock.now()
+        jti = new_jti()
+        sub = self.server.directed_sub(person, str(data["resource"]))
         token = mint_person_token(
             cfg.signing_key,
             iss=cfg.issuer,
             aud=str(data["resource"]),
-            sub=self.server.directed_sub(person, str(data["resource"])),
+            sub=sub,
             cnf_jwk=verified.key,
-            now=cfg.clock.now(),
+            now=now,
             lifetime=lifetime,
             mission_s256=data.get("mission_s256"),
             tenant=data.get("tenant"),
             dev_loopback=cfg.dev_loopback,
+            jti=jti,
         )
-        return token, lifetime
+        return Minted(token, lifetime, jti, int(now), int(now) + lifetime, sub)
 
-    def auth_token(
-        self, verified: VerifiedRequest, data: Mapping[str, Any]
-    ) -> tuple[str, int] | None:
+    def auth_token(self, verified: VerifiedRequest, data: Mapping[str, Any]) -> Minted | None:
         """An auth token from the stored request ``data``; None when no lifetime is left."""
         cfg = self.server.config
         lifetime = self._lifetime(
@@ -211,6 +261,8 @@ class ParamTokens:
         if lifetime <= 0:
             return None
         extra = {k: data[k] for k in ("mission_s256", "tenant") if data.get(k) is not None}
+        now = cfg.clock.now()
+        jti = new_jti()
         token = mint_auth_token(
             cfg.signing_key,
             iss=cfg.issuer,
@@ -219,10 +271,11 @@ class ParamTokens:
             ps=cfg.issuer,
             sub=str(data["rt_sub"]),
             cnf_jwk=verified.key,
-            now=cfg.clock.now(),
+            now=now,
             lifetime=lifetime,
             scope=" ".join(sorted(data["granted"])) or None,
             extra=extra,
             dev_loopback=cfg.dev_loopback,
+            jti=jti,
         )
-        return token, lifetime
+        return Minted(token, lifetime, jti, int(now), int(now) + lifetime, str(data["rt_sub"]))

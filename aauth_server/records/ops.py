@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
 
 from . import schema as t
 from .rows import IssuedToken, LogEntry, MissionRow, MissionUpdateRow, OutboxItem, log_columns
-from .txn import InsertIgnore, Rows, Sql, Work, transaction
+from .txn import InsertIgnore, Rows, Sql, Work, prepared, transaction
 
 ACTIVE = "active"
 SUSPENDED = "suspended"
@@ -23,6 +23,63 @@ STATUSES = (ACTIVE, SUSPENDED, TERMINATED)
 #: Outbox states: one open, the rest terminal.
 PENDING = "pending"
 OUTBOX_TERMINAL = ("revoked", "unsupported", "unavailable", "expired")
+
+
+# Statements of the hot paths, built once with bind parameters (compiled once, cached).
+_m = t.missions.c
+_MISSION = prepared(
+    select(t.missions).where(_m.issuer == bindparam("i"), _m.s256 == bindparam("s"))
+)
+
+_BUMP_LOG = prepared(
+    update(t.missions)
+    .where(_m.issuer == bindparam("i"), _m.s256 == bindparam("s"))
+    .values(log_seq=_m.log_seq + literal_column("1"))
+    .returning(_m.log_seq)
+)
+
+_INSERT_LOG = prepared(insert(t.mission_log))
+
+_u = t.mission_updates.c
+_UPDATES = prepared(
+    select(t.mission_updates)
+    .where(_u.issuer == bindparam("i"), _u.s256 == bindparam("s"))
+    .order_by(_u.seq)
+)
+
+_r = t.revocations.c
+_REVOKED = prepared(
+    select(_r.jti).where(
+        _r.issuer == bindparam("i"), _r.token_iss == bindparam("t"), _r.jti == bindparam("j")
+    )
+)
+
+_b = t.bindings.c
+_BOUND = prepared(
+    select(_b.person).where(
+        _b.issuer == bindparam("i"),
+        _b.agent_issuer == bindparam("a"),
+        _b.agent == bindparam("g"),
+        _b.expires_at > bindparam("now"),
+    )
+)
+
+_c = t.agent_cutoffs.c
+_CUT = prepared(
+    select(_c.at).where(
+        _c.issuer == bindparam("i"),
+        _c.agent_issuer == bindparam("a"),
+        _c.agent == bindparam("g"),
+        _c.at >= bindparam("since"),
+    )
+)
+
+_s = t.seen_tokens.c
+_SEEN = prepared(
+    select(_s.sub).where(
+        _s.issuer == bindparam("i"), _s.token_iss == bindparam("t"), _s.jti == bindparam("j")
+    )
+)
 
 
 class RecordOps:
@@ -38,28 +95,20 @@ class RecordOps:
     def _mission_key(self, s256: str) -> Any:
         return and_(t.missions.c.issuer == self.issuer, t.missions.c.s256 == s256)
 
-    def _get_mission(self, s256: str, *, lock: bool = False) -> Work[MissionRow | None]:
-        query = select(t.missions).where(self._mission_key(s256))
-        if lock:
-            query = query.with_for_update()
-        row = (yield Sql(query)).first()
+    def _get_mission(self, s256: str) -> Work[MissionRow | None]:
+        row = (yield Sql(_MISSION, {"i": self.issuer, "s": s256})).first()
         return None if row is None else MissionRow.of(row)
 
     def _append(self, s256: str, entry: Mapping[str, Any], now: float) -> Work[int | None]:
         # The row's lock orders appends: each takes the next number, and the entry commits
         # with it or not at all, so numbers are contiguous and none is taken twice.
-        bumped = yield Sql(
-            update(t.missions)
-            .where(self._mission_key(s256))
-            .values(log_seq=t.missions.c.log_seq + 1)
-            .returning(t.missions.c.log_seq)
-        )
+        bumped = yield Sql(_BUMP_LOG, {"i": self.issuer, "s": s256})
         seq = bumped.scalar()
         if seq is None:
             return None
         values = log_columns(entry)
         yield Sql(
-            insert(t.mission_log).values(issuer=self.issuer, s256=s256, seq=seq, at=now, **values)
+            _INSERT_LOG, {"issuer": self.issuer, "s256": s256, "seq": seq, "at": now, **values}
         )
         return int(seq)
 
@@ -202,11 +251,7 @@ class RecordOps:
         row = yield from self._get_mission(s256)
         if row is None or row.update_seq == 0:
             return row, []
-        rows = yield Sql(
-            select(t.mission_updates)
-            .where(t.mission_updates.c.issuer == self.issuer, t.mission_updates.c.s256 == s256)
-            .order_by(t.mission_updates.c.seq)
-        )
+        rows = yield Sql(_UPDATES, {"i": self.issuer, "s": s256})
         return row, [MissionUpdateRow.of(r) for r in rows.rows]
 
     # -- the mission log ----------------------------------------------------------------------
@@ -289,13 +334,20 @@ class RecordOps:
 
     @transaction(write=False)
     def bound_person(self, agent_issuer: str, agent: str, *, now: float) -> Work[str | None]:
-        rows = yield Sql(
-            select(t.bindings.c.person).where(
-                self._binding_key(agent_issuer, agent), t.bindings.c.expires_at > now
-            )
-        )
+        params = {"i": self.issuer, "a": agent_issuer, "g": agent, "now": now}
+        rows = yield Sql(_BOUND, params)
         value = rows.scalar()
         return None if value is None else str(value)
+
+    @transaction(write=False)
+    def agent_facts(
+        self, agent_issuer: str, jti: str, agent: str, *, now: float
+    ) -> Work[tuple[bool, str | None]]:
+        """In one transaction: is this agent token revoked, and who is the agent bound to?"""
+        revoked = yield Sql(_REVOKED, {"i": self.issuer, "t": agent_issuer, "j": jti})
+        params = {"i": self.issuer, "a": agent_issuer, "g": agent, "now": now}
+        person = (yield Sql(_BOUND, params)).scalar()
+        return revoked.first() is not None, None if person is None else str(person)
 
     @transaction()
     def unbind(self, agent_issuer: str, agent: str) -> Work[bool]:
@@ -305,8 +357,20 @@ class RecordOps:
     # -- issued tokens ------------------------------------------------------------------------
 
     @transaction()
-    def record_issued(self, token: IssuedToken) -> Work[bool]:
+    def record_issued(
+        self,
+        token: IssuedToken,
+        *,
+        log: Sequence[Mapping[str, Any]] = (),
+        now: float | None = None,
+    ) -> Work[bool]:
+        """Record an issued token; with ``log``, append those entries to the log of the
+        token's mission in the same transaction (a decision and its token, written once)."""
         inserted = yield InsertIgnore(t.issued_tokens, {"issuer": self.issuer, **token.values()})
+        if log and token.mission is not None:
+            at = token.iat if now is None else now
+            for entry in log:
+                yield from self._append(token.mission, entry, at)
         return bool(inserted.rowcount)
 
     @transaction(write=False)
@@ -318,10 +382,16 @@ class RecordOps:
 
     @transaction(write=False)
     def issued_where(
-        self, *, unexpired_at: float | None = None, limit: int = 10_000, **match: str
+        self,
+        *,
+        unexpired_at: float | None = None,
+        unrevoked: bool = False,
+        limit: int = 10_000,
+        **match: str,
     ) -> Work[list[IssuedToken]]:
         """Issued tokens whose columns equal ``match`` (``mission=``, ``agent=``,
-        ``presented_jti=``...), optionally only those with ``exp`` after ``unexpired_at``."""
+        ``presented_jti=``...), optionally only those with ``exp`` after ``unexpired_at``
+        and only those not yet revoked."""
         c = t.issued_tokens.c
         query = select(t.issued_tokens).where(c.issuer == self.issuer)
         for name, value in match.items():
@@ -330,6 +400,8 @@ class RecordOps:
             query = query.where(c[name] == value)
         if unexpired_at is not None:
             query = query.where(c.exp > unexpired_at)
+        if unrevoked:
+            query = query.where(c.revoked_at.is_(None))
         rows = yield Sql(query.order_by(c.iat).limit(limit))
         return [IssuedToken.of(r) for r in rows.rows]
 
@@ -372,8 +444,24 @@ class RecordOps:
 
     @transaction(write=False)
     def is_revoked(self, token_iss: str, jti: str) -> Work[bool]:
-        rows = yield Sql(select(t.revocations.c.jti).where(self._revocation_key(token_iss, jti)))
+        rows = yield Sql(_REVOKED, {"i": self.issuer, "t": token_iss, "j": jti})
         return rows.first() is not None
+
+    @transaction(write=False)
+    def revocation_facts(
+        self, tokens: Sequence[tuple[str, str]], agent: tuple[str, str] | None, since: float
+    ) -> Work[tuple[list[bool], bool]]:
+        """In one transaction: which of ``tokens`` (``(iss, jti)``) are revoked, and whether
+        ``agent`` (``(iss, sub)``) was cut off at or after ``since``."""
+        revoked = []
+        for token_iss, jti in tokens:
+            rows = yield Sql(_REVOKED, {"i": self.issuer, "t": token_iss, "j": jti})
+            revoked.append(rows.first() is not None)
+        cut = False
+        if agent is not None:
+            params = {"i": self.issuer, "a": agent[0], "g": agent[1], "since": since}
+            cut = (yield Sql(_CUT, params)).first() is not None
+        return revoked, cut
 
     @transaction()
     def cut_off(self, agent_issuer: str, agent: str, *, at: float, expires_at: float) -> Work[None]:
@@ -402,15 +490,8 @@ class RecordOps:
     @transaction(write=False)
     def cut_off_since(self, agent_issuer: str, agent: str, since: float) -> Work[bool]:
         """Was this agent cut off at or after ``since``?"""
-        c = t.agent_cutoffs.c
-        rows = yield Sql(
-            select(c.at).where(
-                c.issuer == self.issuer,
-                c.agent_issuer == agent_issuer,
-                c.agent == agent,
-                c.at >= since,
-            )
-        )
+        params = {"i": self.issuer, "a": agent_issuer, "g": agent, "since": since}
+        rows = yield Sql(_CUT, params)
         return rows.first() is not None
 
     @transaction()
@@ -425,10 +506,7 @@ class RecordOps:
 
     @transaction(write=False)
     def seen_sub(self, token_iss: str, jti: str) -> Work[str | None]:
-        c = t.seen_tokens.c
-        rows = yield Sql(
-            select(c.sub).where(c.issuer == self.issuer, c.token_iss == token_iss, c.jti == jti)
-        )
+        rows = yield Sql(_SEEN, {"i": self.issuer, "t": token_iss, "j": jti})
         value = rows.scalar()
         return None if value is None else str(value)
 

@@ -22,14 +22,18 @@ from sqlalchemy import Table
 from sqlalchemy.sql.base import Executable
 
 T = TypeVar("T")
+E = TypeVar("E", bound=Executable)
 P = ParamSpec("P")
 
 
 @dataclass(frozen=True, slots=True)
 class Sql:
-    """Execute one statement; the answer is its :class:`Rows`."""
+    r"""Execute one statement (with ``params`` for its ``bindparam``\ s); the answer is its
+    :class:`Rows`.  A statement built once with bind parameters is compiled once: hot
+    operations keep theirs in module constants."""
 
     statement: Executable
+    params: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,16 @@ class Rows:
 
 
 Work = Generator[Op, Rows, T]
+
+#: Statements built once (module constants with bind parameters): the sync store compiles
+#: each once and runs it straight on the driver's cursor, inside the same transaction.
+PREPARED: dict[int, Executable] = {}
+
+
+def prepared(statement: E) -> E:
+    """Mark ``statement`` as built once: :class:`RecordStore` may run it on the driver."""
+    PREPARED[id(statement)] = statement  # kept alive, so the id is never reused
+    return statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +119,7 @@ async def adrive(work: Work[T], execute: Callable[[Op], Any]) -> T:
 
 
 __all__ = [
+    "PREPARED",
     "InsertIgnore",
     "Op",
     "Rows",
@@ -113,5 +128,6 @@ __all__ = [
     "Work",
     "adrive",
     "drive",
+    "prepared",
     "transaction",
 ]

@@ -339,6 +339,11 @@ def _new_jti() -> str:
     return secrets.token_urlsafe(16)  # 16 random bytes, unpadded base64url
 
 
+def new_jti() -> str:
+    """A fresh ``jti`` (for a caller that records the token it is about to mint)."""
+    return _new_jti()
+
+
 def mint_token(
     key: PrivateKey,
     typ: str,

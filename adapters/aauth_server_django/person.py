@@ -163,10 +163,10 @@ class PersonMount:
     async def aclose(self) -> None:
         """Close both stores; run it on the loop the async views ran in (ASGI shutdown)."""
         try:
-            await self.ps.async_store.aclose()
+            await self.ps.aclose()
             self._loop = None
         finally:
-            self.ps.store.close()
+            self.ps.close()
 
     def close(self) -> None:
         """Close both stores from synchronous code (no event loop running in this thread).
@@ -186,19 +186,19 @@ class PersonMount:
         try:
             self._close_async()
         finally:
-            self.ps.store.close()
+            self.ps.close()
 
     def _close_async(self) -> None:
         loop, self._loop = self._loop, None
         if loop is not None and loop.is_running():
-            closing = asyncio.run_coroutine_threadsafe(self.ps.async_store.aclose(), loop)
+            closing = asyncio.run_coroutine_threadsafe(self.ps.aclose(), loop)
             closing.result(CLOSE_TIMEOUT)
             return
         if loop is not None and not loop.is_closed():
-            loop.run_until_complete(self.ps.async_store.aclose())
+            loop.run_until_complete(self.ps.aclose())
             return
         try:
-            _run_alone(self.ps.async_store.aclose)
+            _run_alone(self.ps.aclose)
         except Exception:
             if loop is None:
                 raise

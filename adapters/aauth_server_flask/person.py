@@ -36,6 +36,9 @@ _CONFIG_PATHS = (
     "consent_path",
     "revocation_path",
     "jwks_path",
+    "mission_path",
+    "permission_path",
+    "audit_path",
 )
 
 

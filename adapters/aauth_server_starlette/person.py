@@ -53,6 +53,9 @@ class PersonPaths(TypedDict):
     consent_path: str
     revocation_path: str
     jwks_path: str
+    mission_path: str
+    permission_path: str
+    audit_path: str
 
 
 def person_paths(mount_path: str) -> PersonPaths:
@@ -73,6 +76,9 @@ def person_paths(mount_path: str) -> PersonPaths:
         consent_path=at("consent_path"),
         revocation_path=at("revocation_path"),
         jwks_path=at("jwks_path"),
+        mission_path=at("mission_path"),
+        permission_path=at("permission_path"),
+        audit_path=at("audit_path"),
     )
 
 
@@ -166,9 +172,9 @@ class PersonServerApp:
     async def shutdown(self) -> None:
         """Close both stores (the Redis pools and the change subscription)."""
         try:
-            await self.ps.async_store.aclose()
+            await self.ps.aclose()
         finally:
-            self.ps.store.close()
+            self.ps.close()
 
     @asynccontextmanager
     async def lifespan(self, app: object) -> AsyncIterator[None]:
@@ -229,6 +235,9 @@ _ROUTE_NAMES = {
     "interaction_path": "aauth_person_interaction",
     "consent_path": "aauth_person_consent",
     "revocation_path": "aauth_person_revoke",
+    "mission_path": "aauth_person_mission",
+    "permission_path": "aauth_person_permission",
+    "audit_path": "aauth_person_audit",
 }
 
 

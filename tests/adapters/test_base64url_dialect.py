@@ -18,7 +18,6 @@ import pytest
 
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
-from aauth_server.person.subjects import bind_steps
 from aauth_server.resource import ResourceConfig
 from aauth_server.tokens.jwt import decode_unverified
 from tests.adapters import (
@@ -137,7 +136,7 @@ def _ps_post(pw: PsWorld, path: str, body: dict[str, Any]) -> HttpRequest:
 
 def _bind(ps: PersonServer, pw: PsWorld) -> None:
     claims = decode_unverified(pw.world.agent_token).payload
-    assert ps.run(bind_steps(str(claims["iss"]), str(claims["sub"]), ALICE, 3600))
+    assert ps.bindings.bind(str(claims["iss"]), str(claims["sub"]), ALICE, 3600)
 
 
 @pytest.mark.parametrize("mount", PS_SENDERS)

@@ -20,7 +20,6 @@ from aauth_server.clock import FixedClock
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.person import PersonServer, PersonServerConfig
-from aauth_server.person.subjects import bind_steps
 from aauth_server.signatures.message import AAUTH_COMPONENTS, sign_request
 from aauth_server.signatures.signature_key import SignatureKey, serialize_signature_key
 from aauth_server.storage.memory import AsyncMemoryStore, MemoryState, MemoryStore
@@ -77,6 +76,8 @@ class PsWorld:
             "clock": self.clock,
             "store": MemoryStore(self.state, clock=self.clock),
             "async_store": AsyncMemoryStore(self.state, clock=self.clock),
+            # The records in memory, also beside a Redis store: the tests are one process.
+            "records": "sqlite://",
             "scopes_supported": ("openid", "profile"),
             "claims_supported": ("sub", "name"),
             "name": "Test PS",
@@ -157,7 +158,9 @@ class PsWorld:
         """Bind the world's agent to ``person``, as an earlier approval would have."""
         agent_token = decode_unverified(self.world.agent_token).payload
         bound = self.ps.run(
-            bind_steps(str(agent_token["iss"]), str(agent_token["sub"]), person, 3600)
+            self.ps.bindings.bind_steps(
+                str(agent_token["iss"]), str(agent_token["sub"]), person, 3600
+            )
         )
         assert bound
 

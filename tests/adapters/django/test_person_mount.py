@@ -30,7 +30,6 @@ from django.urls import reverse
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.person import WELL_KNOWN_PATH, DefaultPolicy, PersonServer, PersonServerConfig
 from aauth_server.person.pages import ConsentPages, DemoLogin
-from aauth_server.person.subjects import bind_steps
 from aauth_server.storage.memory import AsyncMemoryStore, MemoryState, MemoryStore
 from aauth_server.tokens.jwt import decode_unverified
 from tests.adapters import harness_person_django as harness
@@ -56,7 +55,9 @@ class Side:
 
     def bind(self) -> None:
         claims = decode_unverified(self.pw.world.agent_token).payload
-        assert self.ps.run(bind_steps(str(claims["iss"]), str(claims["sub"]), ALICE, 3600))
+        assert self.ps.run(
+            self.ps.bindings.bind_steps(str(claims["iss"]), str(claims["sub"]), ALICE, 3600)
+        )
 
     def start(self, request: HttpRequest | None = None) -> tuple[str, str]:
         """A token request that needs the person: (Location, code)."""

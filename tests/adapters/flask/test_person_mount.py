@@ -23,7 +23,6 @@ from flask import Flask
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
 from aauth_server.person.pages import ConsentPages, DemoLogin
-from aauth_server.person.subjects import bind_steps
 from aauth_server.resource import ConfigurationError
 from aauth_server.storage.memory import AsyncMemoryStore, MemoryState, MemoryStore
 from aauth_server.tokens.jwt import decode_unverified, verify_jwt_signature
@@ -56,7 +55,7 @@ class Scenario:
 
 def _bind(pw: PsWorld, ps: PersonServer) -> None:
     claims = decode_unverified(pw.world.agent_token).payload
-    assert ps.run(bind_steps(str(claims["iss"]), str(claims["sub"]), ALICE, 3600))
+    assert ps.run(ps.bindings.bind_steps(str(claims["iss"]), str(claims["sub"]), ALICE, 3600))
 
 
 def _interaction(response: HttpResponse | None) -> tuple[str, str]:
@@ -263,6 +262,9 @@ def _prefixed_config(pw: PsWorld) -> PersonServerConfig:
         consent_path="/ps/consent",
         revocation_path="/ps/revoke",
         jwks_path="/ps/jwks.json",
+        mission_path="/ps/mission",
+        permission_path="/ps/permission",
+        audit_path="/ps/audit",
     )
 
 

@@ -35,7 +35,6 @@ from aauth_server.clock import FixedClock
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
 from aauth_server.person.pages import ConsentPages, DemoLogin
-from aauth_server.person.subjects import bind_steps
 from aauth_server.resource.config import ConfigurationError
 from aauth_server.storage import StorageUnavailable
 from aauth_server.storage.memory import AsyncMemoryStore, MemoryState, MemoryStore
@@ -101,7 +100,9 @@ class Run:
 
     def bind(self) -> None:
         claims = decode_unverified(self.pw.world.agent_token).payload
-        assert self.ps.run(bind_steps(str(claims["iss"]), str(claims["sub"]), ALICE, 3600))
+        assert self.ps.run(
+            self.ps.bindings.bind_steps(str(claims["iss"]), str(claims["sub"]), ALICE, 3600)
+        )
 
     def start(self, request: HttpRequest | None = None) -> tuple[str, str]:
         """A token request that needs the person: (Location, interaction code)."""

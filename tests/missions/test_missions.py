@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 
 from aauth_server.keys.jwk import b64url_decode, b64url_encode
+from aauth_server.missions import Mission, mission_s256
 from aauth_server.person import DefaultPolicy
-from aauth_server.person.missions import Mission, mission_s256
 from aauth_server.storage.redis import AsyncRedisStore, RedisStore
 from aauth_server.tokens.jwt import decode_unverified
 from tests.person.ps_harness import ALICE, PsWorld, Sender, body_of, sender
 from tests.person.test_relay import INTERACTION, Env
+from tests.postgres_server import fresh_database
 from tests.redis_server import ensure_redis
 from tests.storage.conftest import delete_prefix
 from tests.support import RESOURCE
@@ -141,12 +142,14 @@ def test_a_person_token_carries_the_active_mission_and_the_log_records_it(mode: 
     token = body_of(response)["person_token"]
     assert claims_of(token)["mission_s256"] == mission.s256
     history = pw.ps.missions.history(mission.s256)
-    assert [(e["event"], e.get("decision")) for e in history] == [
-        ("approved", None),
-        ("token_requested", "approve"),
-        ("token_issued", None),
+    assert [(e["event"], e.get("decision"), e.get("actor")) for e in history] == [
+        ("approved", None, ALICE),
+        ("decision", "granted", "policy"),
+        ("token_issued", None, None),
     ]
+    assert history[1]["agent"] == AGENT and history[1]["scope"] == []
     assert history[-1]["kind"] == "person" and history[-1]["resource"] == RESOURCE
+    assert history[-1]["jti"] == claims_of(token)["jti"]
     assert [e["seq"] for e in history] == [1, 2, 3]
 
 
@@ -185,11 +188,17 @@ def test_the_policy_sees_the_mission(mode: str) -> None:
             return super().decide(request)
 
     pw, send = world(mode, policy=Recording(auto_approve_agents=(AGENT,)))
-    mission = approve(pw, resources=[RESOURCE])
-    assert send(pw.person_request(mission_s256=mission.s256)).status == 200
+    open_ended = approve(pw)
+    assert send(pw.person_request(mission_s256=open_ended.s256)).status == 200
     assert send(pw.person_request()).status == 200
-    assert seen[0] is not None and seen[0].document["approved_resources"] == [RESOURCE]
+    assert seen[0] is not None and seen[0].s256 == open_ended.s256
     assert seen[1] is None
+    # A person token for one of the mission's approved resources needs no policy at all.
+    pw.clock.advance(1)
+    scoped = approve(pw, resources=[RESOURCE])
+    assert send(pw.person_request(mission_s256=scoped.s256)).status == 200
+    assert len(seen) == 2
+    assert pw.ps.missions.history(scoped.s256)[1]["actor"] == "mission"
 
 
 # -- mission errors on every endpoint -------------------------------------------------------------
@@ -300,15 +309,14 @@ def test_the_mission_log_records_the_persons_and_the_agents_side(mode: str) -> N
     assert delivered.status == 200, delivered.body
     assert claims_of(body_of(delivered)["person_token"])["mission_s256"] == mission.s256
     history = pw.ps.missions.history(mission.s256)
-    assert [e["event"] for e in history] == [
-        "approved",
-        "token_requested",
-        "person_clarification_asked",
-        "agent_clarification_response",
-        "person_approved",
-        "token_issued",
+    assert [(e["event"], e.get("decision"), e.get("actor")) for e in history] == [
+        ("approved", None, ALICE),
+        ("decision", "asked", "policy"),
+        ("person_clarification_asked", None, "person"),
+        ("agent_clarification_response", None, None),
+        ("decision", "granted", "person"),
+        ("token_issued", None, None),
     ]
-    assert history[1]["decision"] == "askperson"
     assert history[2]["question"] == "Which *calendar*?" and history[3]["answer"] == "work"
     assert {e.get("pending") for e in history[2:5]} == {view.pending_id}
 
@@ -339,43 +347,46 @@ def test_relays_within_a_mission_go_to_the_mission_log(mode_name: str) -> None:
     assert body["termination_reason"] == "completed"
 
 
-# -- on a real Redis ------------------------------------------------------------------------------
+# -- on PostgreSQL records beside a real Redis ----------------------------------------------------
 
 
-def test_missions_and_concurrent_log_entries_on_redis() -> None:
+def test_missions_and_concurrent_log_entries_on_postgresql_and_redis() -> None:
     url = ensure_redis()
     prefix = "aauth-test-" + uuid.uuid4().hex
-    try:
+    with fresh_database() as database:
         pw = PsWorld(
             store=RedisStore.from_url(url, prefix=prefix),
             async_store=AsyncRedisStore.from_url(url, prefix=prefix),
+            records=database,
+            records_migrate=True,
         )
-        mission = approve(pw)
-        missions = pw.ps.missions
+        try:
+            mission = approve(pw)
+            missions = pw.ps.missions
 
-        def append(n: int) -> None:
-            for i in range(10):
-                pw.ps.run(missions.log_steps(mission.s256, {"event": "note", "n": n, "i": i}))
+            def append(n: int) -> None:
+                for i in range(10):
+                    pw.ps.run(missions.log_steps(mission.s256, {"event": "note", "n": n, "i": i}))
 
-        threads = [threading.Thread(target=append, args=(n,)) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        history = missions.history(mission.s256)
-        notes = {(e["n"], e["i"]) for e in history if e["event"] == "note"}
-        assert notes == {(n, i) for n in range(8) for i in range(10)}  # none overwritten
-        assert [e["seq"] for e in history] == list(range(1, 82))
+            threads = [threading.Thread(target=append, args=(n,)) for n in range(8)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            history = missions.history(mission.s256)
+            notes = {(e["n"], e["i"]) for e in history if e["event"] == "note"}
+            assert notes == {(n, i) for n in range(8) for i in range(10)}  # none overwritten
+            assert [e["seq"] for e in history] == list(range(1, 82))
 
-        async def end() -> Mission:
-            try:
-                return await missions.aterminate(mission.s256, "completed")
-            finally:
-                await pw.ps.async_store.aclose()
+            async def end() -> Mission:
+                try:
+                    return await missions.aterminate(mission.s256, "completed")
+                finally:
+                    await pw.ps.aclose()
 
-        assert asyncio.run(end()).termination_reason == "completed"
-        stored = missions.get(mission.s256)
-        assert stored is not None and stored.blob == mission.blob and not stored.active
-        pw.ps.store.close()
-    finally:
-        delete_prefix(url, prefix)
+            assert asyncio.run(end()).termination_reason == "completed"
+            stored = missions.get(mission.s256)
+            assert stored is not None and stored.blob == mission.blob and not stored.active
+        finally:
+            pw.ps.close()
+            delete_prefix(url, prefix)
