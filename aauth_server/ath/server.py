@@ -20,13 +20,14 @@ from urllib.parse import urlsplit
 from ..http import HttpRequest, HttpResponse
 from ..keys.egress import EgressPolicy
 from ..keys.fetcher import AsyncHttpxFetcher, HttpxFetcher
+from ..storage.base import StorageError
 from ..storage.uri import open_store_pair
 from . import discovery, native, proxy, registration, tokens
 from .audit import Audit
 from .authorize import authorize
 from .config import ATHConfig
 from .context import Context
-from .driver import Driver, Op
+from .driver import Driver, Op, internal
 from .errors import ATHError
 from .identity import IdentityCache
 from .pages import ASSETS, Pages
@@ -199,17 +200,29 @@ class ATHServer:
 
     def check(self, request: HttpRequest, scopes: Iterable[str] = ()) -> TokenInfo:
         """The ATH token of a native API request (sync driver), or :class:`ATHError`."""
-        return self.driver.run(self._check_steps(request, scopes))
+        try:
+            return self.driver.run(self._check_steps(request, scopes))
+        except StorageError as exc:
+            raise internal(exc) from exc
 
     async def acheck(self, request: HttpRequest, scopes: Iterable[str] = ()) -> TokenInfo:
-        return await self.driver.arun(self._check_steps(request, scopes))
+        try:
+            return await self.driver.arun(self._check_steps(request, scopes))
+        except StorageError as exc:
+            raise internal(exc) from exc
 
     def plan_proxy(self, request: HttpRequest) -> ProxyPlan:
         """The upstream request for a proxied call (sync), or :class:`ATHError`."""
-        return self.driver.run(proxy.plan(self.ctx, request))
+        try:
+            return self.driver.run(proxy.plan(self.ctx, request))
+        except StorageError as exc:
+            raise internal(exc) from exc
 
     async def aplan_proxy(self, request: HttpRequest) -> ProxyPlan:
-        return await self.driver.arun(proxy.plan(self.ctx, request))
+        try:
+            return await self.driver.arun(proxy.plan(self.ctx, request))
+        except StorageError as exc:
+            raise internal(exc) from exc
 
     # -- life ----------------------------------------------------------------------------
 
