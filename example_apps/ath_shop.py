@@ -293,7 +293,16 @@ def wsgi_under_asgi(app: Any) -> Any:
     proxy judges paths by, as gunicorn and Werkzeug's server do."""
     from asgiref.wsgi import WsgiToAsgi, WsgiToAsgiInstance
 
+    # The undecorated body of asgiref's run_wsgi_app (a sync function wrapped in SyncToAsync).
+    run_sync = WsgiToAsgiInstance.run_wsgi_app.func.__self__.func
+
     class Instance(WsgiToAsgiInstance):  # type: ignore[misc]
+        async def run_wsgi_app(self, body: Any) -> None:
+            # Each request in a worker thread of its own: asgiref's default (one shared
+            # "thread-sensitive" thread) fails on a POST after a GET on one keep-alive
+            # connection ("CurrentThreadExecutor already quit or is broken").
+            await asyncio.to_thread(run_sync, self, body)
+
         def build_environ(self, scope: Any, body: Any) -> dict[str, Any]:
             environ: dict[str, Any] = super().build_environ(scope, body)
             raw = scope.get("raw_path") or scope["path"].encode()

@@ -87,7 +87,7 @@ class OAuthUpstream:
             "client_id": provider.client_id,
             "client_secret": provider.client_secret,
             "token_endpoint_auth_method": "client_secret_basic",
-            "timeout": httpx.Timeout(self.config.upstream_timeout),
+            "timeout": float(self.config.upstream_timeout),
             "trust_env": False,
             "follow_redirects": False,
         }
