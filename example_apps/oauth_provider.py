@@ -283,7 +283,8 @@ def create_app(provider: Provider) -> Flask:
                 return page("Invalid authorization request", f"<p>{html.escape(str(exc))}</p>", 400)
             scopes = [s for s in (grant.request.payload.scope or "").split() if s in SCOPES]
             items = "".join(
-                f'<li><label><input type=checkbox name=consent_scope value="{html.escape(s)}" checked> '
+                "<li><label><input type=checkbox name=consent_scope "
+                f'value="{html.escape(s)}" checked> '
                 f"<code>{html.escape(s)}</code>: {html.escape(SCOPES[s])}</label></li>"
                 for s in scopes
             )

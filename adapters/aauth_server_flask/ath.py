@@ -1,5 +1,5 @@
-"""ATH in Flask: ``ath = ATH(config, app)`` (or ``ath.init_app(app)``), ``@ath.require(scopes=[...])``
-on the native API's views (plain or ``async def``).
+"""ATH in Flask: ``ath = ATH(config, app)`` (or ``ath.init_app(app)``) and
+``@ath.require(scopes=[...])`` on the native API's views (plain or ``async def``).
 
 Every ATH route (discovery and ``/ath/*``) is answered by the core's sync driver; a gateway's
 proxy streams the agent's body up and the provider's body back.  Request bodies are read up

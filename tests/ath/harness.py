@@ -93,7 +93,8 @@ class Agent:
 
     def attest(
         self,
-        aud: str,
+        audience: str,
+        /,
         *,
         now: float,
         header: Mapping[str, Any] | None = None,
@@ -107,7 +108,7 @@ class Agent:
             "capabilities": [],
             "iss": self.agent_id,
             "sub": self.agent_id,
-            "aud": aud,
+            "aud": audience,
             "iat": int(now),
             "exp": int(now) + 3600,
             "jti": secrets.token_urlsafe(24),
@@ -130,7 +131,22 @@ def forged(header: Mapping[str, Any], claims: Mapping[str, Any], signature: byte
     def seg(value: Any) -> str:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
 
-    return f"{seg(dict(header))}.{seg(dict(claims))}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    tail = base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    return f"{seg(dict(header))}.{seg(dict(claims))}.{tail}"
+
+
+def signed(agent: Agent, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    """A compact JWS over any header, really signed with the agent's key (ES256)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    def seg(value: Any) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    signing_input = f"{seg(dict(header))}.{seg(dict(claims))}"
+    r, s_ = decode_dss_signature(agent.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    raw = r.to_bytes(32, "big") + s_.to_bytes(32, "big")
+    return f"{signing_input}.{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}"
 
 
 def user_authenticate(request: HttpRequest) -> str | None:
@@ -159,6 +175,59 @@ class Browser:
                 pair = value.split(";", 1)[0]
                 k, _, v = pair.partition("=")
                 self.cookies[k.strip()] = v.strip()
+
+
+NOTES_SCOPES = {
+    "profile:read": "See your profile",
+    "notes:read": "Read notes",
+    "notes:write": "Write notes",
+}
+NOTES_ROUTES = {
+    "profile:read": ["GET /profile"],
+    "notes:read": ["GET /notes", "GET /notes/*"],
+    "notes:write": ["POST /notes"],
+}
+
+
+def gateway_provider(name: str) -> ProviderConfig:
+    return ProviderConfig(
+        provider_id=name,
+        display_name=name.capitalize(),
+        scopes=NOTES_SCOPES,
+        routes=NOTES_ROUTES,
+        authorize_endpoint=f"https://{name}.example/oauth/authorize",
+        token_endpoint=f"https://{name}.example/oauth/token",
+        api_base_url=f"https://{name}.example/api",
+        client_id="gw-client",
+        client_secret="gw-secret",
+    )
+
+
+class StubUpstream:
+    """Stands in for the upstream AS's token endpoint in process (the real exchange, through
+    authlib against example_apps.oauth_provider, is the e2e and browser tests' business)."""
+
+    def __init__(self) -> None:
+        self.scope: str | None = None
+        self.exchanges: list[Any] = []
+        self.fail = False
+
+    def _answer(self, op: Any) -> dict[str, Any]:
+        from aauth_server.ath.driver import UpstreamFailure
+
+        self.exchanges.append(op)
+        if self.fail:
+            raise UpstreamFailure("refused", "invalid_grant")
+        answer: dict[str, Any] = {"access_token": "upstream-" + op.code, "token_type": "Bearer"}
+        if self.scope is not None:
+            answer["scope"] = self.scope
+        return answer
+
+    def exchange(self, op: Any) -> dict[str, Any]:
+        return self._answer(op)
+
+    async def aexchange(self, op: Any) -> dict[str, Any]:
+        return self._answer(op)
 
 
 class World:
@@ -210,9 +279,15 @@ class World:
             )
         else:
             self.config = ATHConfig(
-                mode="gateway", base_url=self.base, name="ATH Gateway", **common
+                mode="gateway",
+                base_url=self.base,
+                name="ATH Gateway",
+                providers=(gateway_provider("notes"), gateway_provider("calendar")),
+                **common,
             )
         self.server = ATHServer(self.config)
+        self.upstream = StubUpstream()
+        self.server.driver.upstream = self.upstream
 
     def publish(self, agent: Agent) -> None:
         self.fetcher.documents[agent.agent_id] = agent.document()
@@ -337,6 +412,46 @@ class World:
         location = str(decided.header("location"))
         return self.send("GET", location[len(self.base) :], headers=browser.header())
 
+    def upstream_consent(
+        self, started: Mapping[str, Any], browser: Browser, *, error: str | None = None
+    ) -> HttpResponse:
+        """Gateway: the user opens the URL (the gateway's hop binds the browser), consents at
+        the provider (simulated), and the provider redirects to the gateway's callback."""
+        url = str(started["authorization_url"])
+        hop = self.send("GET", url[len(self.base) :], headers=browser.header())
+        browser.take(hop)
+        assert hop.status == 303, hop.body
+        upstream = str(hop.header("location"))
+        state = parse_qs(urlsplit(upstream).query)["state"][0]
+        params = (
+            {"error": error, "state": state}
+            if error
+            else {"code": secrets.token_hex(8), "state": state}
+        )
+        return self.send("GET", "/ath/callback?" + urlencode(params), headers=browser.header())
+
+    def proxy(
+        self,
+        method: str,
+        target: str,
+        token: str | None,
+        agent: Agent | None,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> HttpResponse:
+        from aauth_server.ath import ATHError
+
+        hdrs = list(headers or [])
+        if token is not None:
+            hdrs.append(("Authorization", f"Bearer {token}"))
+        if agent is not None:
+            hdrs.append(("X-ATH-Agent-ID", agent.agent_id))
+        try:
+            plan = self.server.plan_proxy(HttpRequest(method, self.base + target, hdrs, b""))
+        except ATHError as error:
+            return error.to_response()
+        return HttpResponse(200, [("X-Upstream-URL", plan.url)], json.dumps(plan.headers).encode())
+
     def token_body(self, agent: Agent, session_id: str, **extra: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
             "grant_type": "authorization_code",
@@ -392,7 +507,15 @@ def _field(html: str, name: str) -> str:
     return html[start : html.index('"', start)]
 
 
-def code_of(response: HttpResponse) -> str:
+def code_of(response: HttpResponse) -> str | None:
+    """The ATH code of a JSON error, of an error page (``data-code``), or None on success."""
+    if response.status < 400:
+        return None
+    if (response.header("content-type") or "").startswith("text/html"):
+        html = response.body.decode()
+        marker = 'data-code="'
+        start = html.index(marker) + len(marker)
+        return html[start : html.index('"', start)]
     return str(json.loads(response.body)["code"])
 
 
