@@ -107,8 +107,12 @@ class ATHAgent:
     """An ATH agent speaking the wire as the published SDKs do (ES256 attestations with
     ``iss = sub = agent_id``, ``aud`` the base URL, ``<base>/ath/token`` for the exchange)."""
 
-    def __init__(self, base_url: str, site: AgentSite, http: httpx.Client) -> None:
+    def __init__(
+        self, base_url: str, site: AgentSite, http: httpx.Client, *, via: str | None = None
+    ) -> None:
         self.base = base_url.rstrip("/")
+        #: Where requests go, when not the base URL itself (one worker behind a balancer).
+        self.via = (via or base_url).rstrip("/")
         self.site = site
         self.http = http
         self.key = ECKey.import_key(site.private_pem)
@@ -136,7 +140,7 @@ class ATHAgent:
         )
 
     def discover(self, path: str) -> httpx.Response:
-        return self.http.get(self.base + path)
+        return self.http.get(self.via + path)
 
     def register(self, providers: list[dict[str, Any]], **extra: Any) -> httpx.Response:
         body = {
@@ -148,7 +152,7 @@ class ATHAgent:
             "redirect_uris": [self.base + "/ath/callback"],
             **extra,
         }
-        response = self.http.post(self.base + "/ath/agents/register", json=body)
+        response = self.http.post(self.via + "/ath/agents/register", json=body)
         if response.status_code == 201:
             answer = response.json()
             self.client_id, self.client_secret = answer["client_id"], answer["client_secret"]
@@ -164,7 +168,7 @@ class ATHAgent:
             "user_redirect_uri": self.base + "/ath/callback",
             **extra,
         }
-        return self.http.post(self.base + "/ath/authorize", json=body)
+        return self.http.post(self.via + "/ath/authorize", json=body)
 
     def exchange(self, session_id: str, code: str = "placeholder") -> httpx.Response:
         body = {
@@ -175,7 +179,7 @@ class ATHAgent:
             "code": code,
             "ath_session_id": session_id,
         }
-        response = self.http.post(self.base + "/ath/token", json=body)
+        response = self.http.post(self.via + "/ath/token", json=body)
         if response.status_code == 200:
             self.token = response.json()["access_token"]
         return response
@@ -190,7 +194,7 @@ class ATHAgent:
             "client_id": self.client_id,
             "client_secret": self.client_secret,
         }
-        return self.http.post(self.base + "/ath/revoke", json=body)
+        return self.http.post(self.via + "/ath/revoke", json=body)
 
 
 # -- a scripted user ---------------------------------------------------------------------------
@@ -243,9 +247,11 @@ class _Forms(HTMLParser):
 class ScriptedUser:
     """A person's browser without a screen: follows redirects, keeps cookies, fills forms."""
 
-    def __init__(self, username: str, password: str) -> None:
+    def __init__(self, username: str, password: str, *, rewrite: Any = None) -> None:
         self.username = username
         self.password = password
+        #: url -> url: where a URL is really served (tests put workers behind one base URL).
+        self.rewrite = rewrite or (lambda url: url)
         self.http = httpx.Client(timeout=10, trust_env=False, follow_redirects=False)
         self.seen: list[str] = []
 
@@ -255,14 +261,16 @@ class ScriptedUser:
     def open(
         self, url: str, *, method: str = "GET", data: Mapping[str, Any] | None = None
     ) -> httpx.Response:
+        # ``url`` stays the public URL (what the browser's Origin names); ``rewrite`` says
+        # which server really answers it.
         response = self.http.request(
-            method, url, data=data, headers={"Origin": _origin(url)} if data else None
+            method, self.rewrite(url), data=data, headers={"Origin": _origin(url)} if data else None
         )
         for _ in range(10):
             if response.status_code not in (301, 302, 303, 307, 308):
                 break
             url = urljoin(url, response.headers["location"])
-            response = self.http.get(url)
+            response = self.http.get(self.rewrite(url))
         self.url = url
         return response
 

@@ -2,7 +2,7 @@
 
     python -m example_apps.ath_shop --host 127.0.0.1 --port 8020 --dev \
         [--framework starlette|flask|django] [--store URI] [--approve all|subset|pending] \
-        [--password PW] [--admin-password PW] [--base-url URL]
+        [--password PW] [--admin-password PW] [--base-url URL] [--page-secret HEX]
 
 Agents discover it at ``/.well-known/ath-app.json``, register at ``/ath/agents/register`` and
 call ``GET /api/products`` (``products:read``), ``POST /api/cart`` (``cart:write``) and
@@ -128,6 +128,12 @@ def build_parser(prog: str = "python -m example_apps.ath_shop") -> argparse.Argu
     )
     parser.add_argument("--password", help="alice's password (default: generated and printed)")
     parser.add_argument("--admin-password", help="admin's password (default: generated)")
+    parser.add_argument(
+        "--page-secret",
+        metavar="HEX",
+        help="64+ hex digits keying page forms and sign-in cookies; workers behind one "
+        "base URL must share it (default: generated)",
+    )
     return parser
 
 
@@ -139,6 +145,13 @@ def base_url(args: argparse.Namespace, parser: argparse.ArgumentParser) -> str:
 
 def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Shop:
     secret = secrets.token_bytes(32)
+    if args.page_secret is not None:
+        try:
+            secret = bytes.fromhex(args.page_secret)
+        except ValueError:
+            parser.error("--page-secret must be hex digits")
+        if len(secret) < 32:
+            parser.error("--page-secret must hold at least 32 bytes (64 hex digits)")
     password = args.password or secrets.token_urlsafe(12)
     admin_password = args.admin_password or secrets.token_urlsafe(12)
     login = DemoLogin(
