@@ -28,9 +28,9 @@ class Context:
     audit: Audit
     identities: IdentityCache
 
-    @property
-    def ns(self) -> str:
-        return self.config.key_namespace
+    def __post_init__(self) -> None:
+        #: Store ids are prefixed with this (computed once: every request uses it).
+        self.ns = self.config.key_namespace
 
     def key(self, id: str) -> str:
         """A store id inside this service's namespace."""

@@ -11,10 +11,11 @@ have refused dot segments and encoded slashes, so ``/items/../admin`` never reac
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigurationError
 
+_CACHE_SIZE = 4096
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "*"})
 
 
@@ -59,11 +60,16 @@ def parse_operation(text: str) -> Operation:
     return Operation(method, segments, f"{method} {path}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ScopeMap:
     """Scope -> the operations it allows."""
 
     operations: Mapping[str, tuple[Operation, ...]]
+    #: (method, path) -> the scopes that allow it: a pure function of the map, so a bounded
+    #: memo never goes stale.
+    _cache: dict[tuple[str, str], frozenset[str]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def build(cls, routes: Mapping[str, Iterable[str]], scopes: Iterable[str]) -> ScopeMap:
@@ -75,6 +81,16 @@ class ScopeMap:
 
     def scopes_for(self, method: str, path: str) -> frozenset[str]:
         """Every scope one of whose operations matches; empty when the operation is unmapped."""
+        key = (method, path)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._scopes_for(method, path)
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()  # many distinct paths: start over, stay bounded
+            self._cache[key] = found
+        return found
+
+    def _scopes_for(self, method: str, path: str) -> frozenset[str]:
         segments = split_path(path)
         method = method.upper()
         if method == "HEAD":

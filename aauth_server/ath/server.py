@@ -70,6 +70,7 @@ class ATHServer:
             p.provider_id: p.scope_map() for p in config.providers
         }
         self.prefix = config.prefix
+        self._api_path = urlsplit(str(config.api_base or "")).path.rstrip("/")
         self._routes = self._table()
 
     # -- routing -------------------------------------------------------------------------
@@ -174,7 +175,7 @@ class ATHServer:
     def api_operation(self, request: HttpRequest) -> tuple[str, str]:
         """(method, path relative to ``api_base``) of a native API request; a path outside
         ``api_base`` maps to nothing (and is refused as unmapped)."""
-        base = urlsplit(str(self.config.api_base)).path.rstrip("/")
+        base = self._api_path
         path = request.path
         proxy.check_path(path)
         relative = path[len(base) :] if path.startswith(base + "/") or path == base else "\0outside"
