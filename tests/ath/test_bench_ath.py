@@ -23,7 +23,10 @@ def test_ath_benchmark_prints_both_ratios() -> None:
     out = done.stdout
     for kind in ("http", "asgi"):
         for estimator in ("median", "min"):
-            line = rf"{kind} {estimator} *: protected +[\d.]+ us +unprotected +[\d.]+ us +ratio = [\d.]+"
+            line = (
+                rf"{kind} {estimator} *: protected +[\d.]+ us"
+                r" +unprotected +[\d.]+ us +ratio = [\d.]+"
+            )
             assert re.search(line, out), out
     assert "(target <= 1.2)" in out
     assert re.search(r"validation adds -?[\d.]+ us per call", out), out
