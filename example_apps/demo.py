@@ -202,13 +202,19 @@ def run(specs: Sequence[AppSpec]) -> int:
 
 
 def run_all(specs: Sequence[AppSpec], *, three_party: bool = True) -> int:
-    """The foundation exchanges, then the three-party story (agent, PS, resource)."""
+    """The foundation exchanges, then the three-party story (agent, PS, resource), then the
+    two ATH stories (native service and gateway)."""
     code = run(specs)
     if code != 0 or not three_party:
         return code
     from .three_party import run as run_three_party  # it reuses this module's printers
 
-    return run_three_party()
+    code = run_three_party()
+    if code != 0:
+        return code
+    from .ath_demo import run_ath_stories
+
+    return run_ath_stories()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
