@@ -19,11 +19,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m example_apps.demo
 
-# The tests talk to a real redis-server (they start their own when none answers on 6379).
+# The tests talk to a real redis-server and PostgreSQL (they start their own), and Chromium.
 sysdeps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "redis-server missing; installing it"; \
 	  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  echo "postgresql missing; installing it (the records tests run on a real PostgreSQL)"; \
+	  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 	@test -x /usr/bin/chromium || { \
 	  echo "chromium missing; installing it (headless browser tests)"; \
 	  apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }

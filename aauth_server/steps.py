@@ -46,7 +46,20 @@ class WaitOp:
     timeout: float
 
 
-Step = Need | StoreOp | WaitOp
+class Call:
+    """A step that answers itself, either way: ``call()`` under the sync driver, ``await
+    acall()`` under the async one (a record-store transaction, :mod:`aauth_server.records`)."""
+
+    __slots__ = ()
+
+    def call(self) -> Any:
+        raise NotImplementedError
+
+    async def acall(self) -> Any:
+        raise NotImplementedError
+
+
+Step = Need | StoreOp | WaitOp | Call
 Steps = Generator[Step, Any, T]
 
 
@@ -145,6 +158,8 @@ class Driver:
             return getattr(self.store, need.op)(*need.args)
         if isinstance(need, WaitOp):
             return self.store.get(need.kind, need.id)
+        if isinstance(need, Call):
+            return need.call()
         return self.verifier.resolve(need)
 
     async def _aanswer(self, need: Step) -> object:
@@ -154,4 +169,6 @@ class Driver:
             return await self.async_store.wait_for_change(
                 need.kind, need.id, need.version, need.timeout
             )
+        if isinstance(need, Call):
+            return await need.acall()
         return await self.verifier.aresolve(need)

@@ -76,7 +76,10 @@ def is_public_address(ip: IPAddress) -> bool:
 @dataclass
 class EgressPolicy:
     dev_loopback: bool = False
+    #: Bytes of a response body on the wire, and after decoding (gzip/deflate).
     max_bytes: int = 256 * 1024
+    max_decoded_bytes: int = 256 * 1024
+    #: Seconds for the whole exchange: connect, headers and body under one deadline.
     timeout: float = 5.0
     resolver: Callable[[str, int], list[str]] = field(default=system_resolver)
 

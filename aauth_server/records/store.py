@@ -1,0 +1,318 @@
+"""The record store: one SQL database, selected by URL, run sync and async.
+
+``sqlite:///path`` is the embedded default (a file; WAL journal, writers begin ``IMMEDIATE``
+so two workers never deadlock on a lock upgrade), ``sqlite://`` keeps the database in this
+process's memory (tests, one-process development: one connection shared by both faces, the
+async face runs it on a worker thread), and ``postgresql+psycopg://user@host/db`` is the
+production choice (psycopg 3, sync and async).
+
+:meth:`RecordStore.run` runs a :class:`~aauth_server.records.txn.Txn` on a pooled sync
+connection, :meth:`RecordStore.arun` on the async engine of the running event loop.  Both
+retry a transaction the database aborted for a serialization failure or a deadlock, and map
+the rest onto the storage errors the drivers know: an unreachable database is
+:class:`RecordsUnavailable` (``503``), a broken constraint :class:`RecordConflict`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+
+from ..errors import ConfigurationError
+from ..steps import Call
+from ..storage.base import StorageError, StorageUnavailable
+from .txn import Op, Rows, Sql, Txn, adrive, drive
+
+T = TypeVar("T")
+log = logging.getLogger("aauth_server.records")
+
+#: Attempts at a transaction the database aborted to keep concurrent ones serializable.
+ATTEMPTS = 5
+#: PostgreSQL SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
+_RETRY_STATES = frozenset({"40001", "40P01"})
+_WRITE = "aauth_write"
+
+
+class RecordsUnavailable(StorageUnavailable):
+    """The database did not answer (down, unreachable, locked too long)."""
+
+
+class RecordConflict(StorageError):
+    """A write broke a constraint the operation did not expect to meet."""
+
+
+class RecordOp(Call):
+    """A step that runs one transaction on a record store: the PS yields these beside its
+    pending-store steps, and whichever driver runs the steps runs the transaction."""
+
+    __slots__ = ("store", "txn")
+
+    def __init__(self, store: RecordStore, txn: Txn[Any]) -> None:
+        self.store = store
+        self.txn = txn
+
+    def call(self) -> Any:
+        return self.store.run(self.txn)
+
+    async def acall(self) -> Any:
+        return await self.store.arun(self.txn)
+
+
+def _sqlite_events(engine: Engine, *, memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        # We emit BEGIN ourselves (below): pysqlite's own transaction handling would
+        # begin late and deferred.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 10000")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def begin(connection: Connection) -> None:
+        # A writer takes the write lock up front: two deferred transactions that both read
+        # and then try to write would otherwise fail at once with "database is locked".
+        write = connection.get_execution_options().get(_WRITE)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+class RecordStore:
+    """One database of records for one or more servers (rows carry their ``issuer``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        migrate: bool = False,
+        pool_size: int = 5,
+        connect_timeout: float = 5.0,
+        echo: bool = False,
+    ) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise ConfigurationError(f"records URL {url!r} is not a database URL") from exc
+        backend, _, driver = parsed.drivername.partition("+")
+        self.url = url
+        self.backend = backend
+        self.memory = backend == "sqlite" and parsed.database in (None, "", ":memory:")
+        self._lock: threading.RLock | None = threading.RLock() if self.memory else None
+        self._aengines: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
+        self._closed = False
+        if backend == "sqlite":
+            if driver not in ("", "pysqlite", "aiosqlite"):
+                raise ConfigurationError("records: use sqlite:///path or sqlite:// (in memory)")
+            sync_url = parsed.set(drivername="sqlite")
+            self._async_url = parsed.set(drivername="sqlite+aiosqlite")
+            options: dict[str, Any] = {"echo": echo}
+            if self.memory:
+                # One connection: an in-memory database lives and dies with it.
+                options.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+            else:
+                options["connect_args"] = {"timeout": connect_timeout}
+            self.engine = create_engine(sync_url, **options)
+            _sqlite_events(self.engine, memory=self.memory)
+            self._async_options: dict[str, Any] = {
+                "echo": echo,
+                "connect_args": {"timeout": connect_timeout},
+            }
+        elif backend == "postgresql":
+            if driver != "psycopg":
+                raise ConfigurationError("records: PostgreSQL URLs are postgresql+psycopg://...")
+            timeout = {"connect_timeout": max(1, round(connect_timeout))}
+            pool: dict[str, Any] = {
+                "pool_size": pool_size,
+                "max_overflow": pool_size,
+                "pool_pre_ping": True,
+                "pool_timeout": connect_timeout,
+            }
+            self.engine = create_engine(parsed, echo=echo, connect_args=timeout, **pool)
+            self._async_url = parsed
+            self._async_options = {"echo": echo, "connect_args": timeout, **pool}
+        else:
+            raise ConfigurationError(
+                f"records: unsupported database {backend!r} (sqlite or postgresql+psycopg)"
+            )
+        if migrate:
+            from .migrate import upgrade
+
+            upgrade(self)
+
+    def __repr__(self) -> str:
+        return f"RecordStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- the two drivers ----------------------------------------------------------------------
+
+    def run(self, txn: Txn[T]) -> T:
+        """Run ``txn`` in one transaction on a sync connection."""
+        for attempt in range(ATTEMPTS):
+            try:
+                with self._serialized(), self.engine.connect() as conn:
+                    if txn.write and self.backend == "sqlite":
+                        conn.execution_options(**{_WRITE: True})
+                    with conn.begin():
+                        return drive(txn.work(), lambda op: self._execute(conn, op))
+            except DBAPIError as exc:
+                if attempt + 1 < ATTEMPTS and _retryable(exc):
+                    continue
+                raise _mapped(exc, txn) from exc
+            except PoolTimeout as exc:
+                raise RecordsUnavailable("no database connection free") from exc
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    async def arun(self, txn: Txn[T]) -> T:
+        """Run ``txn`` in one transaction on an async connection."""
+        if self.memory:
+            # The in-memory database is one connection; a worker thread keeps the loop free.
+            return await asyncio.to_thread(self.run, txn)
+        engine = self._aengine()
+        for attempt in range(ATTEMPTS):
+            try:
+                async with engine.connect() as conn:
+                    if txn.write and self.backend == "sqlite":
+                        await conn.execution_options(**{_WRITE: True})
+                    async with conn.begin():
+                        return await adrive(txn.work(), lambda op: self._aexecute(conn, op))
+            except DBAPIError as exc:
+                if attempt + 1 < ATTEMPTS and _retryable(exc):
+                    continue
+                raise _mapped(exc, txn) from exc
+            except PoolTimeout as exc:
+                raise RecordsUnavailable("no database connection free") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def op(self, txn: Txn[Any]) -> RecordOp:
+        """``txn`` as a step for :class:`~aauth_server.steps.Driver`."""
+        return RecordOp(self, txn)
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def _statement(self, op: Op) -> Any:
+        if isinstance(op, Sql):
+            return op.statement
+        insert = postgresql.insert if self.backend == "postgresql" else sqlite.insert
+        # RETURNING says whether a row went in: drivers need not report an insert's rowcount.
+        key = next(iter(op.table.primary_key.columns))
+        return insert(op.table).values(**op.values).on_conflict_do_nothing().returning(key)
+
+    def _execute(self, conn: Connection, op: Op) -> Rows:
+        result = conn.execute(self._statement(op))
+        if result.returns_rows:
+            rows = tuple(result.mappings().all())
+            return Rows(rows, len(rows))
+        return Rows((), result.rowcount)
+
+    async def _aexecute(self, conn: AsyncConnection, op: Op) -> Rows:
+        result = await conn.execute(self._statement(op))
+        if result.returns_rows:
+            rows = tuple(result.mappings().all())
+            return Rows(rows, len(rows))
+        return Rows((), result.rowcount)
+
+    @contextmanager
+    def _serialized(self) -> Iterator[None]:
+        if self._lock is None:
+            yield
+            return
+        with self._lock:
+            yield
+
+    def _aengine(self) -> AsyncEngine:
+        if self._closed:
+            raise RecordsUnavailable("the record store is closed")
+        loop = asyncio.get_running_loop()
+        engine = self._aengines.get(loop)
+        if engine is None:
+            # Pooled connections belong to the loop that opened them: one engine per loop,
+            # and the engines of loops that have ended are dropped without touching them.
+            for ended in [other for other in self._aengines if other.is_closed()]:
+                self._aengines.pop(ended).sync_engine.dispose(close=False)
+            engine = create_async_engine(self._async_url, **self._async_options)
+            if self.backend == "sqlite":
+                _sqlite_events(engine.sync_engine, memory=False)
+            self._aengines[loop] = engine
+        return engine
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Fail early: the database answers and its schema is the one this code expects
+        (``ConfigurationError`` naming the command that migrates it otherwise)."""
+        from .migrate import check_schema
+
+        check_schema(self)
+
+    def close(self) -> None:
+        """Close the sync pool (and forget async engines of loops that are gone)."""
+        self._closed = True
+        for loop, engine in list(self._aengines.items()):
+            if loop.is_closed():
+                self._aengines.pop(loop)
+                engine.sync_engine.dispose(close=False)
+        self.engine.dispose()
+
+    async def aclose(self) -> None:
+        """Close the async engine of the running loop (call it on the loop that served)."""
+        loop = asyncio.get_running_loop()
+        engine = self._aengines.pop(loop, None)
+        if engine is not None:
+            await engine.dispose()
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A sync connection in a transaction (migrations and maintenance)."""
+        with self._serialized(), self.engine.begin() as conn:
+            yield conn
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None)
+    return isinstance(state, str) and state in _RETRY_STATES
+
+
+def _mapped(exc: DBAPIError, txn: Txn[Any]) -> StorageError:
+    if isinstance(exc, IntegrityError):
+        return RecordConflict(f"{txn.name}: {exc.orig}")
+    if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
+        log.warning("records: %s failed: %s", txn.name, exc.orig)
+        return RecordsUnavailable(f"the record database is unavailable ({txn.name})")
+    return StorageError(f"{txn.name}: {exc}")
+
+
+def open_record_store(url: str | RecordStore, *, migrate: bool = False) -> RecordStore:
+    """A store for ``url`` (a store passes through unchanged)."""
+    if isinstance(url, RecordStore):
+        return url
+    return RecordStore(url, migrate=migrate)
+
+
+__all__ = [
+    "ATTEMPTS",
+    "RecordConflict",
+    "RecordOp",
+    "RecordStore",
+    "RecordsUnavailable",
+    "open_record_store",
+]
