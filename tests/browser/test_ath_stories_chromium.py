@@ -16,13 +16,13 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from example_apps._procs import AppSpec, running_apps
-from example_apps.ath_demo import ATHAgent, AgentSite
+from example_apps.ath_demo import AgentSite, ATHAgent
 from tests.browser.test_consent_chromium import CHROMIUM, CHROMIUM_ARGS, STEP_MS
 from tests.redis_server import ensure_redis
 
-SHOP_PW = "alice-pw-chromium"  # noqa: S105
-BOB_PW = "bob-pw-chromium"  # noqa: S105
-GW_SECRET = "gw-secret-chromium"  # noqa: S105
+SHOP_PW = "alice-pw-chromium"
+BOB_PW = "bob-pw-chromium"
+GW_SECRET = "gw-secret-chromium"
 APP_ID = "com.example.ath-shop"
 
 

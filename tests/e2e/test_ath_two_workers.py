@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from example_apps._procs import AppSpec, free_port, running_apps
-from example_apps.ath_demo import ATHAgent, AgentSite, ScriptedUser
+from example_apps.ath_demo import AgentSite, ATHAgent, ScriptedUser
 from tests.redis_server import ensure_redis
 
-PASSWORD = "alice-two-workers"  # noqa: S105
+PASSWORD = "alice-two-workers"
 APP_ID = "com.example.ath-shop"
 
 
