@@ -427,3 +427,56 @@ def test_a_store_outage_is_a_503_with_retry_after_never_a_500() -> None:
         assert (answer.status, code_of(answer)) == (503, "SERVICE_UNAVAILABLE")
         assert answer.header("retry-after") is not None
         world.server.close()
+
+
+def test_development_skip_mode_checks_claims_and_replay_but_fetches_nothing() -> None:
+    from aauth_server.ath import ATHConfig as Config
+    from aauth_server.ath import ATHServer
+    from aauth_server.clock import FixedClock
+    from aauth_server.keys.fetcher import StaticFetcher
+    from tests.ath.harness import T0, user_authenticate
+
+    clock = FixedClock(T0)
+    fetcher = StaticFetcher({})
+    config = Config(
+        mode="native",
+        base_url="http://127.0.0.1:8000",
+        name="Dev",
+        app_id="dev",
+        providers=(ProviderConfig("dev", "Dev", {"a:read": "Read"}),),
+        authenticate=user_authenticate,
+        page_secret=b"s" * 32,
+        dev_loopback=True,
+        insecure_skip_attestation_signature=True,
+        clock=clock,
+        fetcher=fetcher,
+    )
+    server = ATHServer(config)
+    agent = Agent("http://127.0.0.1:9/agent.json")
+    attestation = agent.attest("http://127.0.0.1:8000", now=T0)
+    body = {
+        "agent_id": agent.agent_id,
+        "agent_attestation": attestation,
+        "requested_providers": [{"provider_id": "dev", "scopes": ["a:read"]}],
+    }
+
+    def post(payload: dict[str, Any]) -> Any:
+        request = HttpRequest(
+            "POST",
+            "http://127.0.0.1:8000/ath/agents/register",
+            [("Content-Type", "application/json")],
+            json.dumps(payload).encode(),
+        )
+        return server.handle(request)
+
+    assert post(body).status == 201
+    assert fetcher.calls == []  # no identity document was fetched
+    assert code_of(post(body)) == "INVALID_ATTESTATION"  # the jti is still remembered
+    expired = {
+        **body,
+        "agent_id": "http://127.0.0.1:9/b.json",
+        "agent_attestation": Agent("http://127.0.0.1:9/b.json").attest(
+            "http://127.0.0.1:8000", now=T0 - 7200
+        ),
+    }
+    assert code_of(post(expired)) == "INVALID_ATTESTATION"
