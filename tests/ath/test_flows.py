@@ -480,3 +480,25 @@ def test_development_skip_mode_checks_claims_and_replay_but_fetches_nothing() ->
         ),
     }
     assert code_of(post(expired)) == "INVALID_ATTESTATION"
+
+
+def test_consent_page_escapes_agent_supplied_text() -> None:
+    agent = Agent(name='<script>window.pwned=1</script>"><img src=x onerror=alert(1)>')
+    world = World(agents=(agent,))
+    world.register(
+        agent, purpose="<b>buy</b> & <i>sell</i>", developer={"name": "<svg onload=x>", "id": "d"}
+    )
+    started = world.authorize(agent, ["products:read"])
+    page = world.send(
+        "GET", started["authorization_url"][len(AUD) :], headers=[("Cookie", "shop_user=alice")]
+    )
+    html = page.body.decode()
+    assert page.status == 200
+    assert (
+        "<script>window.pwned" not in html
+        and "<img src=x" not in html
+        and "<svg onload" not in html
+    )
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in html
+    assert "&lt;b&gt;buy&lt;/b&gt; &amp; &lt;i&gt;sell&lt;/i&gt;" in html
+    assert "script-src 'self'" in str(page.header("content-security-policy"))
