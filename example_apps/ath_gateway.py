@@ -26,7 +26,7 @@ from typing import Any
 from aauth_server.ath import ATHConfig, ATHServer, ProviderConfig, approve_all, review
 from aauth_server.http import HttpRequest
 
-from .ath_shop import bind, serve, wsgi_under_asgi
+from .ath_shop import bind, serve, serve_wsgi
 
 SCOPES = {
     "profile:read": "See your profile at the provider",
@@ -136,7 +136,7 @@ def asgi_for(framework: str, server: ATHServer, host: str) -> Any:
 
         app = Flask(__name__)
         FlaskATH(server, app)
-        return wsgi_under_asgi(app)
+        return app
     import django
     from django.conf import settings
 
@@ -176,7 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         app = asgi_for(args.framework, server, args.host)
-        serve(app, sock, announce, lifespan="off" if args.framework == "django" else "on")
+        if args.framework == "flask":
+            serve_wsgi(app, sock, announce)
+        else:
+            serve(app, sock, announce, lifespan="off" if args.framework == "django" else "on")
     except KeyboardInterrupt:
         pass
     finally:

@@ -301,49 +301,6 @@ def flask_app(shop: Shop) -> Any:
     return app
 
 
-def wsgi_under_asgi(app: Any) -> Any:
-    """A WSGI app under uvicorn, keeping the raw request target (``RAW_URI``) that the ATH
-    proxy judges paths by, as gunicorn and Werkzeug's server do."""
-    from asgiref.wsgi import WsgiToAsgi, WsgiToAsgiInstance
-
-    # The undecorated body of asgiref's run_wsgi_app (a sync function wrapped in SyncToAsync).
-    run_sync = WsgiToAsgiInstance.run_wsgi_app.func.__self__.func
-
-    class Instance(WsgiToAsgiInstance):  # type: ignore[misc]
-        async def run_wsgi_app(self, body: Any) -> None:
-            # Each request in a worker thread of its own: asgiref's default (one shared
-            # "thread-sensitive" thread) fails on a POST after a GET on one keep-alive
-            # connection ("CurrentThreadExecutor already quit or is broken").
-            await asyncio.to_thread(run_sync, self, body)
-
-        def build_environ(self, scope: Any, body: Any) -> dict[str, Any]:
-            environ: dict[str, Any] = super().build_environ(scope, body)
-            raw = scope.get("raw_path") or scope["path"].encode()
-            query = scope.get("query_string") or b""
-            target = raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-            environ["RAW_URI"] = environ["REQUEST_URI"] = target
-            return environ
-
-    class Wrapped(WsgiToAsgi):  # type: ignore[misc]
-        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-            if scope["type"] == "lifespan":
-                await _lifespan(receive, send)
-                return
-            await Instance(self.wsgi_application)(scope, receive, send)
-
-    return Wrapped(app)
-
-
-async def _lifespan(receive: Any, send: Any) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 # -- Django ------------------------------------------------------------------------------------
 
 #: Django's ROOT_URLCONF is this module; django_app fills it once Django is set up.
@@ -423,11 +380,21 @@ def django_app(shop: Shop, host: str) -> Any:
 
 
 def asgi_for(framework: str, shop: Shop, host: str) -> Any:
+    """The ASGI app uvicorn serves (Starlette, Django); Flask goes to :func:`serve_wsgi`."""
     if framework == "starlette":
         return starlette_app(shop)
-    if framework == "flask":
-        return wsgi_under_asgi(flask_app(shop))
     return django_app(shop, host)
+
+
+def serve_wsgi(app: Any, sock: socket.socket, announce: Callable[[], None]) -> None:
+    """A WSGI app on Werkzeug's threaded server (as the other Flask examples), which keeps the
+    raw request target (``RAW_URI``) the ATH proxy judges paths by, as gunicorn does."""
+    from werkzeug.serving import make_server
+
+    host, port = sock.getsockname()[:2]
+    server = make_server(host, port, app, threaded=True, fd=sock.fileno())
+    announce()
+    server.serve_forever()
 
 
 def serve(app: Any, sock: socket.socket, announce: Callable[[], None], *, lifespan: str) -> None:
@@ -473,8 +440,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"listening on http://{args.host}:{args.port}", flush=True)
 
     try:
-        app = asgi_for(args.framework, shop, args.host)
-        serve(app, sock, announce, lifespan="off" if args.framework == "django" else "on")
+        if args.framework == "flask":
+            serve_wsgi(flask_app(shop), sock, announce)
+        else:
+            app = asgi_for(args.framework, shop, args.host)
+            serve(app, sock, announce, lifespan="off" if args.framework == "django" else "on")
     except KeyboardInterrupt:
         pass
     finally:

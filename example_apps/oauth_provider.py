@@ -40,7 +40,7 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator  # type: ignore[import-u
 from authlib.oauth2.rfc7636 import CodeChallenge  # type: ignore[import-untyped]
 from flask import Flask, Response, jsonify, redirect, request, session
 
-from .ath_shop import bind, serve, wsgi_under_asgi
+from .ath_shop import bind, serve_wsgi
 
 USER = "bob"
 SCOPES = {
@@ -394,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"listening on http://{args.host}:{args.port}", flush=True)
 
     try:
-        serve(wsgi_under_asgi(create_app(provider)), sock, announce, lifespan="on")
+        serve_wsgi(create_app(provider), sock, announce)
     except KeyboardInterrupt:
         pass
     finally:
