@@ -13,10 +13,12 @@ from dataclasses import dataclass
 __all__ = [
     "CROCKFORD_ALPHABET",
     "AgentId",
+    "agent_domain_matches",
     "is_agent_identifier",
     "is_server_identifier",
     "normalize_interaction_code",
     "parse_agent_identifier",
+    "server_identifier_problem",
 ]
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
@@ -74,9 +76,87 @@ def is_server_identifier(value: object, *, dev_loopback: bool = False) -> bool:
     return False
 
 
+SERVER_IDENTIFIER_RULE = (
+    "a server identifier is https://host: lowercase, no port, path, query, fragment or "
+    "trailing slash (digest 1.2)"
+)
+
+
+def server_identifier_problem(value: object, *, dev_loopback: bool = False) -> str | None:
+    """Which rule of digest 1.2 ``value`` breaks, in words; None when it is an identifier.
+
+    For configuration errors: ``is_server_identifier`` says whether, this says why.  The
+    development setting is mentioned only for a loopback host, the one place it applies.
+    """
+    if is_server_identifier(value, dev_loopback=dev_loopback):
+        return None
+    if not isinstance(value, str) or not value:
+        return "it is not a non-empty string"
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return "it has no scheme: write https://host"
+    authority, slash, path = rest.partition("/")
+    _userinfo, at, hostport = authority.rpartition("@")
+    if "?" in authority or "#" in authority:
+        return "it has a query or fragment: write the scheme and host only"
+    host, colon, port = hostport.rpartition(":") if not hostport.startswith("[") else ("", "", "")
+    if not colon:
+        host, port = hostport, ""
+    loopback = host in ("127.0.0.1", "localhost")
+    if scheme.lower() != scheme:
+        return f"the scheme {scheme!r} is not lowercase"
+    if loopback and scheme in ("http", "https"):
+        if not dev_loopback:
+            return (
+                f"{host} is a loopback host: loopback identifiers (http://{host}:PORT) need "
+                "the development setting dev_loopback=True, never in production"
+            )
+        if scheme != "http" or not port or slash or at or not _is_dev_host(hostport):
+            return (
+                f"a loopback development identifier is exactly http://{host}:PORT "
+                "(a port of 1-65535 without leading zeros, no path, no trailing slash)"
+            )
+    if scheme != "https":
+        return f"the scheme is {scheme!r}: server identifiers are https only"
+    if at:
+        return "it has userinfo (user@): write the host only"
+    if slash:
+        if not path:
+            return "it ends with a trailing slash: write https://host without one"
+        return f"it has a path (/{path.split('?')[0]}): write the scheme and host only"
+    if "?" in value or "#" in value:
+        return "it has a query or fragment: write the scheme and host only"
+    if colon:
+        return f"it has a port (:{port}): server identifiers carry none"
+    if host != host.lower():
+        return f"the host {host!r} is not lowercase (identifiers compare by exact string)"
+    if host.endswith("."):
+        return "the host ends with a dot"
+    if not host.isascii():
+        return "the host is not in A-label (Punycode) form"
+    if hostport.startswith("["):
+        return "an IP literal is not a host name"
+    return "the host is not a valid DNS name"
+
+
 def server_host(identifier: str) -> str:
     """The host (with port for a dev loopback identifier) of a valid server identifier."""
     return identifier.split("://", 1)[1]
+
+
+def agent_domain_matches(domain: str, issuer: str, *, dev_loopback: bool = False) -> bool:
+    """Is ``domain`` (an agent identifier's) the host of ``issuer`` (its agent provider's)?
+
+    Production: exactly the issuer's host.  Under ``dev_loopback``, for a loopback agent
+    provider ``http://127.0.0.1:9000``, also the host without the port
+    (``aauth:x@127.0.0.1``): agents of other stacks write loopback ids that way.
+    """
+    host = server_host(issuer)
+    if domain == host:
+        return True
+    if not (dev_loopback and issuer.startswith("http://") and _is_dev_host(host)):
+        return False
+    return domain == host.rpartition(":")[0]
 
 
 @dataclass(frozen=True, slots=True)

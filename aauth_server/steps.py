@@ -11,6 +11,7 @@ async views); nothing else differs between the two flavours.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 from .errors import AAuthError, ConfigurationError, ServerError
 from .http import HttpResponse
 from .storage.base import AsyncPendingStore, PendingStore, StorageError, StorageUnavailable
-from .verifier import Need, RequestVerifier
+from .verifier import Need, ReplayNeed, RequestVerifier, RevocationNeed
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,6 +61,8 @@ class Call:
 
 
 Step = Need | StoreOp | WaitOp | Call
+#: The steps the pending store answers: one answered means the store is back.
+_STORE_CALLS = (StoreOp, WaitOp, RevocationNeed, ReplayNeed)
 Steps = Generator[Step, Any, T]
 
 
@@ -90,6 +93,30 @@ class Driver:
         self.async_store = async_store
         #: Who failed, for the operator's log and the 500's detail ("the resource").
         self.subject = subject
+        #: The store is known to be down: logged once when it goes, once when it is back.
+        self.store_down = False
+        self._outage_lock = threading.Lock()
+
+    def _store_unavailable(self, exc: StorageUnavailable) -> None:
+        if self.store_down:
+            return
+        with self._outage_lock:
+            if self.store_down:
+                return
+            self.store_down = True
+        log.error(
+            "AAuth: %s cannot reach its store (%s); answering 503 temporarily_unavailable "
+            "until it is back (logged once per outage)",
+            self.subject,
+            exc,
+        )
+
+    def _store_answered(self) -> None:
+        with self._outage_lock:
+            if not self.store_down:
+                return
+            self.store_down = False
+        log.warning("AAuth: %s reaches its store again; the outage is over", self.subject)
 
     def server_error(self, exc: Exception) -> AAuthError:
         """A store or configuration failure the logic did not handle: ``500 server_error``.
@@ -128,12 +155,15 @@ class Driver:
                     else:
                         answer = self._answer(need)
                 except StorageUnavailable as exc:
+                    self._store_unavailable(exc)
                     raise Unavailable(exc.retry_after) from exc
                 except (StorageError, AAuthError) as exc:
                     # A lost race, a missing record or a key discovery could not find is the
                     # logic's to handle (the PS maps a bad parameter token's key to its own code).
                     need = steps.throw(exc)
                     continue
+                if self.store_down and isinstance(need, _STORE_CALLS):
+                    self._store_answered()
                 need = steps.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
@@ -145,10 +175,13 @@ class Driver:
                 try:
                     answer = await self._aanswer(need)
                 except StorageUnavailable as exc:
+                    self._store_unavailable(exc)
                     raise Unavailable(exc.retry_after) from exc
                 except (StorageError, AAuthError) as exc:
                     need = steps.throw(exc)
                     continue
+                if self.store_down and isinstance(need, _STORE_CALLS):
+                    self._store_answered()
                 need = steps.send(answer)
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]

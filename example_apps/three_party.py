@@ -1,11 +1,20 @@
-"""The three-party AAuth story on loopback: agent, Person Server and resource (``make demo``).
+"""Three-party AAuth on loopback: agent, Person Server and resource (stories of ``make demo``).
 
 Starts a Person Server, an agent provider whose agent tokens name that PS, and a resource
-trusting it.  The agent reads ``/profile`` (person token, after the person logs in and
-approves on the consent page), then ``/data`` (auth token, after the person asks a
-clarification question, reads the agent's answer and approves), then relays an interaction
-to the PS and, as the person has no PS page open, directs the user itself.  The person is
-scripted over HTTP as a browser would act (session cookie, CSRF token from the page).
+trusting it (once, shared by the stories below).  The person is scripted over HTTP as a
+browser acts (session cookie, CSRF token from the page).
+
+- ``three-party``: the agent reads ``/profile`` (person token, after the person logs in and
+  approves on the consent page), then ``/data`` (auth token, after the person asks a
+  clarification question, reads the agent's answer and approves), then relays an
+  interaction to the PS and, as the person has no PS page open, directs the user itself;
+- ``deferred``: ``/deferred`` is protected with ``deferred=True``: the resource holds the
+  call and answers ``202`` with its own pending URL; the agent gets an auth token from the
+  PS and polls the resource, which runs the held call then;
+- ``ps-mounts``: the same Person Server mounted in Flask and in Django answers a person
+  token request (``202``, the person approves, ``200``).
+
+``python -m example_apps.three_party`` runs the first story alone.
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ import httpx
 from aauth_server.agent import Agent
 from aauth_server.agent.flow import AgentFlow, Clarification, FlowError, Interaction
 from aauth_server.fields import FieldError, parse_aauth_requirement, parse_signature_error
+from aauth_server.tokens.jwt import decode_unverified
 
-from ._procs import AppSpec, AppStartError, RunningApp, running_apps
-from .demo import SHOWN_RESPONSE_HEADERS, Report, abbreviate, show_request
+from ._procs import AppSpec, AppStartError, RunningApp
+from .demo import SHOWN_RESPONSE_HEADERS, DemoContext, Report, Story, abbreviate, show_request
 
 PASSWORD = "demo-password"  # noqa: S105 - the scripted demo person's, loopback only
 QUESTION = "Why do you need access to my data?"
@@ -49,9 +59,42 @@ def say(line: str) -> None:
         print(line, flush=True)
 
 
+def label(note: str, response: httpx.Response) -> str:
+    """What one exchange is, in words: who answers what, and why."""
+    status, req = response.status_code, requirement(response)
+    if note.startswith("resource"):
+        if status == 202:
+            return "the resource holds the call: 202 and its own pending URL (deferred=True)"
+        if note == "resource poll":
+            return "the resource runs the held call now and answers with its result"
+        if req == "person-token":
+            return "the resource asks for a person token"
+        if req == "auth-token":
+            return "the resource asks for an auth token (a resource token for the PS attached)"
+        return f"the resource answers {status}"
+    if note.startswith("PS "):
+        kind = note.split(" ", 1)[1]
+        if status == 202 and req == "interaction":
+            return f"the PS answers 202 to the {kind} request: the person must approve"
+        if status == 202 and req == "clarification":
+            return "the PS answers 202 with the person's question for the agent"
+        if status == 202:
+            return "the PS answers 202: still waiting for the person"
+        if kind == "relay" and status == 424:
+            return "the PS cannot reach the person (424): the agent directs the user itself"
+        if status == 200 and kind == "poll":
+            return "the PS answers 200 with the token (the person approved)"
+        if status == 200 and kind in ("person_token", "auth_token"):
+            return f"the PS answers 200 at once with the {kind.replace('_', ' ')}"
+        return f"the PS answers {status}"
+    if note == "clarification answer":
+        return "the agent answers the question; the PS answers 202 (keep polling)"
+    return note
+
+
 def show(note: str, request: httpx.Request, response: httpx.Response) -> None:
     with _print_lock:
-        print(f"\n  [agent: {note}]")
+        print(f"\n  [agent: {note}] {label(note, response)}")
         show_request(request)
         # Status without the protocol version: the foundation part's line counts stay its own.
         print(f"  < {response.status_code} {response.reason_phrase}")
@@ -67,8 +110,10 @@ def show(note: str, request: httpx.Request, response: httpx.Response) -> None:
 class ScriptedPerson:
     """Alice at her browser: logs in, opens the link the agent gave her, asks, approves."""
 
-    def __init__(self, ps_url: str) -> None:
+    def __init__(self, ps_url: str, *, user: str = "alice", password: str = PASSWORD) -> None:
         self.ps_url = ps_url
+        self.user = user
+        self.password = password
         self.http = httpx.Client(timeout=10, trust_env=False, follow_redirects=True)
         self.page = ""
         self.errors: list[str] = []
@@ -101,8 +146,8 @@ class ScriptedPerson:
         say(f"  (alice) opens {link}")
         response = self.http.get(link)
         if "/login" in response.url.path:
-            say("  (alice) logs in as alice")
-            form = {"username": "alice", "password": PASSWORD, "next": _next(response.url)}
+            say(f"  (alice) logs in as {self.user}")
+            form = {"username": self.user, "password": self.password, "next": _next(response.url)}
             form["csrf"] = dict(_FIELD.findall(response.text)).get("csrf", "")
             response = self.http.post(
                 self.ps_url + "/login", data=form, headers={"Origin": self.ps_url}
@@ -150,7 +195,7 @@ def _next(url: httpx.URL) -> str:
 
 
 @dataclass
-class Story:
+class Parties:
     client: httpx.Client
     ps: RunningApp
     resource: RunningApp
@@ -215,7 +260,7 @@ def error_of(response: httpx.Response | None) -> str | None:
     return body.get("error") if isinstance(body, dict) else None
 
 
-def person_token_part(story: Story) -> AgentFlow:
+def person_token_part(story: Parties) -> AgentFlow:
     print("\n-- 1. /profile needs a person token: the PS asks alice, she approves")
 
     def opens_and_approves(link: str) -> None:
@@ -254,7 +299,7 @@ def person_token_part(story: Story) -> AgentFlow:
     return flow
 
 
-def auth_token_part(story: Story, flow: AgentFlow) -> None:
+def auth_token_part(story: Parties, flow: AgentFlow) -> None:
     print("\n-- 2. /data needs an auth token: alice asks a question, the agent answers")
     story.exchanges.clear()
 
@@ -311,7 +356,7 @@ def auth_token_part(story: Story, flow: AgentFlow) -> None:
     )
 
 
-def relay_part(story: Story, flow: AgentFlow) -> None:
+def relay_part(story: Parties, flow: AgentFlow) -> None:
     print("\n-- 3. An interaction for the person: relay via the PS first, else direct the user")
     story.exchanges.clear()
     story.directed.clear()
@@ -338,58 +383,206 @@ def relay_part(story: Story, flow: AgentFlow) -> None:
     )
 
 
+def parties(ctx: DemoContext) -> Parties:
+    """The PS, agent provider, resource and enrolled agent, started on first use."""
+    found = ctx.shared.get(NAME)
+    if isinstance(found, Parties):
+        return found
+    resource = str(ctx.shared.get("three-party.resource", "starlette"))
+    ps_args = ["--dev", "--password", PASSWORD, "--poll-interval", "1"]
+    (ps,) = ctx.start(
+        [AppSpec("person-server", "example_apps.person_server", (*ps_args, *_store(ctx, "ps")))]
+    )
+    resource_args = ["--dev", "--ps", ps.url]
+    if resource == "starlette":  # the one example resource that takes a key prefix
+        resource_args += _store(ctx, "resource")
+    provider, app = ctx.start(
+        [
+            AppSpec("agent-provider", "example_apps.agent_provider", ("--dev", "--ps", ps.url)),
+            AppSpec(resource, RESOURCE_MODULES[resource], tuple(resource_args)),
+        ]
+    )
+    for running in (ps, provider, app):
+        print(f"  {running.name:<15} {running.url}")
+    agent = Agent.enroll_dev(provider.url, "report-agent", client=ctx.client)
+    print(f"\nEnrolled agent {agent.agent_id}; its agent token names PS {ps.url}")
+    print(f"  agent token: {abbreviate(agent.token)}")
+    person = ScriptedPerson(ps.url)
+    ctx.stack.callback(person.close)
+    found = Parties(ctx.client, ps, app, agent, person, ctx.report)
+    ctx.shared[NAME] = found
+    return found
+
+
+def _store(ctx: DemoContext, name: str) -> tuple[str, ...]:
+    return ctx.store.args(name)
+
+
+def _flow(ctx: DemoContext, story: Parties) -> AgentFlow:
+    flow = ctx.shared.get("three-party.flow")
+    if not isinstance(flow, AgentFlow):
+        flow = story.flow(lambda interaction: None)
+        ctx.shared["three-party.flow"] = flow
+    return flow
+
+
+def _settle(story: Parties) -> None:
+    story.person.join()
+    story.report.failures += [f"[{NAME}] person: {e}" for e in story.person.errors]
+    story.person.errors.clear()
+
+
+def three_party_story(ctx: DemoContext) -> None:
+    story = parties(ctx)
+    try:
+        flow = person_token_part(story)
+        ctx.shared["three-party.flow"] = flow
+        auth_token_part(story, flow)
+        relay_part(story, flow)
+    finally:
+        _settle(story)
+
+
+def deferred_story(ctx: DemoContext) -> None:
+    story = parties(ctx)
+    flow = _flow(ctx, story)
+    print(
+        "\n-- /deferred is an auth-token endpoint with deferred=True: the resource holds the call"
+    )
+    story.exchanges.clear()
+    # Without the auth token an earlier story left: the call starts from the person token.
+    flow.auth_tokens.pop(story.resource.url, None)
+
+    def interact(interaction: Interaction) -> None:
+        story.directed.append(interaction)
+        say(f"\n  (agent) directing the user to {interaction.link}")
+
+        def approves() -> None:
+            story.person.open(interaction.link)
+            story.person.approve()
+
+        story.person.act(approves)
+
+    flow.interact = interact
+    try:
+        response = flow.request("GET", story.resource.url + "/deferred")
+    finally:
+        _settle(story)
+    held = story.first("resource GET", 202)
+    location = held.headers.get("location", "") if held is not None else ""
+    ctx.check(
+        "deferred",
+        "deferred-held",
+        held is not None
+        and requirement(held) == "auth-token"
+        and location.startswith(story.resource.url + "/aauth/pending/"),
+        "202 from the resource: requirement=auth-token, Location on the resource",
+        f"{held and held.status_code} requirement={requirement(held)} location={location}",
+    )
+    ctx.check(
+        "deferred",
+        "deferred-auth-token",
+        story.first("PS auth_token", 202) is not None
+        or story.first("PS auth_token", 200) is not None,
+        "the PS issues the auth token (after the person approves)",
+        str([(n, r.status_code) for n, r in story.exchanges if n.startswith("PS")]),
+    )
+    body = response.json() if response.status_code == 200 else {}
+    ctx.check(
+        "deferred",
+        "deferred-delivered",
+        response.status_code == 200 and body.get("deferred") is True,
+        "200 from the resource's pending URL: the held call ran with the auth token",
+        f"{response.status_code} {response.text[:80]}",
+    )
+
+
+def ps_mounts_story(ctx: DemoContext) -> None:
+    story = parties(ctx)
+    print("\n-- The same Person Server mounted in Flask and in Django: a person token each")
+    ps_args = ("--dev", "--password", PASSWORD, "--poll-interval", "1")
+    mounts = ctx.start(
+        [
+            AppSpec(
+                f"{framework}-ps",
+                "example_apps.person_server",
+                (*ps_args, "--framework", framework, *_store(ctx, f"{framework}-ps")),
+            )
+            for framework in ("flask", "django")
+        ]
+    )
+    for mounted in mounts:
+        framework = mounted.name.removesuffix("-ps")
+        print(f"\n  {framework}-mounted PS at {mounted.url}")
+        person = ScriptedPerson(mounted.url)
+        story.exchanges.clear()
+
+        def interact(interaction: Interaction, person: ScriptedPerson = person) -> None:
+            say(f"\n  (agent) directing the user to {interaction.link}")
+
+            def approves() -> None:
+                person.open(interaction.link)
+                person.approve()
+
+            person.act(approves)
+
+        flow = AgentFlow(
+            story.agent,
+            ctx.client,
+            interact=interact,
+            ps=mounted.url,
+            observe=story.observe,
+            wait=5,
+        )
+        try:
+            token = flow.person_token(story.resource.url)
+        except FlowError as exc:
+            token = ""
+            story.report.failures.append(f"[{NAME}] {framework} PS: {exc!r}")
+        finally:
+            person.close()
+            story.report.failures += [f"[{NAME}] person: {e}" for e in person.errors]
+        started = story.first("PS person_token", 202)
+        ctx.check(
+            "ps-mounts",
+            f"{framework}-ps-202",
+            started is not None and requirement(started) == "interaction",
+            f"202 requirement=interaction from the {framework}-mounted PS",
+            str([(n, r.status_code) for n, r in story.exchanges]),
+        )
+        issuer = decode_unverified(token).payload.get("iss") if token else None
+        ctx.check(
+            "ps-mounts",
+            f"{framework}-ps-token",
+            issuer == mounted.url,
+            f"a person token issued by {mounted.url}",
+            f"iss={issuer}",
+        )
+
+
+STORIES = [
+    Story(
+        NAME,
+        "person token, auth token with a clarification round, the interaction relay",
+        three_party_story,
+    ),
+    Story(
+        "deferred",
+        "the resource holds the call (deferred=True) until an auth token comes",
+        deferred_story,
+    ),
+    Story("ps-mounts", "the Person Server mounted in Flask and in Django", ps_mounts_story),
+]
+
+
 def run(
     *, resource: str = "starlette", store: str = "memory://", store_prefix: str | None = None
 ) -> int:
-    """The whole story; 0 when every outcome is as the protocol requires."""
-    started = time.monotonic()
-    ps_args = ["--dev", "--password", PASSWORD, "--store", store, "--poll-interval", "1"]
-    if store_prefix:
-        ps_args += ["--store-prefix", store_prefix]
-    print(f"\n=== Three-party: agent, Person Server and {resource} resource ===")
-    report = Report()
-    with (
-        running_apps([AppSpec("person-server", "example_apps.person_server", tuple(ps_args))]) as (
-            ps,
-        ),
-        running_apps(
-            [
-                AppSpec("agent-provider", "example_apps.agent_provider", ("--dev", "--ps", ps.url)),
-                AppSpec(resource, RESOURCE_MODULES[resource], ("--dev", "--ps", ps.url)),
-            ]
-        ) as (provider, app),
-        httpx.Client(timeout=30, trust_env=False) as client,
-    ):
-        for running in (ps, provider, app):
-            print(f"  {running.name:<15} {running.url}")
-        agent = Agent.enroll_dev(provider.url, "report-agent", client=client)
-        print(f"\nEnrolled agent {agent.agent_id}; its agent token names PS {ps.url}")
-        print(f"  agent token: {abbreviate(agent.token)}")
-        person = ScriptedPerson(ps.url)
-        story = Story(client, ps, app, agent, person, report)
-        try:
-            flow = person_token_part(story)
-            auth_token_part(story, flow)
-            relay_part(story, flow)
-        except (FlowError, httpx.HTTPError, KeyError, ValueError) as exc:
-            detail = getattr(exc, "response", None)
-            report.failures.append(f"[{NAME}] stopped: {exc!r} {detail and detail.text}")
-            print(f"  [{NAME}] FAIL stopped: {exc!r}")
-        finally:
-            person.close()
-        report.failures += [f"[{NAME}] person: {e}" for e in person.errors]
-        if report.failures:
-            for running in (ps, app):
-                log = running.log().strip().splitlines()[-30:]
-                print(f"\n--- {running.name} output ---\n" + "\n".join(log), file=sys.stderr)
-    elapsed = time.monotonic() - started
-    if report.failures:
-        print(f"\nThree-party demo FAILED ({elapsed:.1f}s):", file=sys.stderr)
-        for failure in report.failures:
-            print("  " + failure, file=sys.stderr)
-        return 1
-    print(f"\nThree-party story complete: every outcome as the protocol requires ({elapsed:.1f}s).")
-    return 0
+    """The three-party story alone; 0 when every outcome is as the protocol requires."""
+    from . import demo
+
+    del store_prefix  # the demo makes a fresh prefix per run
+    return demo.run([NAME], store=store, options={"three-party.resource": resource})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -398,10 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--resource", choices=sorted(RESOURCE_MODULES), default="starlette")
     parser.add_argument("--store", default="memory://", help="the PS store: memory:// or redis://")
-    parser.add_argument("--store-prefix", help="key prefix in a shared Redis")
     args = parser.parse_args(argv)
     try:
-        return run(resource=args.resource, store=args.store, store_prefix=args.store_prefix)
+        return run(resource=args.resource, store=args.store)
     except AppStartError as exc:
         print(f"\nThree-party demo FAILED: an app did not start.\n{exc}", file=sys.stderr)
         return 2

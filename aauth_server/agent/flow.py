@@ -134,7 +134,7 @@ class AgentFlow:
     def __init__(
         self,
         agent: Agent,
-        client: httpx.Client,
+        client: httpx.Client | None = None,
         *,
         interact: Callable[[Interaction], None],
         clarify: Callable[[Clarification], str] | None = None,
@@ -149,7 +149,9 @@ class AgentFlow:
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.agent = agent
-        self.client = client
+        #: Transport only: the flow passes its own ``auth`` on every send (see the module doc).
+        self.client = client if client is not None else httpx.Client(timeout=30)
+        self._owns_client = client is None
         self.interact = interact
         self.clarify = clarify
         self.ps = (ps or _ps_claim(agent.token)).rstrip("/")
@@ -168,6 +170,17 @@ class AgentFlow:
         self._ps_metadata: dict[str, Any] | None = None
         self._slow_down = 0
         self._quick = False
+
+    def close(self) -> None:
+        """Close the httpx client the flow made itself (one passed in is the caller's)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> AgentFlow:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -230,7 +243,7 @@ class AgentFlow:
     def ps_metadata(self) -> dict[str, Any]:
         if self._ps_metadata is None:
             request = self.client.build_request("GET", self.ps + PS_METADATA_PATH)
-            response = self._exchange("PS metadata", request)
+            response = self._exchange("PS metadata", request, _UNSIGNED)
             body = _json(response)
             if response.status_code != 200 or not isinstance(body, dict):
                 raise FlowError("cannot read the PS metadata", response)
@@ -287,6 +300,10 @@ class AgentFlow:
                 response = self._answer(location, response)
                 if response.status_code not in (202, 429):
                     return response
+                if requirement_of(response) is not None:
+                    # The answer's 202 may ask again (the PS policy's next question) or send
+                    # the person to the consent page: read it before polling on.
+                    continue
             response = self._poll("PS poll", location, self.agent.token, response)
             if response.status_code not in (202, 429):
                 return response
@@ -385,15 +402,20 @@ class AgentFlow:
         if content is not None:
             all_headers["Content-Type"] = "application/json"
         request = self.client.build_request(method, url, content=content, headers=all_headers)
-        AAuthSigner(self.agent.key, token, clock=self.clock).sign(request)
-        return self._exchange(note, request)
+        return self._exchange(note, request, AAuthSigner(self.agent.key, token, clock=self.clock))
 
-    def _exchange(self, note: str, request: httpx.Request) -> httpx.Response:
-        response = self.client.send(request)
+    def _exchange(self, note: str, request: httpx.Request, auth: httpx.Auth) -> httpx.Response:
+        # ``auth=`` replaces the client's own auth for this send: an AAuthSigner on the client
+        # would otherwise sign again, with the agent token, over the token this step needs.
+        response = self.client.send(request, auth=auth)
         response.read()
         if self.observe is not None:
-            self.observe(note, request, response)
+            self.observe(note, response.request, response)
         return response
+
+
+#: No signature (the PS metadata is public), whatever auth the client carries.
+_UNSIGNED = httpx.Auth()
 
 
 def _ps_claim(agent_token: str) -> str:

@@ -86,6 +86,13 @@ class AgentProvider:
             dev_loopback=self.dev_loopback,
         )
 
+    def asgi(self) -> Any:
+        """This provider as an ASGI app (``uvicorn``): metadata, JWKS and, with
+        ``dev_enrollment``, ``POST /dev/agent-token``."""
+        from ..asgi import asgi_app
+
+        return asgi_app(self.handle)
+
     def handle(self, request: HttpRequest) -> HttpResponse:
         path = request.path
         if request.method == "GET" and path == METADATA_PATH:

@@ -17,7 +17,16 @@ from .lifecycle import (
     next_state,
     poll_answer,
 )
-from .policy import Approve, AskPerson, Decision, DefaultPolicy, Deny, Policy, TokenRequest
+from .policy import (
+    Approve,
+    AskAgent,
+    AskPerson,
+    Decision,
+    DefaultPolicy,
+    Deny,
+    Policy,
+    TokenRequest,
+)
 from .server import PersonServer
 from .subjects import Presence, directed_sub
 
@@ -28,6 +37,7 @@ __all__ = [
     "TRANSITIONS",
     "WELL_KNOWN_PATH",
     "Approve",
+    "AskAgent",
     "AskPerson",
     "Consent",
     "ConsentView",

@@ -21,7 +21,8 @@ from ..revocation import RateLimit, json_body, problem, revocation_steps
 from ..steps import Steps, StoreOp
 from ..tokens.aauth import DWK_AGENT, DWK_RESOURCE
 from ..verifier import VerifiedRequest
-from .policy import AUTH, PERSON, Approve, AskPerson, Deny, TokenRequest
+from .policy import AUTH, PERSON, Approve, AskAgent, AskPerson, Decision, Deny
+from .questions import policy_request
 from .subjects import Presence, bound_person_steps, upsert_steps
 from .tokens import KIND_CUTOFF, KIND_SEEN
 
@@ -83,6 +84,7 @@ class TokenEndpoints:
             raise problem(400, "invalid_request", "resource must be a server identifier")
         fields = _request_fields(body)
         claims = verified.claims
+        yield from self._note_capabilities_steps(verified, body)
         person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
         data = {**self._agent_data(verified), **fields, "kind": PERSON, "resource": resource}
         data["tenant_hint"] = data.pop("tenant")  # a hint: person tokens carry no tenant here
@@ -101,6 +103,7 @@ class TokenEndpoints:
         pair = yield from self.server.params.verify_pair_steps(verified, body)
         rt = pair.resource_token
         claims = verified.claims
+        yield from self._note_capabilities_steps(verified, body)
         person = yield from bound_person_steps(str(claims["iss"]), str(claims["sub"]))
         resource = str(rt["iss"])
         if person is None or self.server.directed_sub(person, resource) != rt["sub"]:
@@ -135,6 +138,17 @@ class TokenEndpoints:
 
     # -- the shared decision ------------------------------------------------------------------
 
+    def _note_capabilities_steps(
+        self, verified: VerifiedRequest, body: Mapping[str, Any]
+    ) -> Steps[None]:
+        # What the agent declares here decides a later relay without capabilities (relay.py).
+        if "capabilities" in body:
+            claims = verified.claims
+            caps = frozenset(body["capabilities"])
+            yield from self.server.relay.note_capabilities_steps(
+                str(claims["iss"]), str(claims["sub"]), caps
+            )
+
     @staticmethod
     def _agent_data(verified: VerifiedRequest) -> dict[str, Any]:
         claims = verified.claims
@@ -158,29 +172,14 @@ class TokenEndpoints:
             data["mission_expires"] = mission.expires_at
         requested = frozenset(data["scope"])
         prompt = data.get("prompt")
-        decision: Approve | Deny | AskPerson = AskPerson()
+        decision: Decision = AskPerson()
         if person is not None:
-            decision = server.config.policy.decide(
-                TokenRequest(
-                    kind=data["kind"],
-                    agent=data["agent"],
-                    agent_issuer=data["agent_iss"],
-                    person=person,
-                    resource=data["resource"],
-                    scopes=requested,
-                    capabilities=frozenset(data["capabilities"]),
-                    justification=data.get("justification"),
-                    platform=data.get("platform"),
-                    device=data.get("device"),
-                    login_hint=data.get("login_hint"),
-                    tenant=data.get("tenant") or data.get("tenant_hint"),
-                    prompt=prompt,
-                    mission=mission,
-                )
-            )
+            decision = server.config.policy.decide(policy_request(data, person, mission))
             # The agent asked for the person explicitly: a standing approval does not answer it.
             if isinstance(decision, Approve) and prompt in ("login", "consent"):
                 decision = AskPerson()
+            if isinstance(decision, AskAgent) and not server.questions.can_ask(data):
+                decision = AskPerson()  # an agent without the clarification capability
         if mission is not None:
             entry = {
                 "event": "token_requested",
@@ -194,6 +193,8 @@ class TokenEndpoints:
             raise problem(403, "denied", decision.reason)
         data["person"] = person
         data["bound"] = person is not None
+        if isinstance(decision, AskAgent):
+            yield from server.questions.ask_steps(verified, data, decision)
         if isinstance(decision, Approve):
             granted = requested if decision.scopes is None else requested & decision.scopes
             data["granted"] = sorted(granted)

@@ -7,16 +7,17 @@ Events: STRT=interaction_started ASK=clarification_asked ANSW=clarification_answ
     UPDT=request_updated APPR=approved DENY=denied ABAN=abandoned REVK=revoked
     LOCK=code_locked FAIL=failed ASUN=as_unreachable TIME=timed_out CANC=cancelled
     DELV=delivered
-States: pend=pending intr=interacting clar=clarifying appr=approved deny=denied
-    aban=abandoned revk=revoked lock=code_locked fail=failed asun=as_unreachable
-    expd=expired canc=cancelled delv=delivered
+States: pend=pending intr=interacting clar=clarifying ques=questioned appr=approved
+    deny=denied aban=abandoned revk=revoked lock=code_locked fail=failed
+    asun=as_unreachable expd=expired canc=cancelled delv=delivered
 
 ::
 
                    STRT ASK  ANSW UPDT APPR DENY ABAN REVK LOCK FAIL ASUN TIME CANC DELV
-    pending        intr .    .    .    appr deny .    revk lock fail asun expd canc .
+    pending        intr ques .    .    appr deny .    revk lock fail asun expd canc .
     interacting    .    clar .    .    appr deny aban revk .    fail asun expd canc .
     clarifying     .    .    intr intr appr deny aban revk .    fail asun expd canc .
+    questioned     .    .    pend pend appr deny .    revk .    fail asun expd canc .
     approved       .    .    .    .    .    .    .    revk .    .    .    expd canc delv
     denied         .    .    .    .    .    .    .    .    .    .    .    .    canc delv
     abandoned      .    .    .    .    .    .    .    .    .    .    .    .    canc delv
@@ -29,7 +30,8 @@ States: pend=pending intr=interacting clar=clarifying appr=approved deny=denied
     delivered      .    .    .    .    .    .    .    .    .    .    .    .    .    .
 
 Poll answers (``poll_answer``): open states ``202`` (body ``status`` ``pending``, or
-``interacting`` once the person engaged); approved ``200``; denied/abandoned/revoked ``403``;
+``interacting`` once the person engaged; a question for the agent adds
+``requirement=clarification``); approved ``200``; denied/abandoned/revoked ``403``;
 expired ``408``; code_locked ``410 invalid_code``; failed ``500 server_error``;
 as_unreachable ``502``; cancelled/delivered ``410`` without a code.
 
@@ -50,9 +52,12 @@ received; terminal states only answer ``410 Gone``.  Decisions the digest leaves
   refused here and answered ``invalid_code`` by the interaction endpoint.
 - ``approved``/``denied`` from ``pending``: out-of-band completion (6.3, -11) lets an approver
   decide without visiting the page.  ``abandoned`` needs someone to have engaged first.
-- A clarification is asked from the consent session only (``interacting``): asked while
-  ``pending`` there would be nobody to read the answer, and returning to ``interacting``
-  afterwards would tell the agent to stop prompting a person who never arrived.
+- The person asks a clarification from the consent session only (``interacting``).  The
+  PS policy may ask the agent before any person is involved (``AskAgent``): ``pending`` ->
+  ``questioned``, and the answer (or an ``updated_request``) returns the request to
+  ``pending`` for the policy to decide again; returning to ``interacting`` would tell the
+  agent to stop prompting a person who never arrived.  The person may still approve or deny
+  a questioned request (it is in their consent list).
 - One question at a time: ``clarification_asked`` while ``clarifying`` is refused (the round
   limit is counted elsewhere).  An answer or an ``updated_request`` without an open question is
   refused.  Both return the request to ``interacting``.
@@ -92,6 +97,8 @@ class State(enum.StrEnum):
     PENDING = "pending"
     INTERACTING = "interacting"
     CLARIFYING = "clarifying"
+    #: The PS policy asked the agent a question; no person is involved yet.
+    QUESTIONED = "questioned"
     APPROVED = "approved"
     DENIED = "denied"
     ABANDONED = "abandoned"
@@ -151,6 +158,7 @@ _SETTLED_EXITS: dict[Event, State] = {
 _TABLE: dict[State, dict[Event, State]] = {
     State.PENDING: {
         Event.INTERACTION_STARTED: State.INTERACTING,
+        Event.CLARIFICATION_ASKED: State.QUESTIONED,
         Event.APPROVED: State.APPROVED,
         Event.CODE_LOCKED: State.CODE_LOCKED,
         **_ENDINGS,
@@ -166,6 +174,12 @@ _TABLE: dict[State, dict[Event, State]] = {
         Event.REQUEST_UPDATED: State.INTERACTING,
         Event.APPROVED: State.APPROVED,
         Event.ABANDONED: State.ABANDONED,
+        **_ENDINGS,
+    },
+    State.QUESTIONED: {
+        Event.CLARIFICATION_ANSWERED: State.PENDING,
+        Event.REQUEST_UPDATED: State.PENDING,
+        Event.APPROVED: State.APPROVED,
         **_ENDINGS,
     },
     State.APPROVED: {
@@ -189,7 +203,9 @@ TRANSITIONS: Mapping[tuple[State, Event], State] = MappingProxyType(
 )
 """Every allowed (state, event) pair and its target; any pair absent is refused."""
 
-OPEN: frozenset[State] = frozenset({State.PENDING, State.INTERACTING, State.CLARIFYING})
+OPEN: frozenset[State] = frozenset(
+    {State.PENDING, State.INTERACTING, State.CLARIFYING, State.QUESTIONED}
+)
 """No decision yet: polls answer ``202``."""
 TERMINAL: frozenset[State] = frozenset({State.CANCELLED, State.DELIVERED})
 """Nothing happens any more: polls answer ``410 Gone``."""
@@ -221,6 +237,7 @@ _POLL: dict[State, tuple[int, str | None]] = {
     State.PENDING: (202, None),
     State.INTERACTING: (202, None),
     State.CLARIFYING: (202, None),
+    State.QUESTIONED: (202, None),
     State.APPROVED: (200, None),
     State.DENIED: (403, "denied"),
     State.ABANDONED: (403, "abandoned"),
@@ -249,6 +266,7 @@ _BODY_STATUS: dict[State, str] = {
     State.PENDING: "pending",
     State.INTERACTING: "interacting",
     State.CLARIFYING: "interacting",
+    State.QUESTIONED: "pending",
 }
 
 

@@ -198,7 +198,7 @@ class PendingRequests:
         else:
             now = self._cfg.clock.now()
             deadline = float(data["expires_at"])
-            question = self.open_question(data) if state is State.CLARIFYING else None
+            question = self.open_question(data) if state in _ASKING else None
             if question is not None and question.get("timeout") is not None:
                 deadline = min(deadline, float(question["asked_at"]) + int(question["timeout"]))
             if now >= deadline:
@@ -223,7 +223,7 @@ class PendingRequests:
     @staticmethod
     def open_question(data: Any) -> dict[str, Any] | None:
         history = data["clarifications"]
-        if history and history[-1]["answer"] is None and data["state"] == State.CLARIFYING:
+        if history and history[-1]["answer"] is None and data["state"] in _ASKING:
             return dict(history[-1])
         return None
 
@@ -389,7 +389,14 @@ class PendingRequests:
             answer = record.data["clarifications"][-1]["answer"]
             entry = {"event": f"agent_{action}", "pending": record.id, "answer": answer}
             yield from self.server.missions.log_steps(str(mission), entry)
+        if state_of(record) is State.PENDING:
+            # questioned -> pending: the question was the policy's, which decides again.
+            return (yield from self.server.questions.redecide_steps(record, verified))
         raise self.deferred(record)
+
+
+#: Open states with a question the agent must answer (the person's, or the policy's).
+_ASKING = (State.CLARIFYING, State.QUESTIONED)
 
 
 def _revoked_by(detail: str) -> Callable[[dict[str, Any]], None]:

@@ -4,8 +4,12 @@ An agent told to send its user to an interaction URL, to pay, or with a question
 user, first POSTs it here.  The PS finds the person the agent is bound to and hands the relay
 to the first registered channel that can reach them now (the built-in one is the person's
 open PS page).  When none can, the agent hears ``424 interaction_unavailable`` and directs
-the user itself; when it cannot do that either (no ``interaction`` capability), the answer
-is the terminal ``403 user_unreachable``.
+the user itself.  Only an agent that has *declared* it cannot drive an interaction hears the
+terminal ``403 user_unreachable``: a ``capabilities`` member without ``interaction`` on the
+relay body, or, when the body has none, on the agent's last token or relay body that had one
+(:meth:`InteractionRelay.note_capabilities_steps`).  A body without ``capabilities`` from an
+agent with no such record is an agent relaying a URL it can open itself, as other stacks
+send it.
 
 Relays are records of kind ``relay`` polled at ``{relay_prefix}{id}`` by the agent that
 made them.  The life of one relay::
@@ -42,7 +46,7 @@ from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
 from .channels import Channel, RelayView, done
 from .missions import valid_s256
-from .subjects import Presence, bound_person_steps
+from .subjects import Presence, bound_person_steps, upsert_steps
 
 if TYPE_CHECKING:
     from .server import PersonServer
@@ -106,7 +110,8 @@ class RelayRequest:
     code: str | None
     question: str | None
     max_wait: int | None
-    capabilities: frozenset[str]
+    #: ``None`` when the body has no ``capabilities`` member (nothing declared).
+    capabilities: frozenset[str] | None
     mission_s256: str | None = None
 
 
@@ -141,8 +146,10 @@ def parse_relay_body(body: object, *, dev_loopback: bool = False) -> RelayReques
     mission = body.get("mission_s256")
     if mission is not None and not valid_s256(mission):
         raise _bad("mission_s256 is not a base64url SHA-256")
-    caps = body.get("capabilities", [])
-    if not isinstance(caps, list) or not all(isinstance(c, str) and c for c in caps):
+    caps = body.get("capabilities")
+    if caps is not None and (
+        not isinstance(caps, list) or not all(isinstance(c, str) and c for c in caps)
+    ):
         raise _bad("capabilities must be an array of strings")
     max_wait = body.get("max_wait")
     if max_wait is not None and (
@@ -160,7 +167,8 @@ def parse_relay_body(body: object, *, dev_loopback: bool = False) -> RelayReques
             raise _bad("question belongs to question relays")
         url = _interaction_url(body.get("url"), dev_loopback)
         code = _interaction_code(body.get("code"), required=kind == "interaction")
-    return RelayRequest(kind, description, url, code, question, max_wait, frozenset(caps), mission)
+    declared = None if caps is None else frozenset(caps)
+    return RelayRequest(kind, description, url, code, question, max_wait, declared, mission)
 
 
 def _interaction_url(value: object, dev_loopback: bool) -> str:
@@ -237,6 +245,7 @@ class InteractionRelay:
         self.retry_after = cfg.poll_interval if retry_after is None else retry_after
         self.url_for = cfg.url_for
         self.channels: list[Channel] = []
+        self._noted: dict[str, tuple[frozenset[str], float]] = {}
         if page_channel:
             self.channels.append(PageChannel(Presence.present_steps))
 
@@ -285,6 +294,8 @@ class InteractionRelay:
             raise _bad("the body is not JSON") from exc
         relay = parse_relay_body(body, dev_loopback=self.dev_loopback)
         ap, agent = str(verified.issuer), str(verified.claims.get("sub"))
+        if relay.capabilities is not None:
+            yield from self.note_capabilities_steps(ap, agent, relay.capabilities)
         person = yield from bound_person_steps(ap, agent)
         if relay.mission_s256 is not None:
             # Digest 6.4: a relay within a mission that has ended is refused before anything
@@ -297,7 +308,7 @@ class InteractionRelay:
                     channel = candidate
                     break
         if channel is None or person is None:
-            raise (yield from self._refusal_steps(agent, person, relay))
+            raise (yield from self._refusal_steps(ap, agent, person, relay))
         now = self.clock.now()
         hold = min(relay.max_wait or self.default_max_wait, self.max_hold)
         relay_id = new_id()
@@ -324,7 +335,7 @@ class InteractionRelay:
         delivered_by = yield from self._deliver_steps(_view(record), channel)
         if delivered_by is None:
             yield StoreOp("delete", (KIND_RELAY, relay_id))
-            raise (yield from self._refusal_steps(agent, person, relay))
+            raise (yield from self._refusal_steps(ap, agent, person, relay))
         if delivered_by != channel.name:
             record = yield from self._update_steps(record, {"channel": delivered_by})
         yield from self._log_steps(record, f"relayed via {delivered_by}")
@@ -342,9 +353,12 @@ class InteractionRelay:
         return None
 
     def _refusal_steps(
-        self, agent: str, person: str | None, relay: RelayRequest
+        self, ap: str, agent: str, person: str | None, relay: RelayRequest
     ) -> Steps[AAuthError]:
-        if "interaction" in relay.capabilities:
+        declared = relay.capabilities
+        if declared is None:
+            declared = yield from self.declared_capabilities_steps(ap, agent)
+        if declared is None or "interaction" in declared:
             error = _problem(
                 424,
                 "interaction_unavailable",
@@ -362,6 +376,36 @@ class InteractionRelay:
         entry = {"agent": agent, "person": person, "type": relay.type, "outcome": error.error}
         yield from self._log_record_steps(entry, relay.mission_s256)
         return error
+
+    # -- what an agent declared it can do (digest 4.2: the capabilities member) -----------------
+
+    def note_capabilities_steps(
+        self, ap: str, agent: str, capabilities: frozenset[str]
+    ) -> Steps[None]:
+        """Remember the ``capabilities`` member of a token or relay body.
+
+        Only a declaration without ``interaction`` needs keeping (it makes a later relay
+        without ``capabilities`` terminal); one with ``interaction`` clears it.
+        """
+        key = _capabilities_key(ap, agent)
+        now = self.clock.now()
+        cached = self._noted.get(key)
+        if cached is not None and cached[0] == capabilities and cached[1] > now:
+            return
+        if "interaction" in capabilities:
+            yield StoreOp("delete", (KIND_CAPABILITIES, key))
+        else:
+            data = {"capabilities": sorted(capabilities)}
+            yield from upsert_steps(KIND_CAPABILITIES, key, data, CAPABILITIES_TTL)
+        if len(self._noted) >= _NOTED_MAX:
+            self._noted.clear()
+        self._noted[key] = (capabilities, now + _NOTED_FOR)
+
+    @staticmethod
+    def declared_capabilities_steps(ap: str, agent: str) -> Steps[frozenset[str] | None]:
+        """The agent's last declaration without ``interaction``; None when it made none."""
+        record = yield StoreOp("get", (KIND_CAPABILITIES, _capabilities_key(ap, agent)))
+        return None if record is None else frozenset(record.data["capabilities"])
 
     # -- polling -------------------------------------------------------------------------------
 
@@ -638,6 +682,20 @@ class InteractionRelay:
         if mission is not None:
             # Digest 6.4: within a mission, relays go to the mission log as well.
             yield from self.ps.missions.log_steps(mission, {"event": "relay", **entry})
+
+
+KIND_CAPABILITIES = "agent-capabilities"
+#: How long a declaration counts when a later body says nothing (an agent token's lifetime).
+CAPABILITIES_TTL = 86400
+#: A worker skips rewriting the declaration it wrote itself for this long.  Another worker
+#: may have written another one meanwhile; the worst case is a 424 where 403 was due, which
+#: the agent survives by directing the user itself.
+_NOTED_FOR = 60.0
+_NOTED_MAX = 4096
+
+
+def _capabilities_key(ap: str, agent: str) -> str:
+    return digest_id("capabilities", ap, agent)
 
 
 def _view(record: Record) -> RelayView:

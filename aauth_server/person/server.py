@@ -24,6 +24,7 @@ from .consent import Consent
 from .endpoints import TokenEndpoints
 from .missions import Missions
 from .pending import PendingRequests
+from .questions import AgentQuestions
 from .subjects import Presence, directed_sub
 from .tokens import KIND_SEEN, ParamTokens
 
@@ -70,6 +71,7 @@ class PersonServer:
         self.missions = Missions(self)
         self.pending = PendingRequests(self)
         self.endpoints = TokenEndpoints(self)
+        self.questions = AgentQuestions(self)
         self.consent = Consent(self)
         self.presence = Presence(self)
         from .relay import InteractionRelay  # the relay builds on the PS it serves

@@ -27,6 +27,7 @@ from ..tokens.aauth import (
     check_header,
     mint_auth_token,
     mint_person_token,
+    presented_jti,
 )
 from ..tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
 from ..verifier import KeyNeed, VerifiedRequest
@@ -98,7 +99,7 @@ class ParamTokens:
         if not _same_key(cnf["jwk"], verified.key):
             raise _fail("presented", "cnf.jwk is not the key named by agent_jkt")
         issuer = presented["iss"] if typ == TYP_PERSON else presented["ps"]
-        if presented["jti"] != rt["presented_jti"]:
+        if presented["jti"] != presented_jti(rt):
             raise _fail("resource", "presented_jti does not name the presented token")
         if not issuer == rt["ps"] == cfg.issuer:
             raise _fail("resource", "the resource token is not for this person server")

@@ -36,7 +36,9 @@ class ResourceTokens:
         undeclared = set(scope.split()) - set(cfg.scope_descriptions)
         if undeclared:
             raise ConfigurationError(f"scopes {sorted(undeclared)} are not declared")
-        extra: dict[str, Any] = {}
+        # The -11 name and, with the same value, the one Person Servers that predate the
+        # rename still read (GUIDE 5).
+        extra: dict[str, Any] = {"person_token_jti": person.jti}
         # Copied unchanged: the PS/AS compare them with the presented token (mission stripping).
         if person.mission_s256 is not None:
             extra["mission_s256"] = person.mission_s256

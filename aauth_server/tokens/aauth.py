@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 from ..identifiers import (
     AgentId,
+    agent_domain_matches,
     is_server_identifier,
     parse_agent_identifier,
-    server_host,
 )
 from ..keys.jwk import PublicKey, structurally_complete
 from .jwt import TokenError, UnverifiedJWT, sign_typed
@@ -111,6 +111,18 @@ def _str_claim(payload: Mapping[str, object], name: str) -> str:
     return value
 
 
+def presented_jti(payload: Mapping[str, object]) -> str:
+    """A resource token's ``presented_jti``, or the pre-rename ``person_token_jti`` that
+    resources of older stacks still send (both, when present, must agree)."""
+    legacy = payload.get("person_token_jti")
+    if "presented_jti" not in payload and legacy is not None:
+        return _str_claim(payload, "person_token_jti")
+    value = _str_claim(payload, "presented_jti")
+    if legacy is not None and legacy != value:
+        raise _bad("person_token_jti differs from presented_jti")
+    return value
+
+
 #: Claims that are optional in every type but must be strings when present.
 _OPTIONAL_STR = ("scope", "mission_s256", "tenant")
 
@@ -186,8 +198,9 @@ def _check_aud(payload: Mapping[str, object], audience: str | None) -> None:
 
 def _check_agent_rules(payload: Mapping[str, object], iss: str, dev_loopback: bool) -> None:
     sub = _agent_claim(payload, "sub", dev_loopback)
-    # The AP's issuer is the domain of the agent identifiers it issues (digest 1.5).
-    if sub.domain != server_host(iss):
+    # The AP's issuer is the domain of the agent identifiers it issues (digest 1.5); a
+    # loopback dev id may leave the port out (identifiers.agent_domain_matches).
+    if not agent_domain_matches(sub.domain, iss, dev_loopback=dev_loopback):
         raise _bad("sub domain is not the issuer's host")
     if "ps" in payload:
         _server_claim(payload, "ps", dev_loopback)
@@ -260,7 +273,7 @@ def _check_payload(
         return
     _server_claim(payload, "ps", dev_loopback)
     if typ == TYP_RESOURCE:
-        _str_claim(payload, "presented_jti")
+        presented_jti(payload)
         _str_claim(payload, "agent_jkt")
 
 

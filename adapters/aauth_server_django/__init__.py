@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .checks import startup
 from .conf import configure, get_guard, use_guard
 from .decorators import AAuthPersonRequest, AAuthRequest, AAuthSessionRequest, aauth_required
 
@@ -12,5 +13,6 @@ __all__ = [
     "aauth_required",
     "configure",
     "get_guard",
+    "startup",
     "use_guard",
 ]

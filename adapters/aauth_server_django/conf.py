@@ -98,7 +98,11 @@ def get_guard() -> ResourceGuard:
     if guard is None:
         with _lock:
             if _guard is None:
-                _guard = ResourceGuard(build_config())
+                config = build_config()
+                try:
+                    _guard = ResourceGuard(config)
+                except ConfigurationError as error:  # e.g. a store URL redis-py refuses
+                    raise InvalidSettings(f"settings.{SETTING}: {error}") from error
             guard = _guard
     return guard
 

@@ -20,12 +20,19 @@ from aauth_server.resource import (
     Protection,
     SessionIdentity,
 )
+from aauth_server.resource.config import protection_label
 
 from .conf import get_guard
 from .convert import to_django, to_neutral
 from .redispatch import redispatched_identity
 
 ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+
+#: Every ``@aauth_required(...)`` in the process, with a label naming its view: the system
+#: check (``aauth.E005``) and :func:`aauth_server_django.startup` check them against the
+#: configuration (a Django project has one guard, but the settings are read later than
+#: views are decorated, and tests swap them).
+PROTECTIONS: list[tuple[Protection, str]] = []
 
 
 class AAuthRequest(HttpRequest):
@@ -67,6 +74,7 @@ def aauth_required(
     protection = Protection(mode, scope=scope, optional=optional, deferred=deferred)
 
     def decorator(view: ViewT) -> ViewT:
+        PROTECTIONS.append((protection, protection_label(protection, view, "aauth_required")))
         wrapper: Callable[..., Any]
         if iscoroutinefunction(view):
             async_view = cast(Callable[..., Awaitable[HttpResponseBase]], view)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -25,6 +26,7 @@ from aauth_server.resource import (
     ResourceConfig,
     ResourceGuard,
 )
+from aauth_server.resource.config import check_store_reachable, protection_label
 
 from .convert import from_flask_response, to_environ, to_flask_response, to_http_request
 
@@ -46,6 +48,12 @@ class AAuth:
     Settings come from ``app.config`` keys ``AAUTH_<FIELD>`` (the :class:`ResourceConfig`
     fields upper-cased); keyword arguments given here win over them, and a complete
     ``config=`` wins over both.
+
+    Misconfiguration is a :class:`ConfigurationError` at startup, naming the rule: an
+    invalid setting or a store that does not answer at ``init_app``; a ``protect(...)`` the
+    configuration cannot serve (an auth-token scope missing from ``scope_descriptions``, no
+    ``signing_key``) when the view is decorated, or, for views decorated before
+    ``init_app`` (the app-factory pattern), at ``init_app``.
     """
 
     def __init__(
@@ -53,12 +61,21 @@ class AAuth:
     ) -> None:
         self._config = config
         self._overrides = overrides
+        #: Every protect() of this extension, checked against each app's configuration.
+        self._protections: list[tuple[Protection, str]] = []
+        self._apps: weakref.WeakSet[Flask] = weakref.WeakSet()
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        guard = ResourceGuard(self._config_for(app))
+        config = self._config_for(app)
+        guard = ResourceGuard(config)
+        if config.startup_store_check:
+            check_store_reachable(guard.store, config.store)
+        for protection, label in self._protections:
+            _check_protection(app, config, protection, label)
         app.extensions[EXTENSION_KEY] = guard
+        self._apps.add(app)
         _add_guard_routes(app, guard)
         # Lets views raise Forbidden, RequirementChallenge, ... and get the core's wire form.
         app.register_error_handler(AAuthError, _render_error)
@@ -102,6 +119,12 @@ class AAuth:
         protection = Protection(mode, scope=scope, optional=optional, deferred=deferred)
 
         def decorate(view: F) -> F:
+            label = protection_label(protection, view)
+            for app in list(self._apps):
+                _check_protection(app, guard_for(app).config, protection, label)
+            if self._config is not None:
+                self._config.check_protection(protection, label)
+            self._protections.append((protection, label))
             if inspect.iscoroutinefunction(view):
 
                 @functools.wraps(view)
@@ -136,6 +159,15 @@ class AAuth:
             return cast(F, wrapper)
 
         return decorate
+
+
+def _check_protection(
+    app: Flask, config: ResourceConfig, protection: Protection, label: str
+) -> None:
+    try:
+        config.check_protection(protection, label)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"AAuth configuration of Flask app {app.name!r}: {exc}") from exc
 
 
 def guard_for(app: Flask | None = None) -> ResourceGuard:

@@ -28,6 +28,7 @@ from aauth_server.resource import (
     ResourceConfig,
     ResourceGuard,
 )
+from aauth_server.resource.config import check_store_reachable, protection_label
 
 from .convert import to_http_request, to_response
 from .redispatch import held_identity, redispatch
@@ -58,7 +59,10 @@ class AAuth:
 
     ``AAuth(issuer="https://api.example")`` or ``AAuth(config)``; with both, the keyword
     settings win over the fields of ``config``.  A bad configuration raises
-    :class:`ConfigurationError` here, at import time of the app, not on the first request.
+    :class:`ConfigurationError` here, at import time of the app, not on the first request:
+    an invalid setting, a store that does not answer (unless ``startup_store_check=False``),
+    and, at decoration time, an endpoint whose ``protect(...)`` the configuration cannot
+    serve (an auth-token scope missing from ``scope_descriptions``, no ``signing_key``).
     """
 
     def __init__(self, config: ResourceConfig | None = None, **settings: Any) -> None:
@@ -69,6 +73,8 @@ class AAuth:
             config = ResourceConfig.from_mapping(current, **settings)
         self.config = config
         self.guard = ResourceGuard(config)
+        if config.startup_store_check:
+            check_store_reachable(self.guard.store, config.store)
 
     @classmethod
     def from_config(
@@ -103,6 +109,7 @@ class AAuth:
         guard = self.guard
 
         def decorator(endpoint: Callable[P, Any]) -> AsyncEndpoint[P]:
+            self.config.check_protection(protection, protection_label(protection, endpoint))
             is_async = _is_async(endpoint)
 
             @functools.wraps(endpoint)

@@ -28,6 +28,7 @@ S, E = State, Event
 # The table written out independently of the module, so a change to either shows up here.
 EXPECTED: dict[tuple[State, Event], State] = {
     (S.PENDING, E.INTERACTION_STARTED): S.INTERACTING,
+    (S.PENDING, E.CLARIFICATION_ASKED): S.QUESTIONED,
     (S.PENDING, E.APPROVED): S.APPROVED,
     (S.PENDING, E.DENIED): S.DENIED,
     (S.PENDING, E.REVOKED): S.REVOKED,
@@ -55,6 +56,15 @@ EXPECTED: dict[tuple[State, Event], State] = {
     (S.CLARIFYING, E.AS_UNREACHABLE): S.AS_UNREACHABLE,
     (S.CLARIFYING, E.TIMED_OUT): S.EXPIRED,
     (S.CLARIFYING, E.CANCELLED): S.CANCELLED,
+    (S.QUESTIONED, E.CLARIFICATION_ANSWERED): S.PENDING,
+    (S.QUESTIONED, E.REQUEST_UPDATED): S.PENDING,
+    (S.QUESTIONED, E.APPROVED): S.APPROVED,
+    (S.QUESTIONED, E.DENIED): S.DENIED,
+    (S.QUESTIONED, E.REVOKED): S.REVOKED,
+    (S.QUESTIONED, E.FAILED): S.FAILED,
+    (S.QUESTIONED, E.AS_UNREACHABLE): S.AS_UNREACHABLE,
+    (S.QUESTIONED, E.TIMED_OUT): S.EXPIRED,
+    (S.QUESTIONED, E.CANCELLED): S.CANCELLED,
     (S.APPROVED, E.REVOKED): S.REVOKED,
     (S.APPROVED, E.TIMED_OUT): S.EXPIRED,
     (S.APPROVED, E.CANCELLED): S.CANCELLED,
@@ -173,6 +183,7 @@ POLL = {
     S.PENDING: (202, None, "pending"),
     S.INTERACTING: (202, None, "interacting"),
     S.CLARIFYING: (202, None, "interacting"),
+    S.QUESTIONED: (202, None, "pending"),
     S.APPROVED: (200, None, None),
     S.DENIED: (403, "denied", None),
     S.ABANDONED: (403, "abandoned", None),
@@ -275,3 +286,14 @@ def test_story_code_redeemed_once() -> None:
         next_state(interacting, E.INTERACTION_STARTED)
     with pytest.raises(LifecycleError):
         next_state(interacting, E.CODE_LOCKED)
+
+
+def test_story_the_policy_asks_the_agent_then_decides_again() -> None:
+    states = _walk([E.CLARIFICATION_ASKED, E.CLARIFICATION_ANSWERED, E.CLARIFICATION_ASKED])
+    assert states == [S.PENDING, S.QUESTIONED, S.PENDING, S.QUESTIONED]
+    assert body_status(S.QUESTIONED) == "pending"  # nobody is at a page: keep prompting
+    # The person was never there: nothing to abandon, no code to redeem while questioned.
+    for event in (E.ABANDONED, E.INTERACTION_STARTED, E.CODE_LOCKED):
+        with pytest.raises(LifecycleError):
+            next_state(S.QUESTIONED, event)
+    assert _walk([E.REQUEST_UPDATED, E.INTERACTION_STARTED], S.QUESTIONED)[-1] is S.INTERACTING

@@ -25,7 +25,16 @@ def test_interaction_endpoint_is_routed_by_the_person_server() -> None:
 
 def test_interaction_without_capability_is_user_unreachable() -> None:
     ps = PsWorld()
-    body = {"type": "question", "question": "Which calendar?"}
+    body = {"type": "question", "question": "Which calendar?", "capabilities": []}
     response = ps.app.send(ps.post("/interaction", body))
     assert response.status == 403
     assert json.loads(response.body)["error"] == "user_unreachable"
+
+
+def test_interaction_without_a_capabilities_member_is_interaction_unavailable() -> None:
+    # Nothing declared: the agent can still reach its user itself (issue 9 item 3).
+    ps = PsWorld()
+    body = {"type": "question", "question": "Which calendar?"}
+    response = ps.app.send(ps.post("/interaction", body))
+    assert response.status == 424
+    assert json.loads(response.body)["error"] == "interaction_unavailable"
