@@ -35,7 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {name:<20} {summary}")
     print(
         "\n`make demo` (python -m example_apps.demo) runs the provider and all resources together,"
-        "\nthen the three-party story with the Person Server (python -m example_apps.three_party)."
+        "\nthen the three-party story with the Person Server (python -m example_apps.three_party),"
+        "\nthen the two ATH stories: ATH Shop (native) and the gateway in front of oauth_provider"
+        "\n(python -m example_apps.ath_demo)."
     )
     return 0
 

@@ -301,7 +301,18 @@ def _stories() -> list[Story]:
         Story("foundation", "agent-token access on every resource", foundation),
         *three_party.STORIES,
         *mission_story.STORIES,
+        Story("ath", "ATH: a native service and a gateway, end to end", ath),
     ]
+
+
+def ath(ctx: DemoContext) -> None:
+    """Both ATH stories (their own servers, on memory://): see example_apps.ath_demo."""
+    from .ath_demo import run_ath_stories
+
+    code = run_ath_stories()
+    ctx.report.check(
+        "ath", "both ATH stories", code == 0, "every step as the protocol requires", f"exit {code}"
+    )
 
 
 #: Every story, in the order ``make demo`` tells them; append yours.
