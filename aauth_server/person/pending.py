@@ -452,7 +452,10 @@ class PendingRequests:
             return (yield from self._action_steps(request, record, verified))
         wait = prefer_wait(request)
         paced = True  # a poll that did not wait is paced by Retry-After
-        if wait is not None and wait > 0 and state_of(record) in OPEN:
+        # An open question is the answer the agent waits for: it goes out at once (paced
+        # like a plain poll), never held until the wait ends.
+        asking = self.open_question(record.data) is not None
+        if wait is not None and wait > 0 and state_of(record) in OPEN and not asking:
             limit = min(wait, self._cfg.max_wait)
             started = time.monotonic()
             changed = yield WaitOp(KIND_PENDING, record.id, record.version, limit)
@@ -463,7 +466,7 @@ class PendingRequests:
             waited = time.monotonic() - started >= limit / 2
             paced = changed.version == record.version and not waited
             record = yield from self.settle_steps(changed)
-        elif wait is not None and wait > 0:
+        elif wait is not None and wait > 0 and not asking:
             paced = False  # settled already: the answer goes out at once
         if paced:
             # Plain polls, `Prefer: wait=0`, and unparked long polls wait Retry-After.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 import pytest
@@ -452,6 +453,31 @@ def test_the_sync_driver_answers_a_long_poll_at_once_and_paces_it() -> None:
     pw.tick(5)
     assert pw.app.send(pw.poll(location, wait=0)).status == 202
     error_of(pw.app.send(pw.poll(location, wait=0)), 429, "slow_down")
+
+
+def test_a_long_poll_on_an_open_question_answers_at_once_with_it(mode: str) -> None:
+    """The question is what the agent waits for: a long poll never holds it back."""
+    pw, send = make(mode, max_wait=3)  # a held poll would take 3 s
+    location, code = start(pw, send)
+    pending_id = pw.ps.consent.open(code, ALICE).pending_id
+    pw.ps.consent.ask(pending_id, ALICE, "Which calendar?")
+    pw.tick(5)  # the first 202 asked the agent to wait Retry-After
+    began = time.monotonic()
+    asked = send(pw.poll(location, wait=30))
+    assert time.monotonic() - began < 1.5
+    assert asked.status == 202, asked.body
+    assert asked.header("aauth-requirement") == "requirement=clarification"
+    assert body_of(asked) == {"status": "interacting", "clarification": "Which calendar?"}
+    # Asking again at once is a busy loop: paced like a plain poll.
+    error_of(send(pw.poll(location, wait=30)), 429, "slow_down")
+    pw.tick(5)
+    reply = {"action": "clarification_response", "clarification_response": "work"}
+    assert send(pw.poll(location, body=reply)).status == 202
+    # Answered, the long poll waits again (the async driver parks it until max_wait).
+    if mode == "async":
+        began = time.monotonic()
+        assert body_of(send(pw.poll(location, wait=30))) == {"status": "interacting"}
+        assert time.monotonic() - began >= 2.9
 
 
 def test_a_poll_whose_record_cannot_be_read_answers_500_server_error() -> None:

@@ -8,12 +8,58 @@
   var eventsUrl = main.getAttribute("data-events");
   var current = main.getAttribute("data-request") || "";
   var callback = main.getAttribute("data-callback") || "";
-  var shown = {agent: null, ask: null};
+
+  // A poll never replaces what the person is using: while a pointer is pressed, while a
+  // form's field holds text the person typed, or once a form was sent, the page keeps its
+  // nodes (a replaced form would swallow the click or lose the text).  An unchanged
+  // fragment never replaces anything: nodes are compared, not strings, so the first poll
+  // leaves the server-rendered page as it is.
+  var pressed = 0;
+  var leaving = false;
+  document.addEventListener("pointerdown", function () { pressed += 1; }, true);
+  function release() {
+    // After the click that follows pointerup has been dispatched.
+    window.setTimeout(function () { pressed = Math.max(0, pressed - 1); }, 0);
+  }
+  document.addEventListener("pointerup", release, true);
+  document.addEventListener("pointercancel", release, true);
+  window.addEventListener("blur", function () { pressed = 0; });
+  window.addEventListener("pageshow", function (event) { if (event.persisted) { leaving = false; } });
+
+  function edited(node) {
+    var fields = node.querySelectorAll("textarea, input[type=text], input:not([type])");
+    return Array.prototype.some.call(fields, function (field) {
+      return field.value !== field.defaultValue;
+    });
+  }
+
+  function inUse(node) {
+    return leaving || pressed > 0 || node.contains(document.activeElement) || edited(node);
+  }
+
+  function parsed(html) {
+    return new DOMParser().parseFromString("<body>" + html + "</body>", "text/html").body;
+  }
+
+  function sameChildren(node, fresh) {
+    var now = node.childNodes;
+    var next = fresh.childNodes;
+    if (now.length !== next.length) { return false; }
+    for (var i = 0; i < now.length; i += 1) {
+      if (!now[i].isEqualNode(next[i])) { return false; }
+    }
+    return true;
+  }
+
+  function replaceWith(node, fresh) {
+    if (sameChildren(node, fresh) || inUse(node)) { return; }
+    node.replaceChildren.apply(node, Array.prototype.slice.call(fresh.childNodes));
+  }
 
   function renderList(items) {
     var list = document.getElementById("open-requests");
     if (!list) { return; }
-    var rows = [];
+    var fresh = document.createElement("ul");
     items.forEach(function (item) {
       if (item.id === current) { return; }
       var li = document.createElement("li");
@@ -22,31 +68,28 @@
       a.textContent = item.agent;
       li.appendChild(a);
       li.appendChild(document.createTextNode(" \u2192 " + item.resource));
-      rows.push(li);
+      fresh.appendChild(li);
     });
-    if (rows.length === 0) {
+    if (!fresh.firstChild) {
       var empty = document.createElement("li");
       empty.className = "empty";
       empty.textContent = "Nothing else waiting.";
-      rows.push(empty);
+      fresh.appendChild(empty);
     }
-    list.replaceChildren.apply(list, rows);
+    replaceWith(list, fresh);
   }
 
   // The fragments are rendered by the server from the same sanitised templates as the page.
-  function swap(id, html, key) {
+  function swap(id, html) {
     var node = document.getElementById(id);
-    if (!node || typeof html !== "string" || shown[key] === html) { return; }
-    var doc = new DOMParser().parseFromString("<body>" + html + "</body>", "text/html");
-    node.replaceChildren.apply(node, Array.prototype.slice.call(doc.body.childNodes));
-    shown[key] = html;
+    if (!node || typeof html !== "string") { return; }
+    replaceWith(node, parsed(html));
   }
 
   function renderView(view) {
-    swap("agent-asserted-body", view.agent_html, "agent");
-    var active = document.activeElement;
-    var typing = active && active.id === "question" && active.value !== "";
-    if (!typing) { swap("ask-area", view.ask_html, "ask"); }
+    // Content above the forms moves them: it waits while a button is being pressed.
+    if (!pressed && !leaving) { swap("agent-asserted-body", view.agent_html); }
+    swap("ask-area", view.ask_html);
     if (!view.open) {
       var notice = document.getElementById("closed-notice");
       if (notice) { notice.hidden = false; }
@@ -56,13 +99,7 @@
     }
   }
 
-  // Relays keep their node while unchanged, so an answer being typed survives the poll.
-  var relayHtml = {};
-  function relayNode(html) {
-    var doc = new DOMParser().parseFromString("<body>" + html + "</body>", "text/html");
-    return doc.body.firstElementChild;
-  }
-
+  // A relay keeps its node while unchanged or in use, so an answer being typed survives.
   function renderRelays(items) {
     var box = document.getElementById("relays");
     var list = document.getElementById("relay-list");
@@ -76,13 +113,12 @@
     });
     items.forEach(function (item) {
       if (typeof item.html !== "string") { return; }
-      var old = existing[item.id];
-      if (old && relayHtml[item.id] === item.html) { return; }
-      if (old && old.contains(document.activeElement) && document.activeElement.value) { return; }
-      var node = relayNode(item.html);
+      var node = parsed(item.html).firstElementChild;
       if (!node) { return; }
-      relayHtml[item.id] = item.html;
-      if (old) { list.replaceChild(node, old); } else { list.appendChild(node); }
+      var old = existing[item.id];
+      if (!old) { list.appendChild(node); return; }
+      if (old.isEqualNode(node) || inUse(old)) { return; }
+      list.replaceChild(node, old);
     });
     box.hidden = list.children.length === 0;
   }
@@ -96,7 +132,10 @@
   // and "Open" sends the person to the agent's link only once the engage is recorded.
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    if (!form.classList || !form.classList.contains("relay-form")) { return; }
+    if (!form.classList || !form.classList.contains("relay-form")) {
+      leaving = !event.defaultPrevented;  // the page is being left: nothing moves under it
+      return;
+    }
     event.preventDefault();
     var article = form.closest(".relay");
     var buttons = article ? article.querySelectorAll("button") : [];
