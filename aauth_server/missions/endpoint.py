@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from ..errors import AAuthError
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier
+from ..limits import FieldLimits, invalid_request
 from ..revocation import json_body
 from ..steps import Steps
 from ..verifier import VerifiedRequest
@@ -30,41 +31,27 @@ KIND_UPDATE = "mission_update"
 KIND_COMPLETION = "completion"
 KIND_PERMISSION = "permission"
 KINDS = (KIND_PROPOSAL, KIND_UPDATE, KIND_COMPLETION, KIND_PERMISSION)
-#: Longest Markdown accepted (description, summary) and the most tools and resources.
-MAX_TEXT = 20_000
-MAX_SHORT = 2_000
+#: The most tools and resources a proposal lists; the JSON size of permission parameters
+#: and audit details.  Text lengths and capabilities are the PS's (``FieldLimits``).
 MAX_ITEMS = 64
 MAX_PARAMETERS = 16_000
 ACTIONS = ("update", "completion")
 
 
 def _bad(detail: str) -> AAuthError:
-    return AAuthError(detail, error="invalid_request", status=400)
+    return invalid_request(detail)
 
 
-def _text(body: Mapping[str, Any], name: str, limit: int, *, required: bool) -> str | None:
-    value = body.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _bad(f"{name} must be a non-empty string")
-    if len(value) > limit:
-        raise _bad(f"{name} is longer than {limit} characters")
-    return value
+def _capabilities(body: Mapping[str, Any], limits: FieldLimits) -> list[str]:
+    return limits.capability_list(body.get("capabilities", []))
 
 
-def _capabilities(body: Mapping[str, Any]) -> list[str]:
-    caps = body.get("capabilities", [])
-    if not isinstance(caps, list) or not all(isinstance(c, str) and c for c in caps):
-        raise _bad("capabilities must be an array of strings")
-    if len(caps) > MAX_ITEMS:
-        raise _bad("too many capabilities")
-    return sorted(set(caps))
-
-
-def parse_proposal(body: Mapping[str, Any], *, dev_loopback: bool) -> dict[str, Any]:
+def parse_proposal(
+    body: Mapping[str, Any], *, dev_loopback: bool, limits: FieldLimits | None = None
+) -> dict[str, Any]:
     """Digest 8.2: ``description`` (Markdown), optional ``tools`` and ``resources``."""
-    description = _text(body, "description", MAX_TEXT, required=True)
+    limits = limits or FieldLimits()
+    description = limits.string(body, "description", required=True)
     proposal: dict[str, Any] = {"description": description}
     tools = body.get("tools")
     if tools is not None:
@@ -74,8 +61,8 @@ def parse_proposal(body: Mapping[str, Any], *, dev_loopback: bool) -> dict[str, 
         for tool in tools:
             if not isinstance(tool, dict):
                 raise _bad("each tool is an object with name and description")
-            name = _text(tool, "name", 200, required=True)
-            about = _text(tool, "description", MAX_SHORT, required=False)
+            name = limits.string(tool, "name", required=True, short=True)
+            about = limits.string(tool, "description", required=False)
             cleaned.append({"name": name, **({"description": about} if about else {})})
         proposal["tools"] = cleaned
     resources = body.get("resources")
@@ -99,6 +86,9 @@ class MissionHost(Protocol):
 
     @property
     def issuer(self) -> str: ...
+
+    @property
+    def limits(self) -> FieldLimits: ...
 
     @property
     def dev_loopback(self) -> bool: ...
@@ -213,8 +203,10 @@ class MissionEndpoints:
 
     def propose_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
         verified, body, person = yield from self._caller_steps(request)
-        proposal = parse_proposal(body, dev_loopback=self.host.dev_loopback)
-        data = _agent_data(verified, KIND_PROPOSAL, _capabilities(body))
+        proposal = parse_proposal(
+            body, dev_loopback=self.host.dev_loopback, limits=self.host.limits
+        )
+        data = _agent_data(verified, KIND_PROPOSAL, _capabilities(body, self.host.limits))
         data["proposal"] = proposal
         # The person approves every mission (and, for an agent the PS does not know yet,
         # binds it by approving).
@@ -233,7 +225,7 @@ class MissionEndpoints:
         mission = yield from self._mission_steps(verified, s256, person)
         if action == "update":
             return (yield from self._update_steps(verified, body, person, mission))
-        summary = _text(body, "summary", MAX_TEXT, required=True)
+        summary = self.host.limits.string(body, "summary", required=True)
         return (yield from self._completion_steps(verified, body, person, mission, summary))
 
     def _update_steps(
@@ -243,14 +235,14 @@ class MissionEndpoints:
         person: str | None,
         mission: Mission,
     ) -> Steps[HttpResponse]:
-        description = _text(body, "description", MAX_TEXT, required=True)
+        description = self.host.limits.string(body, "description", required=True)
         assert description is not None
         if self.host.update_policy == "accept":
             update = yield from self.missions.accept_update_steps(mission.s256, description, "ps")
             if update is None:
                 raise status_error(mission) or mission_not_found()
             return _json(200, {"s256": update.s256})
-        data = _agent_data(verified, KIND_UPDATE, _capabilities(body))
+        data = _agent_data(verified, KIND_UPDATE, _capabilities(body, self.host.limits))
         data["mission_s256"] = mission.s256
         data["proposal"] = {"description": description}
         yield from self.missions.log_steps(
@@ -267,7 +259,7 @@ class MissionEndpoints:
         mission: Mission,
         summary: str | None,
     ) -> Steps[HttpResponse]:
-        data = _agent_data(verified, KIND_COMPLETION, _capabilities(body))
+        data = _agent_data(verified, KIND_COMPLETION, _capabilities(body, self.host.limits))
         data["mission_s256"] = mission.s256
         data["proposal"] = {"summary": summary}
         yield from self.missions.log_steps(
@@ -287,7 +279,7 @@ class MissionEndpoints:
         approver, s256 = reference.get("approver"), reference.get("s256")
         if not isinstance(approver, str) or not isinstance(s256, str):
             raise _bad("mission must be an object with approver and s256")
-        summary = _text(body, "summary", MAX_TEXT, required=True)
+        summary = self.host.limits.string(body, "summary", required=True)
         claims = verified.claims
         person = yield from self.host.bound_person_steps(str(claims["iss"]), str(claims["sub"]))
         if approver != self.host.issuer:
@@ -299,9 +291,9 @@ class MissionEndpoints:
 
     def permission_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
         verified, body, person = yield from self._caller_steps(request)
-        action = _text(body, "action", 200, required=True)
+        action = self.host.limits.string(body, "action", required=True, short=True)
         assert action is not None
-        description = _text(body, "description", MAX_TEXT, required=False)
+        description = self.host.limits.string(body, "description", required=False)
         parameters = body.get("parameters")
         if parameters is not None and not isinstance(parameters, dict):
             raise _bad("parameters must be an object")
@@ -321,7 +313,7 @@ class MissionEndpoints:
         if description:
             entry["description"] = description
         if granted is None:
-            data = _agent_data(verified, KIND_PERMISSION, _capabilities(body))
+            data = _agent_data(verified, KIND_PERMISSION, _capabilities(body, self.host.limits))
             data["proposal"] = {
                 "action": action,
                 "description": description,
@@ -349,8 +341,8 @@ class MissionEndpoints:
         verified, body, person = yield from self._caller_steps(request)
         if body.get("mission_s256") is None:
             raise _bad("mission_s256 is required")
-        action = _text(body, "action", 200, required=True)
-        description = _text(body, "description", MAX_TEXT, required=False)
+        action = self.host.limits.string(body, "action", required=True, short=True)
+        description = self.host.limits.string(body, "description", required=False)
         extra: dict[str, Any] = {}
         for name in ("parameters", "result"):
             value = body.get(name)
@@ -386,7 +378,7 @@ class MissionEndpoints:
             description = proposal["description"]
             edited = (edits or {}).get("description")
             if isinstance(edited, str) and edited.strip():
-                description = edited[:MAX_TEXT]
+                description = edited[: self.host.limits.text]
             mission = yield from self.missions.approve_steps(
                 agent_issuer=str(data["agent_iss"]),
                 agent=str(data["agent"]),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Deferred
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
+from ..limits import FieldLimits
 from ..resource.sessions import new_code
 from ..resource.state import REVOCATION_GRACE, digest_id
 from ..revocation import RateLimit, json_body, problem, revocation_steps
@@ -43,8 +44,6 @@ PROMPTS = ("none", "login", "consent", "select_account")
 PLATFORMS = ("web", "mobile", "desktop", "workload", "self-hosted")
 _UNSUPPORTED = ("subagent_token", "upstream_token")
 _TEXT = ("justification", "login_hint", "tenant", "domain_hint", "device")
-#: Longest capability name accepted (the registered ones are a few characters).
-MAX_CAPABILITY = 64
 
 
 def _request_fields(body: Mapping[str, Any], cfg: PersonServerConfig) -> dict[str, Any]:
@@ -70,16 +69,7 @@ def _request_fields(body: Mapping[str, Any], cfg: PersonServerConfig) -> dict[st
         if value is not None and value not in allowed:
             raise problem(400, "invalid_request", f"{name} must be one of {', '.join(allowed)}")
         fields[name] = value
-    caps = body.get("capabilities", [])
-    if not isinstance(caps, list) or not all(isinstance(c, str) for c in caps):
-        raise problem(400, "invalid_request", "capabilities must be an array of strings")
-    if len(caps) > cfg.max_capabilities or any(len(c) > MAX_CAPABILITY for c in caps):
-        raise problem(
-            400,
-            "invalid_request",
-            f"at most {cfg.max_capabilities} capabilities of {MAX_CAPABILITY} characters",
-        )
-    fields["capabilities"] = sorted(set(caps))
+    fields["capabilities"] = FieldLimits.of(cfg).capability_list(body.get("capabilities", []))
     return fields
 
 

@@ -70,7 +70,6 @@ from ..pagekit import set_cookie as cookie_header
 from ..pagekit.markdown import render_markdown
 from ..tokens.aauth import DWK_AGENT
 from .lifecycle import OPEN, State
-from .relay import MAX_TEXT as MAX_ANSWER
 
 if TYPE_CHECKING:
     from .channels import RelayView
@@ -554,7 +553,7 @@ class ConsentPages:
             "relays": [_page_relay(r, self.secret, session) for r in relays],
             "relay_path": self.path + "/relay",
             "relay_next": back,
-            "max_answer": MAX_ANSWER,
+            "max_answer": self.ps.limits.text,
         }
 
     def _back(self, pending_id: str | None, callback: str) -> str:
@@ -774,7 +773,7 @@ class ConsentPages:
         args: tuple[str, ...] = (relay_id, person)
         if action == "answer":
             answer = form.get("answer", "").strip()
-            if not answer or len(answer) > MAX_ANSWER:
+            if not answer or len(answer) > self.ps.limits.text:
                 if wants_json:
                     return HttpResponse.json(400, {"error": "invalid_answer"})
                 return self.renderer.problem(

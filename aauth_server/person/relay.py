@@ -39,6 +39,7 @@ from urllib.parse import urlsplit
 from ..errors import AAuthError, Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
+from ..limits import FieldLimits
 from ..missions.model import valid_s256
 from ..resource.state import digest_id, new_id
 from ..revocation import json_body, problem
@@ -64,8 +65,6 @@ TYPES = ("interaction", "payment", "question")
 OPEN = frozenset({"pending", "interacting"})
 SETTLED = frozenset({"engaged", "answered", "declined", "expired"})
 TERMINAL = frozenset({"delivered", "cancelled"})
-#: Longest agent-asserted text kept (description, question, answer), in characters.
-MAX_TEXT = 4000
 MAX_CODE = 64
 #: How long a settled relay waits for its poll, and a finished one answers 410, after max_wait.
 RETENTION = 300
@@ -125,21 +124,12 @@ class Inbox:
     relays: tuple[RelayView, ...]
 
 
-def _text(body: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise _bad(f"{name} is required")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _bad(f"{name} must be a non-empty string")
-    if len(value) > MAX_TEXT:
-        raise _bad(f"{name} is longer than {MAX_TEXT} characters")
-    return value
-
-
-def parse_relay_body(body: object, *, dev_loopback: bool = False) -> RelayRequest:
-    """Validate an interaction-endpoint body (digest 6.4); every defect is ``invalid_request``."""
+def parse_relay_body(
+    body: object, *, dev_loopback: bool = False, limits: FieldLimits | None = None
+) -> RelayRequest:
+    """Validate an interaction-endpoint body (digest 6.4); every defect is ``invalid_request``.
+    Text (description, question) and capabilities are within the PS's ``limits``."""
+    limits = limits or FieldLimits()
     if not isinstance(body, dict):
         raise _bad("the body is not a JSON object")
     kind = body.get("type")
@@ -149,19 +139,19 @@ def parse_relay_body(body: object, *, dev_loopback: bool = False) -> RelayReques
     if mission is not None and not valid_s256(mission):
         raise _bad("mission_s256 is not a base64url SHA-256")
     caps = body.get("capabilities")
-    if caps is not None and (
-        not isinstance(caps, list) or not all(isinstance(c, str) and c for c in caps)
-    ):
-        raise _bad("capabilities must be an array of strings")
+    if caps is not None:
+        caps = limits.capability_list(caps)
     max_wait = body.get("max_wait")
     if max_wait is not None and (
         not isinstance(max_wait, int) or isinstance(max_wait, bool) or max_wait <= 0
     ):
         raise _bad("max_wait must be a positive integer (seconds)")
-    description = _text(body, "description")
+    description = limits.string(body, "description", required=False)
     url = code = question = None
     if kind == "question":
-        question = _text(body, "question", required=True)
+        if body.get("question") is None:
+            raise _bad("question is required")
+        question = limits.string(body, "question", required=True)
         if body.get("url") is not None or body.get("code") is not None:
             raise _bad("url and code belong to interaction and payment relays")
     else:
@@ -295,7 +285,7 @@ class InteractionRelay:
             # The completion shape of before -11: the mission endpoint's completion flow.
             endpoints = self.ps.mission_endpoints
             return (yield from endpoints.legacy_completion_steps(request, verified, body))
-        relay = parse_relay_body(body, dev_loopback=self.dev_loopback)
+        relay = parse_relay_body(body, dev_loopback=self.dev_loopback, limits=self.ps.limits)
         ap, agent = str(verified.issuer), str(verified.claims.get("sub"))
         if relay.capabilities is not None:
             yield from self.note_capabilities_steps(ap, agent, relay.capabilities)
@@ -551,8 +541,9 @@ class InteractionRelay:
         return (yield from self._person_steps(relay_id, person, "interacting", {}))
 
     def answer_steps(self, relay_id: str, person: str, answer: str) -> Steps[RelayView]:
-        if not isinstance(answer, str) or not answer.strip() or len(answer) > MAX_TEXT:
-            raise _bad(f"the answer must be a non-empty string of at most {MAX_TEXT} characters")
+        limit = self.ps.limits.text
+        if not isinstance(answer, str) or not answer.strip() or len(answer) > limit:
+            raise _bad(f"the answer must be a non-empty string of at most {limit} characters")
         return (yield from self._person_steps(relay_id, person, "answered", {"answer": answer}))
 
     def decline_steps(self, relay_id: str, person: str) -> Steps[RelayView]:

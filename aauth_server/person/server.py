@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from ..errors import SignatureFailure
 from ..http import HttpRequest, HttpResponse
 from ..keys.egress import EgressPolicy
+from ..limits import FieldLimits
 from ..missions.endpoint import KINDS as MISSION_KINDS
 from ..missions.endpoint import MissionEndpoints
 from ..missions.halt import HaltAtResources
@@ -82,6 +83,8 @@ class PersonServer:
         )
         self._remembered: dict[tuple[str, str], float] = {}
         self._subs: dict[tuple[str, str], str] = {}
+        #: The lengths of agent-supplied fields, for every endpoint of this PS.
+        self.limits = FieldLimits.of(config)
         self.params = ParamTokens(self)
         self.bindings = Bindings(self)
         self.missions = Missions(
@@ -292,6 +295,10 @@ class _MissionHost:
     @property
     def dev_loopback(self) -> bool:
         return self.ps.config.dev_loopback
+
+    @property
+    def limits(self) -> FieldLimits:
+        return self.ps.limits
 
     @property
     def update_policy(self) -> str:

@@ -144,7 +144,7 @@ BAD_BODIES: dict[str, Any] = {
     "type not a string": {**INTERACTION, "type": 1},
     "description not a string": {**INTERACTION, "description": 5},
     "description empty": {**INTERACTION, "description": "  "},
-    "description too long": {**INTERACTION, "description": "x" * 4001},
+    "description too long": {**INTERACTION, "description": "x" * 4097},  # max_text
     "url missing": {"type": "interaction", "code": "A1B2C3D4"},
     "url not https": {**INTERACTION, "url": "http://resource.example/interact"},
     "url loopback without dev": {**INTERACTION, "url": "http://127.0.0.1:8000/interact"},
