@@ -19,7 +19,7 @@ from ..clock import SYSTEM_CLOCK, Clock
 from ..errors import ConfigurationError
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..pagekit import MIN_SECRET, Authenticate
-from ..storage.base import AsyncPendingStore, PendingStore
+from ..storage.base import AsyncPendingStore, PendingStore, issuer_prefix
 from .policy import ApprovalPolicy, approve_all
 from .routes import ScopeMap
 
@@ -122,6 +122,10 @@ class ATHConfig:
     upstream_max_bytes: int = 256 * 1024
     #: A store key namespace; default: derived from the service's own identity.
     namespace: str | None = None
+    #: Key prefix of a store opened from a URI; default ``aauth:ath:<base_url host[:port]
+    #: and path>`` (as a Person Server's is ``aauth:ps:<host>``), so ATH services sharing
+    #: one Redis database never share records or change notifications.
+    store_prefix: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("native", "gateway"):
@@ -207,6 +211,11 @@ class ATHConfig:
     def prefix(self) -> str:
         """The path every route lives under ('' at the root)."""
         return urlsplit(self.base_url).path.rstrip("/")
+
+    @property
+    def key_prefix(self) -> str:
+        """The store key prefix (``store_prefix`` or one derived from ``base_url``)."""
+        return self.store_prefix or issuer_prefix(self.base_url, "ath")
 
     @property
     def token_audience(self) -> str:

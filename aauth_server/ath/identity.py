@@ -9,7 +9,6 @@ curve or algorithm is refused.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import OrderedDict
 from collections.abc import Generator, Mapping
@@ -24,6 +23,7 @@ from ..keys.fetcher import FetchError, FetchResponse
 from ..keys.jwk import PublicKey, b64url_encode
 from .driver import FetchOp
 from .errors import ATHError
+from .wire import json_document
 
 MAX_ENTRIES = 4096
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d{1,9})\s*(?:,|$)", re.IGNORECASE)
@@ -101,8 +101,8 @@ def parse_document(response: FetchResponse, agent_id: str) -> AgentDocument:
     if response.status != 200:
         raise _fail("the identity document URL did not answer 200", status=response.status)
     try:
-        value = json.loads(response.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        value = json_document(response.body)
+    except ValueError as exc:
         raise _fail("the identity document is not JSON") from exc
     if not isinstance(value, dict):
         raise _fail("the identity document is not a JSON object")

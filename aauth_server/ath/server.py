@@ -43,7 +43,7 @@ class ATHServer:
     def __init__(self, config: ATHConfig, *, templates_dir: str | Path | None = None) -> None:
         self.config = config
         self.store, self.async_store = open_store_pair(
-            config.store, config.async_store, clock=config.clock
+            config.store, config.async_store, clock=config.clock, prefix=config.key_prefix
         )
         policy = EgressPolicy(dev_loopback=config.dev_loopback)
         self.fetcher = config.fetcher or HttpxFetcher(policy)

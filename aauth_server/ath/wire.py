@@ -7,31 +7,17 @@ parsing failure reaches the caller as a 500.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import safejson
 from ..http import HttpRequest
 from .errors import ATHError
 
 MAX_STRING = 2048
 MAX_LIST = 64
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate member name")
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
 
 
 def json_body(request: HttpRequest, limit: int) -> dict[str, Any]:
@@ -46,12 +32,18 @@ def json_body(request: HttpRequest, limit: int) -> dict[str, Any]:
             "UNSUPPORTED_MEDIA_TYPE", "ATH request bodies are JSON (Content-Type: application/json)"
         )
     try:
-        value = _DECODER.decode(request.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        value = json_document(request.body)
+    except ValueError as exc:
         raise ATHError("INVALID_REQUEST", "the request body is not valid JSON") from exc
     if not isinstance(value, dict):
         raise ATHError("INVALID_REQUEST", "the request body must be a JSON object")
     return value
+
+
+def json_document(raw: bytes) -> Any:
+    """Strict JSON (no repeated member, no NaN) nested at most ``safejson.MAX_DEPTH`` deep;
+    every failure is ``ValueError``: what each ATH body and fetched document is read with."""
+    return safejson.loads(raw, decoder=safejson.STRICT)
 
 
 def text(

@@ -273,6 +273,21 @@ def doc_not_json(agent: Agent, doc: dict[str, Any]) -> Any:
     return FetchResponse(200, {"content-type": "application/json"}, b"<html>not json</html>")
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+#: Deeper than aauth_server.safejson.MAX_DEPTH (32): JSON no ATH message needs.
+NESTED = _nested(40)
+
+
+def doc_nested(agent: Agent, doc: dict[str, Any]) -> Any:
+    return {**doc, "extra": NESTED}
+
+
 def doc_404(agent: Agent, doc: dict[str, Any]) -> Any:
     return FetchResponse(404, {}, b"")
 
@@ -780,6 +795,15 @@ ROWS = [
     Row(
         "duplicate JSON member",
         raw_register(b'{"agent_id":"a","agent_id":"b"}'),
+        400,
+        "INVALID_REQUEST",
+    ),
+    Row("body nested past the depth limit", register_field(extra=NESTED), 400, "INVALID_REQUEST"),
+    Row("document nested past the depth limit", document(doc_nested), 401, INV),
+    Row("authorize body nested past the depth limit", authorize(x=NESTED), 400, "INVALID_REQUEST"),
+    Row(
+        "token body nested past the depth limit",
+        token_row(completed, x=NESTED),
         400,
         "INVALID_REQUEST",
     ),
