@@ -75,9 +75,10 @@ class MalformedHost(ValueError):
     """A ``Host`` that is not an RFC 3986 ``host[:port]``: the request gets ``400``."""
 
 
-#: RFC 3986 ``reg-name`` / IPv4 (unreserved, pct-encoded, sub-delims), then an optional
-#: port; never empty (RFC 9110 4.2.1: an "http" URI with an empty host is invalid).
-_REG_NAME_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+(?::[0-9]{0,5})?")
+#: RFC 3986 ``reg-name`` / IPv4 (unreserved, pct-encoded, sub-delims but ","), then an
+#: optional port; never empty (RFC 9110 4.2.1: an "http" URI with an empty host is
+#: invalid).  A comma is how a server joins two Host lines (and no DNS name has one).
+_REG_NAME_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+;=]|%[0-9A-Fa-f]{2})+(?::[0-9]{0,5})?")
 _IP_LITERAL_HOST = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::[0-9]{0,5})?")
 
 
@@ -103,15 +104,26 @@ def checked_host(host: str) -> str:
     raise MalformedHost("Host is not a valid host[:port]")
 
 
+def request_host(request: HttpRequest) -> str | None:
+    """The request's one ``Host`` value (None without one); :class:`MalformedHost` for two
+    Host lines (RFC 9112 3.2) or a value that is not ``host[:port]``."""
+    hosts = request.header_values("host")
+    if len(hosts) > 1:
+        raise MalformedHost("more than one Host line")
+    return checked_host(hosts[0].strip()) if hosts else None
+
+
 def public_url(
     scheme: str, host: str | None, target: str, *, public_origin: str | None, default_host: str
 ) -> str:
     """The absolute URL a request was sent to: ``public_origin`` wins over ``Host``
     (``Forwarded`` is never trusted); without a Host, ``default_host``.  Raises
-    :class:`MalformedHost` for a Host no URL can be built from."""
+    :class:`MalformedHost` for a Host no URL can be built from, even when ``public_origin``
+    wins: a request that malformed is refused alike whatever the configuration."""
+    checked = default_host if host is None else checked_host(host)
     if public_origin:
         return public_origin.rstrip("/") + target
-    return f"{scheme}://{default_host if host is None else checked_host(host)}{target}"
+    return f"{scheme}://{checked}{target}"
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, MalformedHost, request_host
 from ..keys.egress import EgressPolicy
 from ..keys.fetcher import AsyncHttpxFetcher, HttpxFetcher
 from ..storage.base import StorageError
@@ -124,6 +124,10 @@ class ATHServer:
         path = request.path
         if not self.owns(path):
             return None
+        try:
+            _checked_host(request)
+        except ATHError as error:
+            return error.to_response()
         method = "GET" if request.method == "HEAD" else request.method
         by_method = self._routes.get(path)
         if by_method is None:
@@ -201,12 +205,14 @@ class ATHServer:
 
     def check(self, request: HttpRequest, scopes: Iterable[str] = ()) -> TokenInfo:
         """The ATH token of a native API request (sync driver), or :class:`ATHError`."""
+        _checked_host(request)
         try:
             return self.driver.run(self._check_steps(request, scopes))
         except StorageError as exc:
             raise internal(exc) from exc
 
     async def acheck(self, request: HttpRequest, scopes: Iterable[str] = ()) -> TokenInfo:
+        _checked_host(request)
         try:
             return await self.driver.arun(self._check_steps(request, scopes))
         except StorageError as exc:
@@ -214,12 +220,14 @@ class ATHServer:
 
     def plan_proxy(self, request: HttpRequest) -> ProxyPlan:
         """The upstream request for a proxied call (sync), or :class:`ATHError`."""
+        _checked_host(request)
         try:
             return self.driver.run(proxy.plan(self.ctx, request))
         except StorageError as exc:
             raise internal(exc) from exc
 
     async def aplan_proxy(self, request: HttpRequest) -> ProxyPlan:
+        _checked_host(request)
         try:
             return await self.driver.arun(proxy.plan(self.ctx, request))
         except StorageError as exc:
@@ -246,3 +254,12 @@ class ATHServer:
 
 
 __all__ = ["ATHServer", "ProxyPlan", "TokenInfo"]
+
+
+def _checked_host(request: HttpRequest) -> None:
+    """A malformed or repeated Host is refused on every ATH route (``base_url`` names the
+    service, but such a request is not one any client sends), as the AAuth adapters do."""
+    try:
+        request_host(request)
+    except MalformedHost:
+        raise ATHError("INVALID_REQUEST", "the Host header is not a valid host[:port]") from None

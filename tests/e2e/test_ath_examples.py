@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from example_apps._procs import AppSpec, running_apps
+from tests.hostile_http.rawhttp import RawRequest, exchange
 
 MODULES = [
     "example_apps.ath_shop",
@@ -112,3 +113,38 @@ def test_gateway_refuses_path_tricks_alike_in_every_framework() -> None:
                 assert json.loads(body)["code"] == "INVALID_PATH", (target, body)
             # Every adapter answers byte for byte alike.
             assert len({body for _, body in answers}) == 1, (target, answers)
+
+
+#: Host values no URL can be built from (and two Host lines, which a WSGI server joins with
+#: a comma): every ATH route refuses them with the ATH error for a bad request.
+ODD_HOSTS = [["["], ["]"], ["[::1"], ["a]b"], ["a,b"], ["a b"], ["a:b:c"], ["a", "b"]]
+ATH_ROUTES = [
+    ("GET", "/.well-known/ath-app.json"),
+    ("POST", "/ath/agents/register"),
+    ("POST", "/ath/token"),
+    ("GET", "/ath/consent?ath_session_id=x"),
+    ("GET", "/api/products"),
+]
+
+
+def test_a_malformed_host_is_a_400_alike_in_every_framework() -> None:
+    specs = [
+        AppSpec(f"shop-{framework}", "example_apps.ath_shop", ("--dev", "--framework", framework))
+        for framework in ("starlette", "flask", "django")
+    ]
+    with running_apps(specs) as apps:
+        for hosts in ODD_HOSTS:
+            for method, target in ATH_ROUTES:
+                headers = [("Host", host) for host in hosts]
+                if method == "POST":
+                    headers.append(("Content-Type", "application/json"))
+                request = RawRequest(method, target, headers, b"{}" if method == "POST" else b"")
+                answers = []
+                for app in apps:
+                    answer = exchange(int(urlsplit(app.url).port or 0), request)
+                    where = (app.name, hosts, target, answer.status, answer.body[:200])
+                    assert answer.status == 400, where
+                    assert answer.media_type == "application/json", where
+                    assert json.loads(answer.body)["code"] == "INVALID_REQUEST", where
+                    answers.append(answer.body)
+                assert len(set(answers)) == 1, (hosts, target, answers)

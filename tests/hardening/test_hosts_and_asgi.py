@@ -46,6 +46,8 @@ INVALID = [
     "a?b",
     "a#b",
     "a:b:c",
+    "a,b",
+    "a.example, b.example",
     "h\u00e9st",
     "%",
     "%zz",
@@ -74,9 +76,26 @@ def test_a_missing_host_uses_the_issuer_and_public_origin_wins() -> None:
         == "http://d.example/x"
     )
     assert (
-        http.public_url("http", "[", "/x", public_origin="https://p.example", default_host="d")
+        http.public_url(
+            "http", "a.example", "/x", public_origin="https://p.example", default_host="d"
+        )
         == "https://p.example/x"
     )
+
+
+@pytest.mark.parametrize("host", INVALID, ids=repr)
+def test_a_malformed_host_is_refused_even_when_public_origin_wins(host: str) -> None:
+    with pytest.raises(http.MalformedHost):
+        http.public_url("http", host, "/x", public_origin="https://p.example", default_host="d")
+
+
+@pytest.mark.parametrize("hosts", [["a.example", "b.example"], ["a,b"], ["a b"], ["[::1"]])
+def test_request_host_refuses_two_lines_commas_and_malformed_values(hosts: list[str]) -> None:
+    request = HttpRequest("GET", "https://p.example/x", [("Host", h) for h in hosts])
+    with pytest.raises(http.MalformedHost):
+        http.request_host(request)
+    assert http.request_host(HttpRequest("GET", "https://p.example/x", [("Host", "a:1")])) == "a:1"
+    assert http.request_host(HttpRequest("GET", "https://p.example/x")) is None
 
 
 @pytest.mark.parametrize(
