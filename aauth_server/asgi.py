@@ -12,7 +12,14 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from .errors import RequestRejected
-from .http import DEFAULT_MAX_BODY, HttpRequest, HttpResponse, MalformedHost, checked_host
+from .http import (
+    DEFAULT_MAX_BODY,
+    HttpRequest,
+    HttpResponse,
+    MalformedHost,
+    checked_host,
+    small_uint,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -53,8 +60,7 @@ def declared_length(scope: Scope) -> int | None:
     """The ``Content-Length`` the client declared, or None (absent or not a number)."""
     for name, value in scope.get("headers", ()):
         if name.lower() == b"content-length":
-            text = value.decode("latin-1").strip()
-            return int(text) if text.isdigit() else None
+            return small_uint(value.decode("latin-1"))
     return None
 
 

@@ -71,6 +71,45 @@ class HttpRequest:
             return (after if sep else rest)[slash:] if slash >= 0 else "/"
 
 
+#: Larger than any count, length or number of seconds a server reads from the wire, and
+#: still a 64-bit signed integer (what SQL and every store take).
+MAX_UINT = 2**62
+
+
+def small_uint(text: str | None, maximum: int = MAX_UINT) -> int | None:
+    """An unsigned decimal integer read from the wire (``Prefer: wait=N``, ``Retry-After``,
+    ``Content-Length``, a page's ``before`` or ``limit``), the one way every reader takes it.
+
+    ASCII digits only, surrounding whitespace aside: a sign, an exponent, a fraction, an
+    empty value or another script's digits (``"-1"``, ``"1e9"``, ``"٣"``, ``"²"``) are
+    malformed and give None (the caller treats the value as absent); any number of digits
+    past ``maximum`` gives ``maximum`` (never a huge int handed on, never a ``ValueError``).
+    """
+    if text is None:
+        return None
+    text = text.strip()
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(maximum)):
+        return maximum
+    return min(int(digits), maximum)
+
+
+def prefer_wait(request: HttpRequest, maximum: int = MAX_UINT) -> int | None:
+    """``wait=N`` of RFC 7240 ``Prefer`` (the first one), through :func:`small_uint`; None
+    when absent or malformed (a preference a server does not understand is ignored)."""
+    for value in request.header_values("prefer"):
+        for preference in value.split(","):
+            name, _, rest = preference.split(";", 1)[0].partition("=")
+            if name.strip().lower() == "wait":
+                text = rest.strip()
+                if len(text) >= 2 and text[0] == text[-1] == '"':
+                    text = text[1:-1]
+                return small_uint(text, maximum)
+    return None
+
+
 class MalformedHost(ValueError):
     """A ``Host`` that is not an RFC 3986 ``host[:port]``: the request gets ``400``."""
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
+from .http import small_uint
 from .keys.fetcher import FetchError, FetchResponse
 from .outbound import AsyncOutboundClient, OutboundClient
 
@@ -92,10 +93,8 @@ Steps = Generator[Need, Any, T]
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if value is None or not value.strip().isdigit():
-        return None
-    return min(float(value.strip()), MAX_RETRY_AFTER)
+    seconds = small_uint(headers.get("retry-after"), int(MAX_RETRY_AFTER))
+    return None if seconds is None else float(seconds)
 
 
 def _error(body: bytes) -> str:

@@ -31,11 +31,14 @@ import httpx
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..fields import FieldError, Requirement, parse_aauth_requirement, parse_signature_error
+from ..http import small_uint
 from ..tokens.jwt import TokenError, decode_unverified
 from .client import AAuthSigner, Agent
 
 PS_METADATA_PATH = "/.well-known/aauth-person.json"
 DEFAULT_RETRY_AFTER = 5
+#: The longest pause a Retry-After gets the agent to take (a larger one is clamped).
+MAX_RETRY_AFTER = 300
 SLOW_DOWN_STEP = 5
 #: A resource asks at most agent -> person -> auth token, then maybe a deferred delivery.
 MAX_REQUIREMENTS = 6
@@ -121,8 +124,8 @@ def _origin(url: str) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else float(DEFAULT_RETRY_AFTER)
+    seconds = small_uint(response.headers.get("retry-after"), MAX_RETRY_AFTER)
+    return float(DEFAULT_RETRY_AFTER if seconds is None else seconds)
 
 
 class AgentFlow:

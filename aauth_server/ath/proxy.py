@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..http import Headers, HttpRequest
+from ..http import Headers, HttpRequest, small_uint
 from . import tokens
 from .config import ATHConfig
 from .context import Context
@@ -158,8 +158,7 @@ def plan(ctx: Context, request: HttpRequest) -> Generator[Op, Any, ProxyPlan]:
     access = upstream.get("access_token")
     if not isinstance(access, str):
         raise ATHError("UPSTREAM_ERROR", "the gateway holds no upstream token for this grant")
-    declared = request.header("content-length")
-    length = int(declared) if declared and declared.isdigit() else None
+    length = small_uint(request.header("content-length"))
     if length is not None and length > config.proxy_max_request:
         raise ATHError(
             "PAYLOAD_TOO_LARGE", f"the proxied body exceeds {config.proxy_max_request} bytes"
@@ -262,8 +261,8 @@ class Forwarder:
             response = client.send(request, stream=True)
         except (httpx.HTTPError, BodyTooLarge, TimeoutError) as exc:
             raise _upstream_failed(exc) from exc
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > config.proxy_max_response:
+        declared = small_uint(response.headers.get("content-length"))
+        if declared is not None and declared > config.proxy_max_response:
             response.close()
             raise ATHError(
                 "UPSTREAM_ERROR", "the provider's answer is too large", {"reason": "too large"}
@@ -302,8 +301,8 @@ class Forwarder:
             response = await client.send(request, stream=True)
         except (httpx.HTTPError, BodyTooLarge, TimeoutError) as exc:
             raise _upstream_failed(exc) from exc
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > config.proxy_max_response:
+        declared = small_uint(response.headers.get("content-length"))
+        if declared is not None and declared > config.proxy_max_response:
             await response.aclose()
             raise ATHError(
                 "UPSTREAM_ERROR", "the provider's answer is too large", {"reason": "too large"}

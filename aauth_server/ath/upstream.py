@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from ..http import small_uint
 from .config import ATHConfig, ProviderConfig
 from .driver import ExchangeOp, UpstreamFailure
 
@@ -50,8 +51,8 @@ def authorization_url(
 
 def _size_guard(limit: int) -> Any:
     def check(response: httpx.Response) -> None:
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        declared = small_uint(response.headers.get("content-length"))
+        if declared is not None and declared > limit:
             raise UpstreamFailure("the token response is too large")
 
     return check

@@ -41,7 +41,7 @@ from urllib.parse import urlencode, urlsplit
 from markupsafe import Markup
 
 from ..errors import AAuthError
-from ..http import Headers, HttpRequest, HttpResponse, json_bytes
+from ..http import Headers, HttpRequest, HttpResponse, json_bytes, small_uint
 from ..pagekit import (
     Authenticate,
     Renderer,
@@ -69,6 +69,10 @@ TEMPLATES: Final = Path(__file__).with_name("templates")
 ASSETS: Final = ("missions.css",)
 NONCE_COOKIE: Final = "aauth_missions"
 PAGE: Final = 50
+#: The most log lines one API page returns; a larger ``limit`` gets this many.
+MAX_LIMIT: Final = 200
+#: A log line number (an SQL INTEGER): a larger ``before`` means "from the newest".
+MAX_SEQ: Final = 2**31 - 1
 MAX_QUESTION: Final = 2000
 ACTIONS: Final = ("suspend", "resume", "revoke")
 _S256_TAIL = re.compile(r"^/([A-Za-z0-9_-]{43})(/[a-z]+)?$")
@@ -395,8 +399,7 @@ class MissionControl:
         mission = yield from self._owned_steps(s256, person)
         if mission is None:
             return (yield from self._not_found(request))
-        before_text = query_params(request).get("before", "")
-        before = int(before_text) if before_text.isdigit() else None
+        before = small_uint(query_params(request).get("before"), MAX_SEQ)
         entries: list[LogEntry] = yield from self.ps.missions.page_steps(
             s256, before=before, limit=PAGE + 1
         )
@@ -547,8 +550,9 @@ class MissionControl:
             return _json(200, body)
         if tail == "log" and method == "GET":
             query = query_params(request)
-            before = int(query["before"]) if query.get("before", "").isdigit() else None
-            limit = min(200, int(query["limit"])) if query.get("limit", "").isdigit() else PAGE
+            before = small_uint(query.get("before"), MAX_SEQ)
+            limit = small_uint(query.get("limit"), MAX_LIMIT)
+            limit = PAGE if limit is None else limit
             entries = yield from self.ps.missions.page_steps(s256, before=before, limit=limit + 1)
             more = len(entries) > limit
             entries = entries[:limit]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import Deferred, Forbidden
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, prefer_wait
 from ..records import IssuedToken
 from ..resource.state import digest_id
 from ..revocation import json_body, problem
@@ -107,18 +107,6 @@ def get_steps(pending_id: str) -> Steps[Record]:
     if record is None:
         raise problem(404, "not_found", "no such pending request")
     return record
-
-
-def prefer_wait(request: HttpRequest) -> int | None:
-    """``wait=N`` of RFC 7240 ``Prefer``; None when absent or malformed."""
-    for value in request.header_values("prefer"):
-        for preference in value.split(","):
-            name, _, rest = preference.split(";", 1)[0].partition("=")
-            if name.strip().lower() == "wait":
-                text = rest.strip().strip('"')
-                if text.isdigit():
-                    return int(text)
-    return None
 
 
 class KindHandler(Protocol):

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from ..errors import AAuthError, Deferred, Forbidden
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, prefer_wait
 from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..limits import FieldLimits
 from ..missions.model import valid_s256
@@ -69,7 +69,6 @@ MAX_CODE = 64
 #: How long a settled relay waits for its poll, and a finished one answers 410, after max_wait.
 RETENTION = 300
 _ID = re.compile(r"[A-Za-z0-9_\-]{32}")
-_PREFER_WAIT = re.compile(r"^\s*wait\s*=\s*\"?(\d{1,6})\"?\s*$", re.IGNORECASE)
 _CONFLICT_RETRIES = 8
 
 
@@ -84,16 +83,6 @@ def _bad(detail: str) -> AAuthError:
 def _no_store(response: HttpResponse) -> HttpResponse:
     response.headers.append(("Cache-Control", "no-store"))
     return response
-
-
-def _prefer_wait(request: HttpRequest) -> int | None:
-    """``Prefer: wait=N`` (RFC 7240); anything malformed is ignored, as preferences may be."""
-    for value in request.header_values("prefer"):
-        for preference in value.split(","):
-            match = _PREFER_WAIT.match(preference.split(";", 1)[0])
-            if match:
-                return int(match.group(1))
-    return None
 
 
 def _person_key(person: str) -> str:
@@ -436,7 +425,7 @@ class InteractionRelay:
         raise self._deferred(record, "pending")
 
     def _answer_steps(self, request: HttpRequest, record: Record) -> Steps[HttpResponse]:
-        wait = _prefer_wait(request)
+        wait = prefer_wait(request)
         waited = False
         for _ in range(_CONFLICT_RETRIES):
             try:

@@ -16,7 +16,14 @@ from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 
 from aauth_server.errors import RequestRejected
-from aauth_server.http import Headers, HttpRequest, HttpResponse, MalformedHost, checked_host
+from aauth_server.http import (
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    MalformedHost,
+    checked_host,
+    small_uint,
+)
 from aauth_server.resource import ResourceGuard
 
 # WSGI keeps these two outside the HTTP_* namespace.
@@ -84,11 +91,12 @@ def read_body(request: DjangoRequest, limit: int) -> bytes:
     received the whole body (spooled to disk beyond ``FILE_UPLOAD_MAX_MEMORY_SIZE``) before
     any view runs; :class:`aauth_server.asgi.RequestLimits` stops it at the server instead.
     """
-    declared = request.META.get("CONTENT_LENGTH") or ""
-    if isinstance(declared, str) and declared.isdigit() and int(declared) > limit:
+    raw = request.META.get("CONTENT_LENGTH")
+    declared = small_uint(raw) if isinstance(raw, str) else None
+    if declared is not None and declared > limit:
         raise RequestRejected.body_too_large(limit)
     try:
-        if hasattr(request, "_body") or (isinstance(declared, str) and declared.isdigit()):
+        if hasattr(request, "_body") or declared is not None:
             body = request.body
         else:
             body = request.read(limit + 1)
