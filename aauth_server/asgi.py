@@ -8,6 +8,8 @@ any view runs (Django's ASGI handler).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -67,26 +69,75 @@ def declared_length(scope: Scope) -> int | None:
 async def read_body(receive: Receive, limit: int = MAX_BODY) -> bytes | None:
     """The whole body, or None when the client left or the body passed ``limit`` (the read
     stops there: at most ``limit`` + one chunk is ever held)."""
+    body, _ = await _read_within(receive, limit)
+    return body
+
+
+async def _read_within(receive: Receive, limit: int) -> tuple[bytes | None, bool]:
+    """:func:`read_body`, and whether the client still has body to send."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return None
+            return None, False
         chunk = message.get("body", b"")
+        more = bool(message.get("more_body", False))
         size += len(chunk)
         if size > limit:
-            return None
+            return None, more
         chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+        if not more:
+            return b"".join(chunks), False
 
 
 async def send_response(send: Send, response: HttpResponse) -> None:
+    await send(
+        {"type": "http.response.start", "status": response.status, "headers": _raw(response)}
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def _raw(response: HttpResponse) -> list[tuple[bytes, bytes]]:
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
     headers.append((b"content-length", str(len(response.body)).encode()))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    return headers
+
+
+#: How long a refused request's unread body is still read (and dropped) after the answer.
+LINGER_SECONDS = 5.0
+
+
+async def linger(receive: Receive, seconds: float = LINGER_SECONDS) -> None:
+    """Read and drop what is left of the request body, for at most ``seconds``.
+
+    A server that answers before reading the body (a ``413``) and then closes a socket
+    with unread bytes in it makes the kernel reset the connection: the reset can reach the
+    client before it read the answer, and discards it (the client saw a ``413`` with an
+    empty body, or nothing).  Draining until the client has sent everything (or gives up,
+    or the time is up) lets the connection close cleanly after the answer.  Nothing read
+    here is kept: memory stays bounded whatever the client sends.
+    """
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except TimeoutError:
+            return
+        if message.get("type") != "http.request" or not message.get("more_body", False):
+            return
+
+
+async def send_refusal(send: Send, receive: Receive, response: HttpResponse) -> None:
+    """Send ``response`` (an answer given before the body was read) whole at once, then
+    :func:`linger` over the unread body before completing it, so the server's close
+    never resets the answer away."""
+    await send(
+        {"type": "http.response.start", "status": response.status, "headers": _raw(response)}
+    )
+    await send({"type": "http.response.body", "body": response.body, "more_body": True})
+    await linger(receive)
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -99,14 +150,30 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
+class _Unread(HttpResponse):
+    """A refusal sent before the body was read whole: answered with :func:`send_refusal`."""
+
+
+async def _answer(send: Send, receive: Receive, response: HttpResponse) -> None:
+    if isinstance(response, _Unread):
+        await send_refusal(send, receive, response)
+    else:
+        await send_response(send, response)
+
+
+def _too_large(limit: int) -> _Unread:
+    refused = RequestRejected.body_too_large(limit).to_response()
+    return _Unread(refused.status, refused.headers, refused.body)
+
+
 async def _request(scope: Scope, receive: Receive, limit: int) -> HttpRequest | HttpResponse:
     """The neutral request, or the ``400``/``413`` problem answering it."""
     declared = declared_length(scope)
     if declared is not None and declared > limit:
-        return RequestRejected.body_too_large(limit).to_response()
-    body = await read_body(receive, limit)
+        return _too_large(limit)
+    body, more = await _read_within(receive, limit)
     if body is None:
-        return RequestRejected.body_too_large(limit).to_response()
+        return _too_large(limit) if more else RequestRejected.body_too_large(limit).to_response()
     try:
         return request_from_scope(scope, body)
     except RequestRejected as rejected:
@@ -122,7 +189,7 @@ def asgi_app(handler: Handler, *, max_body: int = MAX_BODY) -> ASGIApp:
             return
         request = await _request(scope, receive, max_body)
         if isinstance(request, HttpResponse):
-            await send_response(send, request)
+            await _answer(send, receive, request)
             return
         await send_response(send, handler(request))
 
@@ -144,7 +211,7 @@ def async_asgi_app(handler: AsyncHandler, *, max_body: int = MAX_BODY) -> ASGIAp
             return
         request = await _request(scope, receive, max_body)
         if isinstance(request, HttpResponse):
-            await send_response(send, request)
+            await _answer(send, receive, request)
             return
         await send_response(send, await handler(request))
 
@@ -214,7 +281,7 @@ class RequestLimits:
         limit = self.max_body
         declared = declared_length(scope)
         if declared is not None and declared > limit:
-            await send_response(send, RequestRejected.body_too_large(limit).to_response())
+            await send_refusal(send, receive, RequestRejected.body_too_large(limit).to_response())
             return
         size = 0
         refused = answered = started = False
@@ -230,9 +297,13 @@ class RequestLimits:
                     refused = True
                     if not started:
                         answered = True
-                        await send_response(
-                            send, RequestRejected.body_too_large(limit).to_response()
-                        )
+                        if message.get("more_body", False):
+                            refusal = RequestRejected.body_too_large(limit).to_response()
+                            await send_refusal(send, receive, refusal)
+                        else:
+                            await send_response(
+                                send, RequestRejected.body_too_large(limit).to_response()
+                            )
                     return {"type": "http.disconnect"}
             return message
 

@@ -84,7 +84,7 @@ class ATH:
         answer = await server.ahandle(neutral)
         if answer is None:
             answer = ATHError("NOT_FOUND", "no such ATH endpoint").to_response()
-        return to_response(answer)
+        return to_response(answer, request)
 
     async def _proxy(self, request: Request) -> Response:
         try:

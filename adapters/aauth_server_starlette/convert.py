@@ -5,14 +5,15 @@ Only conversion lives here: no protocol decision is made in this module.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from aauth_server.asgi import send_refusal
 from aauth_server.errors import RequestRejected
-from aauth_server.http import DEFAULT_MAX_BODY, HttpRequest, HttpResponse, MalformedHost
+from aauth_server.http import DEFAULT_MAX_BODY, HttpRequest, HttpResponse, MalformedHost, small_uint
 
 #: RFC 3986 ``pchar`` plus ``/``: what a path keeps unencoded.
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -45,8 +46,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     """
     cached: bytes | None = getattr(request, "_body", None)
     if cached is None:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        declared = small_uint(request.headers.get("content-length"))
+        if declared is not None and declared > limit:
             raise RequestRejected.body_too_large(limit)
         chunks: list[bytes] = []
         size = 0
@@ -106,8 +107,28 @@ async def to_http_request(request: Request, guard: PublicUrl) -> HttpRequest:
     return HttpRequest(request.method, url, headers, body)
 
 
-def to_response(response: HttpResponse) -> Response:
-    """Every header line of ``response`` in order, and the exact body bytes."""
+class _LingeringResponse(Response):
+    """A ``413`` sent before the body was read whole: the answer goes out at once, then the
+    rest of the body is drained (bounded) before the connection may close
+    (:func:`aauth_server.asgi.send_refusal`), so the answer is never lost to a reset."""
+
+    def __init__(self, response: HttpResponse) -> None:
+        super().__init__(content=response.body, status_code=response.status)
+        self.neutral = response
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send_refusal(send, receive, self.neutral)
+
+
+def to_response(response: HttpResponse, request: Request | None = None) -> Response:
+    """Every header line of ``response`` in order, and the exact body bytes.  Given the
+    ``request`` a ``413`` answers, one whose body was not read to its end lingers."""
+    if (
+        request is not None
+        and response.status == 413
+        and not getattr(request, "_stream_consumed", True)
+    ):
+        return _LingeringResponse(response)
     rendered = Response(content=response.body, status_code=response.status)
     given = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
     names = {k for k, _ in given}

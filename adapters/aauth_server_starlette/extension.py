@@ -131,7 +131,7 @@ class AAuth:
                 except AAuthError as error:
                     # Also catches AAuthError raised by the endpoint (e.g. Forbidden),
                     # so it renders exactly as the core defines it.
-                    return to_response(error.to_response())
+                    return to_response(error.to_response(), request)
 
             return wrapper
 
@@ -148,7 +148,7 @@ class AAuth:
             try:
                 result = await guard.ahandle(await to_http_request(request, guard))
             except RequestRejected as rejected:
-                return to_response(rejected.to_response())
+                return to_response(rejected.to_response(), request)
             if result is None:
                 raise HTTPException(status_code=404)
             if isinstance(result, Redispatch):

@@ -219,7 +219,7 @@ class PersonServerApp:
             try:
                 result = await handler.ahandle(await to_http_request(request, origin))
             except RequestRejected as rejected:
-                return to_response(rejected.to_response())
+                return to_response(rejected.to_response(), request)
             if result is None:
                 raise HTTPException(status_code=404)
             return to_response(result)

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 import pytest
 
@@ -56,6 +58,66 @@ def test_a_200_mb_body_is_refused_with_413_and_bounded_memory(
             assert _problem(response.body)["error"] == "invalid_request"
         grown = (server.rss() - before) / MiB
         assert grown < 32, f"{server.name} grew by {grown:.0f} MB for 200 MB bodies"
+
+
+def _upload_then_read(port: int, target: str, size: int) -> tuple[bytes, str | None]:
+    """A client that sends a whole ``size``-byte body (over the limit) before reading a
+    byte, then reads to the end: what it read, and the error that ended the read (None
+    for a clean close).  A server that answers early and closes with body bytes unread
+    resets the connection, and a reset discards whatever of its answer it had not sent
+    yet (the flake: a ``413`` whose body never came).  One that drains the rest of the
+    body (bounded) closes cleanly after the whole answer: Werkzeug's server does, the
+    ASGI adapters and RequestLimits do (``aauth_server.asgi.linger``)."""
+    head = (
+        f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {size}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    received = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(head)
+        sock.setblocking(False)
+        chunk, sent = b"\0" * 65536, 0
+        deadline = time.monotonic() + 10
+        while sent < size and time.monotonic() < deadline:
+            try:
+                sent += sock.send(chunk[: size - sent])
+            except BlockingIOError:
+                time.sleep(0.005)
+            except OSError:
+                break  # reset: the server closed on unread bytes
+        sock.settimeout(15)
+        try:
+            while not _answered(received) and (data := sock.recv(65536)):
+                received += data
+            sock.shutdown(socket.SHUT_WR)  # all sent: the server may close now
+            while data := sock.recv(65536):
+                received += data
+        except OSError as exc:
+            return bytes(received), f"{type(exc).__name__}: {exc}"
+    return bytes(received), None
+
+
+def _answered(raw: bytearray) -> bool:
+    head, sep, body = bytes(raw).partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n")[1:] if sep else ():
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value.strip())
+    return False
+
+
+def test_the_413_body_always_arrives_and_the_connection_closes_cleanly(
+    hostile_fleet: Fleet,
+) -> None:
+    for server in hostile_fleet.all:
+        for target in _body_routes(server)[:2]:
+            raw, error = _upload_then_read(server.port, target, 3 * MiB)
+            where = (server.name, target, error, raw[:300])
+            head, _, body = raw.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 413"), where
+            assert json.loads(body)["error"] == "invalid_request", where
+            assert error is None, where
 
 
 def test_a_signed_body_just_over_the_limit_is_413(hostile_fleet: Fleet) -> None:
