@@ -70,6 +70,8 @@ KNOWN_ERRORS = frozenset(
     }
 )
 
+#: A well-formed mission s256 no Person Server holds.
+UNKNOWN_S256 = "Ab" * 21 + "A"
 #: (method, target) of AAuth endpoints on every example resource.
 RESOURCE_ROUTES = (
     ("GET", "/whoami"),
@@ -91,7 +93,13 @@ PS_ROUTES = (
     ("POST", "/pending/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
     ("DELETE", "/pending/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
     ("GET", "/relay/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    ("POST", "/mission"),
+    ("POST", f"/mission/{UNKNOWN_S256}"),
+    ("POST", "/permission"),
+    ("POST", "/audit"),
 )
+#: The mission surface of every example Person Server (digest 8.1-8.8).
+MISSION_ROUTES = ("/mission", f"/mission/{UNKNOWN_S256}", "/permission", "/audit")
 #: Routes of the PS's pages (HTML): only "no 5xx" applies to them.
 PS_PAGES = (
     ("GET", "/consent"),
@@ -286,6 +294,8 @@ class World:
             ).encode()
         if target == "/revoke":
             return json.dumps({"jti": "x", "exp": int(time.time()) + 60}).encode()
+        if target in MISSION_ROUTES:
+            return json.dumps(mission_body(target)).encode()
         resource = self.fleet.resources[0].url
         return json.dumps({"resource": resource, "capabilities": ["interaction"]}).encode()
 
@@ -423,7 +433,7 @@ def big_body(w: World) -> Case:
 
 def deep_json(w: World) -> Case:
     server = w.server("ps")
-    target = w.rng.choice(("/person", "/token", "/interaction"))
+    target = w.rng.choice(("/person", "/token", "/interaction", *MISSION_ROUTES))
     depth = w.rng.choice((40, 2000, 100_000))
     body = nested_json(depth)
     if w.rng.random() < 0.2:
@@ -549,6 +559,98 @@ def token_trick(w: World) -> Case:
     )
 
 
+def mission_body(target: str) -> dict[str, Any]:
+    """A well-formed body for each mission endpoint."""
+    if target == "/mission":
+        return {"description": "Plan a trip", "capabilities": ["interaction"]}
+    if target.startswith("/mission/"):
+        return {"action": "completion", "summary": "Done", "capabilities": ["interaction"]}
+    if target == "/permission":
+        return {"action": "book", "capabilities": ["interaction"]}
+    return {"mission_s256": UNKNOWN_S256, "action": "book", "description": "Booked"}
+
+
+#: Changes that make a mission, permission or audit body invalid (each -> 400).
+MISSION_DEFECTS: Sequence[tuple[str, Any]] = (
+    ("description", 5),
+    ("description", ""),
+    ("description", "d" * 5000),  # over the default max_text (4096)
+    ("description", ["x"]),
+    ("description", {"x": 1}),
+    ("summary", None),
+    ("summary", "s" * 5000),
+    ("action", 7),
+    ("action", "a" * 300),  # over the default max_hint (256)
+    ("action", ""),
+    ("capabilities", "interaction"),
+    ("capabilities", [1, 2]),
+    ("capabilities", [f"cap{i}" for i in range(40)]),  # over max_capabilities (16)
+    ("capabilities", ["c" * 100]),
+    ("tools", "WebSearch"),
+    ("tools", [{"name": 5}]),
+    ("tools", [{"name": "n" * 300}]),
+    ("tools", [{}] * 100),
+    ("resources", ["not a url"]),
+    ("resources", ["http://10.0.0.1"]),
+    ("resources", "https://a.example"),
+    ("parameters", "not an object"),
+    ("parameters", {"x": "p" * 20000}),
+    ("result", [1]),
+    ("mission_s256", "not-an-s256"),
+    ("mission_s256", 42),
+)
+#: The fields each endpoint reads (a defect elsewhere would be ignored, not refused).
+MISSION_FIELDS = {
+    "/mission": {"description", "capabilities", "tools", "resources"},
+    "/mission/": {"action", "summary", "description", "capabilities"},
+    "/permission": {"action", "description", "parameters", "capabilities", "mission_s256"},
+    "/audit": {"action", "description", "parameters", "result", "mission_s256", "capabilities"},
+}
+#: Bodies that are no JSON object at all.
+MISSION_RAW = (b"", b"null", b"[]", b'"x"', b"{", b"\xff\xfe", b'{"a":1,"a":2}', b"1e999")
+#: Headers an agent may add to anything: junk preferences and framing hints.
+MISSION_HEADERS = (
+    ("Prefer", "wait=1e9"),
+    ("Prefer", "wait=-1"),
+    ("Prefer", "wait=99999999999999999999"),
+    ("Prefer", "wait=\u00b2"),
+    ("Retry-After", "1e9"),
+    ("Accept", "text/html"),
+    ("AAuth-Capabilities", "interaction, " + ", ".join(f"c{i}" for i in range(300))),
+)
+
+
+def mission_hostile(w: World) -> Case:
+    """Signed (a valid agent token) hostile bodies and headers at the mission, permission
+    and audit endpoints: every one is a 4xx with a known error, never a 5xx."""
+    server = w.server("ps")
+    target = w.rng.choice(MISSION_ROUTES)
+    headers = [w.rng.choice(MISSION_HEADERS)] if w.rng.random() < 0.5 else []
+    roll = w.rng.random()
+    content_type = "application/json"
+    if roll < 0.2:
+        body = w.rng.choice(MISSION_RAW)
+    elif roll < 0.3:
+        body = json.dumps(mission_body(target)).encode()
+        content_type = w.rng.choice(("text/plain", "application/x-www-form-urlencoded"))
+    else:
+        route = "/mission/" if target.startswith("/mission/") else target
+        field, value = w.rng.choice([d for d in MISSION_DEFECTS if d[0] in MISSION_FIELDS[route]])
+        payload = mission_body(target)
+        payload[field] = value
+        body = json.dumps(payload).encode()
+    request = w.signed(
+        server, "POST", target, body=body or b" ", content_type=content_type, headers=headers
+    )
+    return Case(
+        "mission-hostile",
+        server,
+        request,
+        expect_status=frozenset({400, 404}),
+        expect_error=frozenset({"invalid_request", "mission_not_found"}),
+    )
+
+
 def stale_or_skewed(w: World) -> Case:
     server = w.server()
     method, target = w.route(server)
@@ -665,6 +767,7 @@ FAMILIES: Sequence[tuple[Callable[[World], Case], int]] = (
     (pages, 6),
     (valid, 5),
     (key_server_issuer, 6),
+    (mission_hostile, 8),
 )
 
 

@@ -35,7 +35,7 @@ def _problem(body: bytes) -> dict[str, object]:
 def _body_routes(server: Server) -> list[str]:
     if server.role == "resource":
         return ["/data", "/aauth/authorize", "/aauth/revoke"]
-    return ["/person", "/token", "/revoke", "/interaction"]
+    return ["/person", "/token", "/revoke", "/interaction", "/mission", "/permission", "/audit"]
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])

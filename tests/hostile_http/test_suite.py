@@ -23,6 +23,7 @@ from tests.hostile_http.keyservers import KeyServer
 from tests.hostile_http.rawhttp import NoAnswer, RawResponse, exchange
 from tests.hostile_http.servers import Fleet
 
+MISSION_PREFIXES = ("/mission", "/permission", "/audit")
 SEED = int(os.environ.get("HOSTILE_SEED", "20261202"))
 COUNT = 3000
 MAX_RSS_GROWTH = 100 * 2**20
@@ -100,3 +101,7 @@ def test_hostile_requests(
     assert seen[("valid", 200)] > 0
     assert seen[("deep-json", 400)] > 0 and seen[("deep-json-revocation", 400)] > 0
     assert seen[("big-body", 413)] > 0 and seen[("odd-host", 400)] > 0
+    # The mission surface: refused bodies (400) and unknown missions (404) both reached.
+    assert seen[("mission-hostile", 400)] > 0 and seen[("mission-hostile", 404)] > 0
+    mission_routes = [c for c in cases if c.request.target.startswith(MISSION_PREFIXES)]
+    assert len({c.family for c in mission_routes}) >= 8, "mission routes in most families"
