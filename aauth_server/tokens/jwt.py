@@ -8,12 +8,12 @@ the signature.
 from __future__ import annotations
 
 import binascii
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+from .. import safejson
 from ..http import compact_json_encoder
 
 if TYPE_CHECKING:
@@ -95,19 +95,9 @@ def _b64url_decode(segment: bytes, what: str) -> bytes:
     return data
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate member name")
-    return obj
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-# One decoder, built once: json.loads with hooks would build a new one per call.
-_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+# One decoder, built once (no repeated member, no NaN): json.loads with hooks would build a
+# new one per call.
+_DECODER = safejson.STRICT
 # The scanner decode() runs: (text, index) -> (value, end); StopIteration when no value.
 _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from playwright.sync_api import Browser, Page, Route
 
@@ -23,6 +24,7 @@ from tests.browser.test_consent_chromium import (
     browser,
     live,
 )
+from tests.person.test_pages import Started
 
 __all__ = ["browser", "live"]  # the shared fixtures
 
@@ -69,6 +71,24 @@ def _close(page: Page) -> None:
     """Close the page once no rewritten answer is still in flight."""
     page.unroute_all(behavior="ignoreErrors")
     page.close()
+
+
+@contextmanager
+def _consent_page(browser: Browser, started: Started) -> Iterator[Page]:
+    """Alice signed in on the consent page of ``started``."""
+    page = browser.new_page()
+    try:
+        _log_in_and_open(page, started)
+        yield page
+    finally:
+        _close(page)
+
+
+def _question_reached_the_agent(page: Page, live: LiveServer, started: Started) -> None:
+    page.wait_for_selector("#agent-asserted .answer.waiting")  # the page shows it sent
+    polled = _poll_as_agent(live, started)
+    assert polled.status == 202
+    assert json.loads(polled.body)["clarification"] == QUESTION
 
 
 def _changing_view(page: Page) -> Callable[[], int]:
@@ -121,9 +141,7 @@ def test_unchanged_polls_keep_every_node_of_the_page(browser: Browser, live: Liv
 
 def test_a_press_on_ask_lands_while_the_view_changes(browser: Browser, live: LiveServer) -> None:
     started = live.env.start_interaction()
-    page = browser.new_page()
-    try:
-        _log_in_and_open(page, started)
+    with _consent_page(browser, started) as page:
         served = _changing_view(page)
         page.fill("#question", QUESTION)
         page.hover("#ask")
@@ -132,21 +150,14 @@ def test_a_press_on_ask_lands_while_the_view_changes(browser: Browser, live: Liv
         _wait_for_polls(page, 1)  # ... a changed view arrives while the button is held ...
         assert served() > before
         page.mouse.up()  # ... and the click still sends the question.
-        page.wait_for_selector("#agent-asserted .answer.waiting")
-    finally:
-        _close(page)
-    polled = _poll_as_agent(live, started)
-    assert polled.status == 202
-    assert json.loads(polled.body)["clarification"] == QUESTION
+        _question_reached_the_agent(page, live, started)
 
 
 def test_a_typed_question_survives_a_changed_view_after_focus_left(
     browser: Browser, live: LiveServer
 ) -> None:
     started = live.env.start_interaction()
-    page = browser.new_page()
-    try:
-        _log_in_and_open(page, started)
+    with _consent_page(browser, started) as page:
         page.evaluate("window.__form = document.getElementById('ask-form')")
         served = _changing_view(page)
         page.fill("#question", QUESTION)
@@ -156,26 +167,17 @@ def test_a_typed_question_survives_a_changed_view_after_focus_left(
         assert page.input_value("#question") == QUESTION
         assert page.evaluate("document.getElementById('ask-form') === window.__form")
         page.click("#ask")
-        page.wait_for_selector("#agent-asserted .answer.waiting")
-    finally:
-        _close(page)
-    polled = _poll_as_agent(live, started)
-    assert json.loads(polled.body)["clarification"] == QUESTION
+        _question_reached_the_agent(page, live, started)
 
 
 def test_a_changed_view_is_shown_once_the_person_is_done(
     browser: Browser, live: LiveServer
 ) -> None:
     """The guard is only for what is in use: an untouched page follows the view."""
-    started = live.env.start_interaction()
-    page = browser.new_page()
-    try:
-        _log_in_and_open(page, started)
+    with _consent_page(browser, live.env.start_interaction()) as page:
         _changing_view(page)
         page.locator("#agent-asserted .poll-line").first.wait_for()
         assert "Ask it now (" in page.inner_text("#ask-area")
-    finally:
-        _close(page)
 
 
 def test_a_relay_rendered_with_the_page_keeps_its_node(browser: Browser, live: LiveServer) -> None:
