@@ -1,8 +1,9 @@
-"""The example Access Server (``python -m example_apps.access_server``) over the wire, in each
-framework (Starlette and Django on uvicorn, Flask on Werkzeug): a PS signs as a server with :class:`~aauth_server.outbound.ServerSigner` (its keys,
-the agent provider's and the resource's served from loopback JWKS), and every token-endpoint
-code of digest 5.6 an AS answers comes back over HTTP, then the claims + clarification flow,
-the pending URL's identity check and cancellation."""
+"""The example Access Server (``python -m example_apps.access_server``) over the wire, in
+each framework (Starlette and Django on uvicorn, Flask on Werkzeug): a PS signs as a server
+with :class:`~aauth_server.outbound.ServerSigner` (its keys, the agent provider's and the
+resource's served from loopback JWKS), and every token-endpoint code of digest 5.6 an AS
+answers comes back over HTTP; then the claims + clarification flow, the pending URL's
+identity check and cancellation."""
 
 from __future__ import annotations
 
