@@ -66,6 +66,9 @@ class AccessServerConfig:
     jwks_path: str = "/jwks.json"
     #: The page a person completes for ``requirement=interaction`` (binding the PS here).
     interact_path: str = "/interact"
+    #: Serve the interaction page; False: a ``RequireInteraction`` verdict answers
+    #: ``403 user_unreachable`` (no person can be reached here).
+    interaction_page: bool = True
     #: Who is signed in at the interaction page (the application's login); None admits
     #: anyone, which only a ``dev_loopback`` deployment may do.
     authenticate: Authenticate | None = None
@@ -123,7 +126,7 @@ class AccessServerConfig:
             )
         if self.page_secret is not None and len(self.page_secret) < MIN_SECRET:
             raise ConfigurationError(f"page_secret must be at least {MIN_SECRET} bytes")
-        if self.authenticate is None and not self.dev_loopback:
+        if self.interaction_page and self.authenticate is None and not self.dev_loopback:
             log.warning(
                 "aauth_server: the Access Server's interaction page has no authenticate "
                 "hook: requirement=interaction answers no one until one is configured"

@@ -57,7 +57,7 @@ class InteractionPage:
     def available(self) -> bool:
         """Can a person complete an interaction here?"""
         cfg = self.server.config
-        return cfg.authenticate is not None or cfg.dev_loopback
+        return cfg.interaction_page and (cfg.authenticate is not None or cfg.dev_loopback)
 
     def _person(self, request: HttpRequest) -> str | None:
         authenticate = self.server.config.authenticate

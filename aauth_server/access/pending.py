@@ -59,7 +59,7 @@ SETTLED = {
     "expired": (408, "expired"),
 }
 TERMINAL = ("delivered", "cancelled")
-UNREACHABLE = "no person can be reached: this Access Server has no interaction page configured"
+UNREACHABLE = "no person can be reached: this Access Server serves no interaction page"
 
 
 class Refused(Exception):
