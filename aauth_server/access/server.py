@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from ..fields import FieldError
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, public_url
 from ..records import RecordOp, RecordOps, Txn
 from ..resource.config import discovery_for
 from ..revocation import problem, server_verifier
@@ -124,6 +125,23 @@ class AccessServer:
             ("GET", cfg.interact_path),
             ("POST", cfg.interact_path),
         ]
+
+    @property
+    def body_limit(self) -> int:
+        """Bytes of a body the adapters read at most (``413`` above)."""
+        return self.config.max_body
+
+    def public_url(self, scheme: str, host: str | None, target: str) -> str:
+        """The URL a request was signed for, as the adapters rebuild it: ``public_origin``
+        wins over ``Host`` (``Forwarded`` is never trusted)."""
+        cfg = self.config
+        return public_url(
+            scheme,
+            host,
+            target,
+            public_origin=cfg.public_origin,
+            default_host=urlsplit(cfg.issuer).netloc,
+        )
 
     def metadata(self) -> dict[str, Any]:
         cfg = self.config
