@@ -81,7 +81,7 @@ class AccessServerConfig:
     max_wait: int = 30
     #: Most claims and clarification rounds one request may take (digest 7: 5).
     clarification_rounds: int = 5
-    #: Wrong interaction codes before a pending request is locked (digest 6.2).
+    #: Wrong interaction codes one person may enter per minute (digest 6.2 rate limit).
     code_attempts: int = 5
     max_text: int = 4096
     #: Most claims one answer may carry.
