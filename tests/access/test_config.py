@@ -71,4 +71,6 @@ def test_verdicts_refuse_what_the_protocol_forbids() -> None:
         RequireClarification("   ")
     with pytest.raises(ValueError):
         RequireClarification("why?", timeout=0)
+    with pytest.raises(ValueError):
+        Issue(lifetime=0)
     assert Issue(scope="a b c").scopes(["b", "c", "d"]) == ["b", "c"]
