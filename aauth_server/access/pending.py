@@ -57,6 +57,8 @@ SETTLED = {
     "denied": (403, "denied"),
     "revoked": (403, "revoked"),
     "expired": (408, "expired"),
+    # The policy asked for the person later, and no page here reaches them.
+    "unreachable": (403, "denied"),
 }
 TERMINAL = ("delivered", "cancelled")
 UNREACHABLE = "no person can be reached: this Access Server serves no interaction page"
@@ -124,6 +126,12 @@ class AccessPending:
         ):
             log.error("AAuth: the access server's policy answered %r", verdict)
             raise ServerError("the access server's policy gave no verdict")
+        if isinstance(verdict, Issue):
+            try:
+                json.dumps(dict(verdict.claims))
+            except (TypeError, ValueError) as exc:
+                log.error("AAuth: the access server's policy gave claims that are not JSON")
+                raise ServerError("the access server's policy gave unusable claims") from exc
         return verdict
 
     def decide(self, data: dict[str, Any]) -> None:

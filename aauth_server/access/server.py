@@ -234,6 +234,7 @@ class AccessServer:
         """An operator's answer to a ``requirement=approval`` request; the policy then
         decides again with ``request.approved`` set."""
         record = yield from self.pending.get_steps(pending_id)
+        record = yield from self.pending.settle_steps(record)
 
         def answer(data: dict[str, Any]) -> None:
             if data["state"] != OPEN or data.get("requirement") != "approval":
