@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..chaining import TokenRules, param_token_steps
 from ..errors import AAuthError
-from ..identifiers import is_server_identifier
 from ..keys.jwk import REQUIRED_MEMBERS, PublicKey
 from ..records import RecordOps, RecordStore
 from ..resource.state import digest_id
@@ -21,19 +21,15 @@ from ..steps import Steps
 from ..storage.base import AsyncPendingStore, PendingStore
 from ..tokens.aauth import (
     DWK_PERSON,
-    EXPECTED_DWK,
     TYP_AUTH,
     TYP_PERSON,
     TYP_RESOURCE,
-    check_claims,
-    check_header,
     mint_auth_token,
     mint_person_token,
     new_jti,
     presented_jti,
 )
-from ..tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
-from ..verifier import KeyNeed, VerifiedRequest
+from ..verifier import VerifiedRequest
 
 if TYPE_CHECKING:
     from .server import PersonServer
@@ -165,43 +161,21 @@ class ParamTokens:
     def _token_steps(
         self, raw: str, typs: tuple[str, ...], name: str, *, audience: str
     ) -> Steps[tuple[str, Mapping[str, object]]]:
+        return (yield from param_token_steps(raw, typs, name, audience=audience, rules=self.rules))
+
+    @property
+    def rules(self) -> TokenRules:
+        """How this PS verifies parameter tokens (shared with :mod:`aauth_server.chaining`)."""
         cfg = self.server.config
-        try:
-            token = decode_unverified(raw)
-            typ = check_header(token, typs)
-        except TokenError as exc:
-            raise _fail(name, exc.detail) from exc
-        iss, dwk, kid = token.payload.get("iss"), token.payload.get("dwk"), token.header["kid"]
-        if not is_server_identifier(iss, dev_loopback=cfg.dev_loopback):
-            raise _fail(name, "iss is not a server identifier")
-        if not isinstance(dwk, str) or dwk not in EXPECTED_DWK[typ]:
-            raise _fail(name, f"dwk does not fit {typ}")
-        assert isinstance(iss, str) and isinstance(kid, str)
-        key: PublicKey
-        if (iss, dwk, kid) == (cfg.issuer, DWK_PERSON, cfg.signing_key.kid):
-            key = cfg.signing_key.public  # our own token: no need to discover our own key
-        else:
-            try:
-                key = yield KeyNeed(iss, dwk, kid)
-            except AAuthError as exc:
-                raise _fail(name, f"no usable key: {exc.detail}") from exc
-        try:
-            verify_jwt_signature(token, key, allow_eddsa=cfg.allow_eddsa)
-            return typ, check_claims(
-                token,
-                typ=typ,
-                now=cfg.clock.now(),
-                audience=audience,
-                clock_skew=cfg.signature_window,
-                dev_loopback=cfg.dev_loopback,
-                allow_eddsa=cfg.allow_eddsa,
-            )
-        except TokenError as exc:
-            if exc.code == "expired_jwt":
-                raise _fail(name, exc.detail, "expired") from exc
-            if exc.code == "clock_skew":
-                raise problem(400, "clock_skew", f"{name} token: {exc.detail}") from exc
-            raise _fail(name, exc.detail) from exc
+        return TokenRules(
+            issuer=cfg.issuer,
+            clock=cfg.clock,
+            dev_loopback=cfg.dev_loopback,
+            allow_eddsa=cfg.allow_eddsa,
+            window=cfg.signature_window,
+            own_key=cfg.signing_key,
+            own_dwk=DWK_PERSON,
+        )
 
     def _revoked_steps(self, iss: str, jti: str) -> Steps[bool]:
         server = self.server
