@@ -6,8 +6,9 @@ The Person Server and the Access Server verify these tokens the same way and dif
 *who* may have issued them and in what their records say, so everything that differs is a
 parameter:
 
-* :class:`TokenRules` — this server's issuer, clock and development settings (and its own key,
-  so it never discovers its own JWKS);
+* ``cfg`` and ``own_dwk`` — this server's configuration as
+  :func:`aauth_server.param_tokens.param_token_steps` reads it (issuer, signing key, clock,
+  development settings) and the ``dwk`` of its own tokens;
 * ``agent`` — the claims of the agent token the request is made for: at the PS the agent
   token that signed the request, at the AS the ``agent_token`` the PS forwarded (the parent
   in sub-agent flows);
@@ -21,9 +22,10 @@ was the agent's and verified already.
 
 Usage at an AS (``agent_token`` verified, ``signing_ps`` the verified caller)::
 
-    up = yield from upstream_steps(body["upstream_token"], agent=agent_claims,
-                                   ps=signing_ps, rules=rules, known_issuer=any_issuer)
-    sa = yield from subagent_steps(body["subagent_token"], agent=agent_claims, rules=rules)
+    up = yield from upstream_steps(body["upstream_token"], agent=agent_claims, ps=signing_ps,
+                                   cfg=config, own_dwk=DWK_ACCESS, known_issuer=any_issuer)
+    sa = yield from subagent_steps(body["subagent_token"], agent=agent_claims, cfg=config,
+                                   own_dwk=DWK_ACCESS)
     key = sa.key            # the key resource_token.agent_jkt and the auth token's cnf name
     exp_caps = [up.exp, sa.exp]
 """
@@ -34,87 +36,32 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .clock import Clock
-from .errors import AAuthError, SignatureFailure
-from .identifiers import is_server_identifier
-from .keys.jwk import PrivateKey, PublicKey
-from .revocation import problem
+from .errors import SignatureFailure
+from .keys.jwk import PublicKey
+from .param_tokens import ParamSettings, fail, param_token_steps
 from .steps import Steps
-from .tokens.aauth import EXPECTED_DWK, TYP_AGENT, TYP_AUTH, TYP_PERSON, check_claims, check_header
-from .tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
-from .verifier import KeyNeed
+from .tokens.aauth import TYP_AGENT, TYP_AUTH, TYP_PERSON
 
 UPSTREAM = "upstream"
 SUBAGENT = "subagent"
 
 
-@dataclass(frozen=True, slots=True)
-class TokenRules:
-    """How this server verifies a token in a request parameter."""
-
-    issuer: str
-    clock: Clock
-    dev_loopback: bool = False
-    allow_eddsa: bool = False
-    #: Seconds ``iat`` may run ahead of our clock (``clock_skew`` beyond).
-    window: int = 60
-    #: This server's own signing key and the ``dwk`` of its tokens: our own tokens are
-    #: verified with it, without discovering our own JWKS.
-    own_key: PrivateKey | None = None
-    own_dwk: str | None = None
+#: ``400 <code>_<name>_token`` (digest 5.6).
+token_error = fail
 
 
-def token_error(name: str, detail: str, code: str = "invalid") -> AAuthError:
-    """``400 <code>_<name>_token`` (digest 5.6)."""
-    return problem(400, f"{code}_{name}_token", detail)
-
-
-def param_token_steps(
-    raw: object, typs: tuple[str, ...], name: str, *, audience: str | None, rules: TokenRules
+def _param_steps(
+    raw: object,
+    typs: tuple[str, ...],
+    name: str,
+    *,
+    audience: str | None,
+    cfg: ParamSettings,
+    own_dwk: str,
 ) -> Steps[tuple[str, Mapping[str, object]]]:
-    """Verify a parameter token of one of ``typs`` (``typ`` first, then ``dwk``, the issuer's
-    key, the signature and the claims of digest 3); ``(typ, claims)``.
-
-    Failures are ``400 invalid_<name>_token`` / ``expired_<name>_token`` / ``clock_skew``."""
     if not isinstance(raw, str) or not raw:
         raise token_error(name, f"{name}_token must be a JWT string")
-    try:
-        token = decode_unverified(raw)
-        typ = check_header(token, typs)
-    except TokenError as exc:
-        raise token_error(name, exc.detail) from exc
-    iss, dwk, kid = token.payload.get("iss"), token.payload.get("dwk"), token.header["kid"]
-    if not is_server_identifier(iss, dev_loopback=rules.dev_loopback):
-        raise token_error(name, "iss is not a server identifier")
-    if not isinstance(dwk, str) or dwk not in EXPECTED_DWK[typ]:
-        raise token_error(name, f"dwk does not fit {typ}")
-    assert isinstance(iss, str) and isinstance(kid, str)
-    key: PublicKey
-    own = rules.own_key
-    if own is not None and (iss, dwk, kid) == (rules.issuer, rules.own_dwk, own.kid):
-        key = own.public
-    else:
-        try:
-            key = yield KeyNeed(iss, dwk, kid)
-        except AAuthError as exc:
-            raise token_error(name, f"no usable key: {exc.detail}") from exc
-    try:
-        verify_jwt_signature(token, key, allow_eddsa=rules.allow_eddsa)
-        return typ, check_claims(
-            token,
-            typ=typ,
-            now=rules.clock.now(),
-            audience=audience,
-            clock_skew=rules.window,
-            dev_loopback=rules.dev_loopback,
-            allow_eddsa=rules.allow_eddsa,
-        )
-    except TokenError as exc:
-        if exc.code == "expired_jwt":
-            raise token_error(name, exc.detail, "expired") from exc
-        if exc.code == "clock_skew":
-            raise problem(400, "clock_skew", f"{name} token: {exc.detail}") from exc
-        raise token_error(name, exc.detail) from exc
+    return (yield from param_token_steps(cfg, raw, typs, name, audience=audience, own_dwk=own_dwk))
 
 
 # -- upstream tokens (call chaining) ------------------------------------------------------------
@@ -183,7 +130,8 @@ def upstream_steps(
     *,
     agent: Mapping[str, object],
     ps: str,
-    rules: TokenRules,
+    cfg: ParamSettings,
+    own_dwk: str,
     known_issuer: Callable[[Upstream], Steps[bool]],
     revoked: Callable[[Upstream], Steps[bool]] | None = None,
 ) -> Steps[Upstream]:
@@ -204,8 +152,8 @@ def upstream_steps(
     intermediary = agent.get("iss")
     if not isinstance(intermediary, str):
         raise token_error(UPSTREAM, "the requesting agent token names no issuer")
-    typ, claims = yield from param_token_steps(
-        raw, (TYP_PERSON, TYP_AUTH), UPSTREAM, audience=intermediary, rules=rules
+    typ, claims = yield from _param_steps(
+        raw, (TYP_PERSON, TYP_AUTH), UPSTREAM, audience=intermediary, cfg=cfg, own_dwk=own_dwk
     )
     aud = claims.get("aud")
     if aud != intermediary and aud != [intermediary]:
@@ -268,7 +216,8 @@ def subagent_steps(
     raw: object,
     *,
     agent: Mapping[str, object],
-    rules: TokenRules,
+    cfg: ParamSettings,
+    own_dwk: str,
     revoked: Callable[[SubAgent], Steps[bool]] | None = None,
 ) -> Steps[SubAgent]:
     """Verify ``subagent_token`` for a request made by (at the AS: for) the parent ``agent``.
@@ -279,8 +228,8 @@ def subagent_steps(
     ``revoked`` (the AP revoked it at the PS) answers ``revoked_subagent_token``."""
     if "parent_agent" in agent:
         raise token_error(SUBAGENT, "a sub-agent cannot have sub-agents (one level deep)")
-    _, claims = yield from param_token_steps(
-        raw, (TYP_AGENT,), SUBAGENT, audience=None, rules=rules
+    _, claims = yield from _param_steps(
+        raw, (TYP_AGENT,), SUBAGENT, audience=None, cfg=cfg, own_dwk=own_dwk
     )
     parent = claims.get("parent_agent")
     if parent is None:
@@ -292,7 +241,7 @@ def subagent_steps(
     cnf = claims.get("cnf")
     assert isinstance(cnf, dict)  # check_claims verified cnf.jwk's shape
     try:
-        key = PublicKey.from_jwk(cnf["jwk"], allow_eddsa=rules.allow_eddsa)
+        key = PublicKey.from_jwk(cnf["jwk"], allow_eddsa=cfg.allow_eddsa)
     except (SignatureFailure, ValueError) as exc:
         raise token_error(SUBAGENT, f"cnf.jwk is not a usable key: {exc}") from exc
     assert isinstance(raw, str)
@@ -311,11 +260,9 @@ __all__ = [
     "SUBAGENT",
     "UPSTREAM",
     "SubAgent",
-    "TokenRules",
     "Upstream",
     "any_issuer",
     "exp_caps",
-    "param_token_steps",
     "subagent_steps",
     "token_error",
     "upstream_steps",

@@ -32,6 +32,7 @@ from ..keys.jwk import PublicKey
 from ..records import IssuedToken
 from ..revocation import problem
 from ..steps import Steps
+from ..tokens.aauth import DWK_PERSON
 from ..verifier import VerifiedRequest
 from .policy import PERSON
 
@@ -91,7 +92,8 @@ class ChainedRequests:
             subagent = yield from subagent_steps(
                 body["subagent_token"],
                 agent=verified.claims,
-                rules=self.server.params.rules,
+                cfg=self.server.config,
+                own_dwk=DWK_PERSON,
                 revoked=self._subagent_revoked_steps,
             )
             data.update(
@@ -161,7 +163,8 @@ class ChainedRequests:
             raw,
             agent=verified.claims,
             ps=cfg.issuer,
-            rules=server.params.rules,
+            cfg=cfg,
+            own_dwk=DWK_PERSON,
             known_issuer=known_issuer,
             revoked=revoked,
         )

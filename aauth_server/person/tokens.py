@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..chaining import TokenRules, param_token_steps
-from ..errors import AAuthError
-from ..keys.jwk import REQUIRED_MEMBERS, PublicKey
+from ..keys.jwk import PublicKey
+from ..param_tokens import fail, param_token_steps, same_key
 from ..records import RecordOps, RecordStore
 from ..resource.state import digest_id
 from ..revocation import problem
@@ -98,15 +97,8 @@ class TokenPair:
         return {name: self.resource_token.get(name) for name in FIXED_CLAIMS}
 
 
-def _same_key(jwk: Mapping[str, object], key: PublicKey) -> bool:
-    """``jwk``'s thumbprint is ``key``'s: RFC 7638 hashes exactly these members, so
-    comparing them is the same test without the hashing (agent_jkt is ``key``'s already)."""
-    members = REQUIRED_MEMBERS.get(key.kty, ())
-    return bool(members) and all(jwk.get(m) == key.jwk[m] for m in members)
-
-
-def _fail(name: str, detail: str, code: str = "invalid") -> AAuthError:
-    return problem(400, f"{code}_{name}_token", detail)
+_same_key = same_key
+_fail = fail
 
 
 class ParamTokens:
@@ -164,20 +156,11 @@ class ParamTokens:
     def _token_steps(
         self, raw: str, typs: tuple[str, ...], name: str, *, audience: str
     ) -> Steps[tuple[str, Mapping[str, object]]]:
-        return (yield from param_token_steps(raw, typs, name, audience=audience, rules=self.rules))
-
-    @property
-    def rules(self) -> TokenRules:
-        """How this PS verifies parameter tokens (shared with :mod:`aauth_server.chaining`)."""
-        cfg = self.server.config
-        return TokenRules(
-            issuer=cfg.issuer,
-            clock=cfg.clock,
-            dev_loopback=cfg.dev_loopback,
-            allow_eddsa=cfg.allow_eddsa,
-            window=cfg.signature_window,
-            own_key=cfg.signing_key,
-            own_dwk=DWK_PERSON,
+        # The verification is shared with the Access Server (aauth_server.param_tokens).
+        return (
+            yield from param_token_steps(
+                self.server.config, raw, typs, name, audience=audience, own_dwk=DWK_PERSON
+            )
         )
 
     def _revoked_steps(self, iss: str, jti: str) -> Steps[bool]:
