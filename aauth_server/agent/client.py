@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 
 import httpx
 
@@ -107,7 +107,7 @@ class Agent:
 
     @classmethod
     def _from_dev_provider(
-        cls, url: str, body: dict[str, object], client: httpx.Client | None
+        cls, url: str, body: Mapping[str, object], client: httpx.Client | None
     ) -> Agent:
         key = PrivateKey.generate("Ed25519")
         http = client or httpx.Client(timeout=10)
