@@ -372,6 +372,11 @@ def test_parent_mediated_person_and_auth_tokens(mode: str) -> None:
     assert response.status == 200, response.body
     auth = claims_of(c.pw, body_of(response)["auth_token"], TYP_AUTH)
     assert auth["cnf"]["jwk"]["x"] == sub.key.public.jwk["x"]
+    # Recorded as the sub-agent's tokens (the holder of the key; its AP can revoke it).
+    sub_claims = decode_unverified(sub.token).payload
+    for jti in (person["jti"], auth["jti"]):
+        row = issued(c.pw, str(jti))
+        assert (row.agent, row.agent_jti) == (sub_claims["sub"], sub_claims["jti"])
 
     # agent_jkt is checked against the sub-agent key: the parent's does not do.
     parent_rt = c.pw.resource_token(person_token, agent_jkt=c.pw.world.agent_key.public.thumbprint)
@@ -467,3 +472,19 @@ def test_the_provider_never_issues_a_sub_agent_of_a_sub_agent() -> None:
     claims = decode_unverified(subagent(c).token).payload
     assert claims["parent_agent"] == AGENT and claims["iss"] == "https://agent.example"
     assert claims["sub"] == "aauth:assistant+helper@agent.example"
+
+
+def test_revoking_a_used_sub_agent_token_cuts_the_sub_agent_off(mode: str) -> None:
+    c = make(mode)
+    used, earlier = subagent(c), subagent(c)
+    cfg = c.pw.config
+    body = {"resource": RESOURCE, "subagent_token": used.token}
+    assert parent_post(c, cfg.person_token_path, dict(body)).status == 200
+    c.pw.tick(1)
+    assert c.send(c.pw.revoke_agent_token(used.token)).status == 200
+    # Another token of the same sub-agent, issued before the revocation, is cut off too.
+    body["subagent_token"] = earlier.token
+    error_of(parent_post(c, cfg.person_token_path, body), 400, "revoked_subagent_token")
+    c.pw.tick(1)
+    body["subagent_token"] = subagent(c).token  # a fresh one, issued after it
+    assert parent_post(c, cfg.person_token_path, body).status == 200
