@@ -218,6 +218,27 @@ def test_a_pending_chained_request_ends_expired_with_its_upstream(mode: str) -> 
     error_of(poll, 408, "expired")
 
 
+def test_the_person_approves_a_chained_request_without_binding_the_intermediary(
+    mode: str,
+) -> None:
+    c = make(mode, agents=(AGENT,))
+    upstream = c.upstream()
+    response = c.person_request(upstream)
+    assert response.status == 202, response.body
+    code = (response.header("aauth-requirement") or "").split('code="')[1].split('"')[0]
+    view = c.pw.ps.consent.open(code, ALICE)
+    assert (view.agent, view.resource, view.binds_agent) == (MID_AGENT, RESOURCE, False)
+    c.pw.ps.consent.approve(view.pending_id, ALICE)
+    c.pw.tick()
+    poll = c.send(c.pw.poll(response.header("location") or "", token=c.mid_token, key=c.mid_key))
+    assert poll.status == 200, poll.body
+    person = claims_of(c.pw, body_of(poll)["person_token"], TYP_PERSON)
+    assert (
+        issued(c.pw, str(person["jti"])).upstream_jti == decode_unverified(upstream).payload["jti"]
+    )
+    assert c.pw.ps.bindings.person(MID, MID_AGENT) is None
+
+
 # -- *_upstream_token errors --------------------------------------------------------------------
 
 
