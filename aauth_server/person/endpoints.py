@@ -119,7 +119,9 @@ class TokenEndpoints:
         verified, person = yield from self.server.agent_steps(request, token_request=True)
         body = _body(request)
         fields = _request_fields(body, self.server.config)
-        pair = yield from self.server.params.verify_pair_steps(verified, body)
+        # Four-party: a resource token for an AS this PS trusts federates (federation.py).
+        access = self.server.federation.access_server_for(body)
+        pair = yield from self.server.params.verify_pair_steps(verified, body, audience=access)
         rt = pair.resource_token
         yield from self._note_capabilities_steps(verified, body)
         resource = str(rt["iss"])
@@ -137,6 +139,8 @@ class TokenEndpoints:
             "tenant": rt.get("tenant"),
             "fixed": pair.fixed(),
         }
+        if access is not None:
+            data["federation"] = self.server.federation.state(access, body, verified)
         mission = None
         if rt.get("mission_s256") is not None:
             mission = yield from self._mission_steps(verified, rt["mission_s256"], person)

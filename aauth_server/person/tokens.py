@@ -117,15 +117,16 @@ class ParamTokens:
         self.server = server
 
     def verify_pair_steps(
-        self, verified: VerifiedRequest, body: Mapping[str, Any]
+        self, verified: VerifiedRequest, body: Mapping[str, Any], *, audience: str | None = None
     ) -> Steps[TokenPair]:
-        """Digest 3.4 "verification by PS/AS", in order, for a three-party request."""
+        """Digest 3.4 "verification by PS/AS", in order: the resource token's ``aud`` is this
+        PS (three-party) or ``audience``, the Access Server it federates to (four-party)."""
         cfg = self.server.config
         for field in ("resource_token", "presented_token"):
             if not isinstance(body.get(field), str) or not body[field]:
                 raise problem(400, "invalid_request", f"{field} is required")
         _, rt = yield from self._token_steps(
-            body["resource_token"], (TYP_RESOURCE,), "resource", audience=cfg.issuer
+            body["resource_token"], (TYP_RESOURCE,), "resource", audience=audience or cfg.issuer
         )
         if rt["agent_jkt"] != verified.jkt:
             raise _fail("resource", "agent_jkt is not the key that signed this request")
