@@ -44,6 +44,7 @@ class RoutedFetcher(StaticFetcher):
     def get(self, url: str) -> FetchResponse:
         if url in self.documents:
             return self._lookup(url)
+        self.calls.append(url)
         return self.http.get(url)
 
 
@@ -54,6 +55,7 @@ class AsyncRoutedFetcher(AsyncStaticFetcher):
     async def get(self, url: str) -> FetchResponse:
         if url in self.documents:
             return self._lookup(url)
+        self.calls.append(url)
         fetcher = AsyncHttpxFetcher(EgressPolicy(dev_loopback=True))
         try:
             return await fetcher.get(url)
