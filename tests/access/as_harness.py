@@ -124,3 +124,9 @@ def header(response: HttpResponse, name: str) -> str | None:
         if key.lower() == name.lower():
             return value
     return None
+
+
+def pending_path(response: HttpResponse) -> str:
+    location = header(response, "location")
+    assert location is not None and location.startswith(AS_ISSUER + "/pending/"), location
+    return urlsplit(location).path
