@@ -130,8 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def demo_claims(request: Any) -> dict[str, Any]:
-    """The ``access_claims`` hook: alice's claims an Access Server asked for."""
-    return DEMO_CLAIMS.get(request.person, {})
+    """The ``access_claims`` hook: alice's claims an Access Server asked for (logged)."""
+    known = DEMO_CLAIMS.get(request.person, {})
+    released = sorted(n for n in request.names if n in known)
+    print(f"released {', '.join(released) or 'nothing'} to {request.access_server}", flush=True)
+    return known
 
 
 def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
