@@ -325,7 +325,10 @@ class Federation:
         fed = dict(record.data["federation"])
         asked = fed.get("asked")
         if asked is not None and asked["kind"] == "clarification":
-            raise self._agent_deferred(record, fed)  # the agent's answer comes by POST
+            timeout = asked.get("timeout")
+            if timeout is None or now < float(asked["asked_at"]) + int(timeout):
+                raise self._agent_deferred(record, fed)  # the agent's answer comes by POST
+            # Unanswered past the AS's timeout: the AS's answer (408, likely) decides.
         if now < float(fed["retry_at"]) or now < float(fed["turn_until"]):
             raise self._agent_deferred(record, fed)
         # Take the turn: of two polls, one talks to the AS.
@@ -406,10 +409,15 @@ class Federation:
         raise self._agent_deferred(record, record.data["federation"])
 
     def cancelled_steps(self, record: Record) -> Steps[None]:
-        """The agent cancelled: cancel at the AS too (best effort; the AS's pending request
-        would otherwise expire on its own)."""
+        """The agent cancelled: cancel at the AS too."""
         fed = record.data.get("federation")
-        if isinstance(fed, Mapping) and fed.get("location"):
+        if isinstance(fed, Mapping):
+            yield from self._cancel_steps(fed)
+
+    def _cancel_steps(self, fed: Mapping[str, Any]) -> Steps[None]:
+        """A signed ``DELETE`` of the AS pending URL (best effort: the AS's pending request
+        would otherwise expire on its own)."""
+        if fed.get("location"):
             yield _Send(self, "DELETE", str(fed["location"]), None)
 
     # -- one exchange -------------------------------------------------------------------------
@@ -553,6 +561,7 @@ class Federation:
                 return AsAnswer("unreachable", "the access server's required_claims are malformed")
             claims = self._claims(data, fed, tuple(names))
             if isinstance(claims, AAuthError):
+                yield from self._cancel_steps(fed)
                 return AsAnswer("error", claims.detail, status=claims.status, error=claims.error)
             response = yield _Send(
                 self, "POST", str(fed["location"]), {"action": "claims", "claims": claims}
@@ -602,6 +611,7 @@ class Federation:
                             return (yield from self._requirement_steps(fed, data, after))
                     return after
             if "clarification" not in data.get("capabilities", ()):
+                yield from self._cancel_steps(fed)
                 return AsAnswer(
                     "error",
                     "the access server asks a question no one here can answer",
@@ -623,6 +633,7 @@ class Federation:
             if not url or not code:
                 return AsAnswer("unreachable", "the access server's interaction is malformed")
             if "interaction" not in data.get("capabilities", ()):
+                yield from self._cancel_steps(fed)
                 return AsAnswer(
                     "error",
                     "the access server needs the person and the agent cannot bring them",

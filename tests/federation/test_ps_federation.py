@@ -169,6 +169,7 @@ def test_claim_the_ps_cannot_provide_ends_the_request(fed: FedWorld, access: Scr
     assert body_of(response)["error"] == "denied"
     assert "phone_number" in body_of(response)["detail"]
     assert access.requests("POST", access.PENDING) == []
+    assert len(access.requests("DELETE", access.PENDING)) == 1  # cancelled at the AS
 
 
 def test_as_asking_for_sub_is_refused(fed: FedWorld, access: ScriptedAS) -> None:
@@ -323,3 +324,36 @@ def test_agent_cancel_cancels_at_the_as(fed: FedWorld, access: ScriptedAS) -> No
     assert gone.status == 204
     assert len(access.requests("DELETE", access.PENDING)) == 1
     assert fed.poll_after(location).status == 410
+
+
+def test_unanswered_clarification_past_its_timeout_asks_the_as(
+    fed: FedWorld, access: ScriptedAS
+) -> None:
+    access.on("POST", "/token", access.deferred("clarification", clarification="Why?", timeout=30))
+    access.on("GET", access.PENDING, Reply(408, {"error": "expired", "detail": "too late"}))
+    location = fed.ask_token().header("location")
+    assert fed.poll_after(location, 10).status == 202
+    assert access.requests("GET") == []
+    late = fed.poll_after(location, 25)
+    assert late.status == 408
+    assert body_of(late)["error"] == "expired"
+
+
+def test_a_restarted_ps_picks_the_exchange_up_from_the_store(
+    fed: FedWorld, access: ScriptedAS
+) -> None:
+    from tests.person.ps_harness import PsApp
+
+    access.on("POST", "/token", access.deferred(retry_after=3))
+    access.on("GET", access.PENDING, access.issued())
+    location = fed.ask_token().header("location")
+    # Another worker (or this one after a restart) on the same store and records; the
+    # first one stops (its records stay open: they are the in-memory database both use).
+    first = fed.ps
+    first.halt.stop()
+    first.federation.close()
+    fed.config.records = first.records
+    fed.app = PsApp(fed.config)
+    assert fed.ps is not first
+    got = fed.poll_after(location)
+    assert got.status == 200, got.body
