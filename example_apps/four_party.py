@@ -74,6 +74,11 @@ class FourParties:
         return next((r for n, r in self.exchanges if n == note and r.status_code == status), None)
 
 
+def as_store(ctx: DemoContext) -> tuple[str, ...]:
+    """The AS's ``--store`` (its keys go under its own per-issuer prefix)."""
+    return ctx.store.args("access-server")[:2]
+
+
 def start(ctx: DemoContext) -> FourParties:
     store = ctx.store.args
     (access,) = ctx.start(
@@ -81,15 +86,8 @@ def start(ctx: DemoContext) -> FourParties:
             AppSpec(
                 "access-server",
                 "example_apps.access_server",
-                (
-                    "--dev",
-                    "--trust-any-ps",
-                    "--require-claims",
-                    CLAIM,
-                    "--require-clarification",
-                    QUESTION,
-                    *store("access-server"),
-                ),
+                # No --trust-ps: any PS may ask (the PS's port is not known yet).
+                ("--dev", "--require-claims", CLAIM, "--clarify", QUESTION, *as_store(ctx)),
             )
         ]
     )

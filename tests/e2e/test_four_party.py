@@ -49,8 +49,8 @@ def _store(kind: str, name: str, run: str) -> tuple[str, ...]:
 def parties(request: pytest.FixtureRequest) -> Iterator[Parties]:
     run = uuid.uuid4().hex
     kind = request.param
-    as_args = ("--dev", "--trust-any-ps", "--require-claims", CLAIM)
-    as_args += ("--require-clarification", QUESTION, *_store(kind, "as", run))
+    as_args = ("--dev", "--require-claims", CLAIM, "--clarify", QUESTION)
+    as_args += _store(kind, "as", run)[:2]  # its keys go under its own per-issuer prefix
     with running_apps([AppSpec("access-server", "example_apps.access_server", as_args)]) as (
         access,
     ):
