@@ -25,28 +25,14 @@ from aauth_server.agent.flow import AgentFlow, Clarification, FlowError, Interac
 from aauth_server.tokens.jwt import TokenError, decode_unverified
 
 from ._procs import AppSpec, AppStartError, RunningApp
-from .demo import SHOWN_RESPONSE_HEADERS, DemoContext, Story, abbreviate, show_request
-from .three_party import PASSWORD, SHOWN, ScriptedPerson, _print_lock, requirement, say
+from .demo import DemoContext, Story, abbreviate
+from .three_party import PASSWORD, ScriptedPerson, requirement, say, show
 
 NAME = "four-party"
 #: What the demo AS asks: a claim of the person, then a question about the request.
 CLAIM = "email"
 QUESTION = "Which project will this data be used for?"
 ANSWER = "The **monthly report** you asked me to prepare."
-
-
-def show(note: str, request: httpx.Request, response: httpx.Response) -> None:
-    with _print_lock:
-        print(f"\n  [agent: {note}] {label(note, response)}")
-        show_request(request)
-        print(f"  < {response.status_code} {response.reason_phrase}")
-        for name in SHOWN_RESPONSE_HEADERS:
-            value = response.headers.get(name)
-            if value is not None:
-                print(f"  < {name.title().replace('Aauth', 'AAuth')}: {abbreviate(value, SHOWN)}")
-        if response.content:
-            print(f"  < {abbreviate(response.text, SHOWN)}")
-        sys.stdout.flush()
 
 
 def label(note: str, response: httpx.Response) -> str:
@@ -134,7 +120,7 @@ def four_party_story(ctx: DemoContext) -> None:
 
     def observe(note: str, request: httpx.Request, response: httpx.Response) -> None:
         story.exchanges.append((note, response))
-        show(note, request, response)
+        show(note, request, response, label)
         if story.person.errors:
             raise FlowError(f"the scripted person failed: {story.person.errors[-1]}")
 

@@ -393,18 +393,13 @@ class Federation:
             raise problem(
                 400, "invalid_request", "action must be clarification_response or updated_request"
             )
-        response = yield _Send(self, "POST", str(fed["location"]), payload)
-        answer = self._classify(response, polling=True, base=str(fed["location"]))
+        fed["asked"] = None
+        answer = yield from self._post_steps(fed, record.data, payload)
         if answer.kind == "token":
-            fed["asked"] = None
             return (yield from self._deliver_steps(record.data, verified, answer, record))
         if answer.kind != "pending":
             yield from self._end_steps(record)
             raise self._failure(answer)
-        fed["asked"] = None
-        fed["retry_at"] = self.server.config.clock.now() + answer.retry_after
-        if answer.location:
-            fed["location"] = answer.location
         record = yield from self._save_steps(record, fed)
         raise self._agent_deferred(record, record.data["federation"])
 
@@ -447,6 +442,20 @@ class Federation:
             fed["location"] = answer.location
         if fed.get("location") is None:
             return AsAnswer("unreachable", "the access server's 202 has no Location")
+        fed["retry_at"] = self.server.config.clock.now() + answer.retry_after
+        return (yield from self._requirement_steps(fed, data, answer))
+
+    def _post_steps(
+        self, fed: dict[str, Any], data: Mapping[str, Any], payload: Mapping[str, Any]
+    ) -> Steps[AsAnswer]:
+        """A signed POST to the AS pending URL (an answer), and what the AS asks next."""
+        location = str(fed["location"])
+        response = yield _Send(self, "POST", location, payload)
+        answer = self._classify(response, polling=True, base=location)
+        if answer.kind != "pending":
+            return answer
+        if answer.location:
+            fed["location"] = answer.location
         fed["retry_at"] = self.server.config.clock.now() + answer.retry_after
         return (yield from self._requirement_steps(fed, data, answer))
 
@@ -563,17 +572,7 @@ class Federation:
             if isinstance(claims, AAuthError):
                 yield from self._cancel_steps(fed)
                 return AsAnswer("error", claims.detail, status=claims.status, error=claims.error)
-            response = yield _Send(
-                self, "POST", str(fed["location"]), {"action": "claims", "claims": claims}
-            )
-            after = self._classify(response, polling=True, base=str(fed["location"]))
-            if after.kind == "pending":
-                if after.location:
-                    fed["location"] = after.location
-                fed["retry_at"] = cfg.clock.now() + after.retry_after
-                if after.requirement in ("claims", "clarification", "interaction"):
-                    return (yield from self._requirement_steps(fed, data, after))
-            return after
+            return (yield from self._post_steps(fed, data, {"action": "claims", "claims": claims}))
         if requirement == "clarification":
             question = body.get("clarification")
             if not isinstance(question, str) or not question.strip():
@@ -596,20 +595,8 @@ class Federation:
                     )
                 )
                 if isinstance(reply, str) and reply.strip():
-                    response = yield _Send(
-                        self,
-                        "POST",
-                        str(fed["location"]),
-                        {"action": "clarification_response", "clarification_response": reply},
-                    )
-                    after = self._classify(response, polling=True, base=str(fed["location"]))
-                    if after.kind == "pending":
-                        if after.location:
-                            fed["location"] = after.location
-                        fed["retry_at"] = cfg.clock.now() + after.retry_after
-                        if after.requirement in ("claims", "clarification", "interaction"):
-                            return (yield from self._requirement_steps(fed, data, after))
-                    return after
+                    payload = {"action": "clarification_response", "clarification_response": reply}
+                    return (yield from self._post_steps(fed, data, payload))
             if "clarification" not in data.get("capabilities", ()):
                 yield from self._cancel_steps(fed)
                 return AsAnswer(

@@ -5,31 +5,12 @@ its pending URL, on both drivers."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from aauth_server.clock import FixedClock
 from aauth_server.keys.jwk import PrivateKey
 from tests.federation.harness import FedWorld, Reply, ScriptedAS, body_of
-from tests.person.ps_harness import T0
-
-
-@pytest.fixture(scope="module")
-def access() -> Iterator[ScriptedAS]:
-    with ScriptedAS(FixedClock(T0)) as server:
-        yield server
-
-
-@pytest.fixture(params=["sync", "async"])
-def fed(request: pytest.FixtureRequest, access: ScriptedAS) -> Iterator[FedWorld]:
-    access.script.clear()
-    access.seen.clear()
-    access.clock.t = T0
-    world = FedWorld(access, driver=request.param, access_timeout=1.0)
-    yield world
-    world.ps.close()
 
 
 def _unreachable(response: Any) -> None:
@@ -38,7 +19,8 @@ def _unreachable(response: Any) -> None:
     assert body_of(response)["error"] == "as_unreachable"
 
 
-def test_as_down(access: ScriptedAS) -> None:
+def test_as_down(fresh: ScriptedAS) -> None:
+    access = fresh
     # A port nothing listens on, trusted like any AS.
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))

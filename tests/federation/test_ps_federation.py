@@ -4,33 +4,13 @@ clarifications and interactions, and what the agent gets back (both drivers)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from aauth_server.clock import FixedClock
 from aauth_server.fields import parse_aauth_requirement
 from aauth_server.signatures.signature_key import parse_signature_key
 from aauth_server.tokens.jwt import decode_unverified
 from tests.federation.harness import ALICE, FedWorld, Policy, Reply, ScriptedAS, body_of
 from tests.person.ps_harness import PS_ISSUER, RESOURCE, T0
-
-
-@pytest.fixture(scope="module")
-def access() -> Iterator[ScriptedAS]:
-    with ScriptedAS(FixedClock(T0)) as server:
-        yield server
-
-
-@pytest.fixture(params=["sync", "async"])
-def fed(request: pytest.FixtureRequest, access: ScriptedAS) -> Iterator[FedWorld]:
-    access.script.clear()
-    access.seen.clear()
-    access.clock.t = T0
-    world = FedWorld(access, driver=request.param)
-    yield world
-    world.ps.close()
 
 
 def test_immediate_token_is_delivered_after_the_checks(fed: FedWorld, access: ScriptedAS) -> None:
@@ -78,9 +58,8 @@ def test_untrusted_as_stays_invalid_resource_token(fed: FedWorld, access: Script
     assert access.requests() == []
 
 
-def test_trust_hook_admits_an_as(access: ScriptedAS) -> None:
-    access.script.clear()
-    access.seen.clear()
+def test_trust_hook_admits_an_as(fresh: ScriptedAS) -> None:
+    access = fresh
     access.on("POST", "/token", access.issued())
     world = FedWorld(
         access, trusted_access_servers=[], trust_access_server=lambda iss: iss == access.origin
@@ -100,10 +79,8 @@ def test_pair_is_verified_before_the_as_is_called(fed: FedWorld, access: Scripte
     assert access.requests() == []
 
 
-def test_person_approval_first_then_the_as(access: ScriptedAS) -> None:
-    access.script.clear()
-    access.seen.clear()
-    access.clock.t = T0
+def test_person_approval_first_then_the_as(fresh: ScriptedAS) -> None:
+    access = fresh
     access.on("POST", "/token", access.issued())
     world = FedWorld(access, policy=Policy(ask=True))
     try:
@@ -225,10 +202,8 @@ def test_clarification_passed_to_the_agent_and_relayed(fed: FedWorld, access: Sc
     assert got.status == 200, got.body
 
 
-def test_clarification_answered_by_the_ps_hook(access: ScriptedAS) -> None:
-    access.script.clear()
-    access.seen.clear()
-    access.clock.t = T0
+def test_clarification_answered_by_the_ps_hook(fresh: ScriptedAS) -> None:
+    access = fresh
     asked: list[Any] = []
 
     def answer(question: Any) -> str:
