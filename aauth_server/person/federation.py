@@ -27,9 +27,9 @@ record's compare-and-set).  What the AS asks:
 Outcomes: an AS token passes the delivery checks of digest 3.5 ("PS check before returning an
 AS-issued token") or the agent gets ``502 as_unreachable``, as for an AS that cannot be
 reached, is slower than ``access_timeout`` or answers garbage.  A well-formed AS error
-(problem+json with an ``error`` code, status 4xx or 500) is relayed with the AS's status and
-code.  ``user_unreachable`` (403) when the AS needs the person or the agent and neither can
-be reached.
+(problem+json with an ``error`` code, and a status of digest 5.6: 400, 403, 408, 410 or 500)
+is relayed with the AS's status and code.  ``user_unreachable`` (403) when the AS needs the
+person or the agent and neither can be reached.
 
 PS-AS collapse: ``local_access_server`` (an in-process AS, typically with the same issuer)
 is called without the network hop.
@@ -74,6 +74,10 @@ if TYPE_CHECKING:
 ACCESS_WELL_KNOWN = "/.well-known/aauth-access.json"
 #: An AS ``error`` code we relay: a short snake_case word.
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+#: AS statuses whose well-formed error the PS relays: the token endpoint's and the polling
+#: errors (digest 5.6).  Anything else (a 401 about the PS's own signature, a 404 of a pending
+#: URL the AS lost, a 402 we cannot settle) is the AS failing us: ``as_unreachable``.
+_RELAYED = frozenset({400, 403, 408, 410, 500})
 #: Longest AS ``detail`` relayed (characters).
 _MAX_DETAIL = 512
 #: Seconds a PS poll holds the record while it talks to the AS (beyond the egress deadline).
@@ -507,7 +511,7 @@ class Federation:
             # Slow down / back off: keep the request pending and come back later.
             wait = _retry_after(response.headers, default) + (5 if status == 429 else 0)
             return AsAnswer("pending", retry_after=wait)
-        if (400 <= status < 500 and status not in (401, 429)) or status == 500:
+        if status in _RELAYED:
             media = response.headers.get("content-type", "").split(";")[0].strip().lower()
             if media == "application/problem+json" and isinstance(body, dict):
                 code = body.get("error")

@@ -56,6 +56,8 @@ GARBAGE = [
     Reply(400, raw=b"bad", headers=[("Content-Type", "text/plain")]),
     Reply(503, raw=b"", headers=[]),
     Reply(418, {"no_error_member": True}),
+    Reply(404, {"error": "not_found"}),  # well-formed, but not an answer of a token endpoint
+    Reply(402, {"error": "payment_required"}, [("Location", "/pay")]),
 ]
 
 
@@ -177,3 +179,21 @@ def test_as_slow_down_at_a_poll_keeps_the_request(fed: FedWorld, access: Scripte
     assert fed.poll_after(location, 5).status == 202  # not due yet: the AS is not polled
     assert len(access.requests("GET")) == 1
     assert fed.poll_after(location, 15).status == 200
+
+
+@pytest.mark.parametrize(("status", "code"), [(408, "expired"), (410, "gone"), (403, "revoked")])
+def test_as_polling_errors_keep_their_status(
+    fed: FedWorld, access: ScriptedAS, status: int, code: str
+) -> None:
+    access.on("POST", "/token", access.deferred())
+    access.on("GET", access.PENDING, Reply(status, {"error": code}))
+    location = fed.ask_token().header("location")
+    response = fed.poll_after(location)
+    assert (response.status, body_of(response)["error"]) == (status, code)
+
+
+def test_lost_pending_url_at_the_as_is_unreachable(fed: FedWorld, access: ScriptedAS) -> None:
+    access.on("POST", "/token", access.deferred())
+    access.on("GET", access.PENDING, Reply(404, {"error": "not_found"}))
+    location = fed.ask_token().header("location")
+    _unreachable(fed.poll_after(location))

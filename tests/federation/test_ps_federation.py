@@ -332,3 +332,15 @@ def test_a_restarted_ps_picks_the_exchange_up_from_the_store(
     assert fed.ps is not first
     got = fed.poll_after(location)
     assert got.status == 200, got.body
+
+
+def test_approval_at_the_as_keeps_the_agent_polling(fed: FedWorld, access: ScriptedAS) -> None:
+    access.on("POST", "/token", access.deferred("approval", retry_after=2))
+    access.on("GET", access.PENDING, access.deferred("approval", retry_after=2), access.issued())
+    response = fed.ask_token()
+    assert response.status == 202
+    assert response.header("aauth-requirement") is None  # nothing for the agent to do
+    location = response.header("location")
+    assert fed.poll_after(location).status == 202
+    assert fed.poll_after(location).status == 200
+    assert len(access.requests("GET", access.PENDING)) == 2
