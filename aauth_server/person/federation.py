@@ -358,6 +358,7 @@ class Federation:
         if asked is None or asked["kind"] != "clarification":
             raise problem(400, "invalid_request", "there is no open clarification question")
         limit = self.server.config.max_text
+        changes: dict[str, Any] = {}
         if action == "clarification_response":
             text = body.get("clarification_response")
             if not isinstance(text, str) or not text.strip():
@@ -392,19 +393,22 @@ class Federation:
                 payload["justification"] = justification
             fed["resource_token"] = body["resource_token"]
             fed["presented_token"] = body["presented_token"]
+            # The delivery checks read the new pair's scope and presented exp.
+            changes = {"scope": sorted(pair.scopes), "presented_exp": pair.presented["exp"]}
             yield from self._presented_steps(pair, str(fed["as"]))
         else:
             raise problem(
                 400, "invalid_request", "action must be clarification_response or updated_request"
             )
         fed["asked"] = None
-        answer = yield from self._post_steps(fed, record.data, payload)
+        data = {**record.data, **changes}
+        answer = yield from self._post_steps(fed, data, payload)
         if answer.kind == "token":
-            return (yield from self._deliver_steps(record.data, verified, answer, record))
+            return (yield from self._deliver_steps(data, verified, answer, record))
         if answer.kind != "pending":
             yield from self._end_steps(record)
             raise self._failure(answer)
-        record = yield from self._save_steps(record, fed)
+        record = yield from self._save_steps(record, fed, changes)
         raise self._agent_deferred(record, record.data["federation"])
 
     def cancelled_steps(self, record: Record) -> Steps[None]:
@@ -697,10 +701,12 @@ class Federation:
             return problem(answer.status, answer.error, answer.detail)
         return _unreachable(answer.detail or "the access server could not be reached")
 
-    def _save_steps(self, record: Record, fed: Mapping[str, Any]) -> Steps[Record]:
-        """Store ``fed`` on the record; a lost race means another poll moved it: answer
-        from where it now stands."""
-        data = {**record.data, "federation": dict(fed)}
+    def _save_steps(
+        self, record: Record, fed: Mapping[str, Any], changes: Mapping[str, Any] | None = None
+    ) -> Steps[Record]:
+        """Store ``fed`` (and ``changes`` to the request) on the record; a lost race means
+        another poll moved it: answer from where it now stands."""
+        data = {**record.data, **(changes or {}), "federation": dict(fed)}
         try:
             stored: Record = yield StoreOp(
                 "compare_and_set", (KIND_PENDING, record.id, record.version, data)

@@ -344,3 +344,25 @@ def test_approval_at_the_as_keeps_the_agent_polling(fed: FedWorld, access: Scrip
     assert fed.poll_after(location).status == 202
     assert fed.poll_after(location).status == 200
     assert len(access.requests("GET", access.PENDING)) == 2
+
+
+def test_updated_request_with_a_broader_scope_is_checked_against_it(
+    fed: FedWorld, access: ScriptedAS
+) -> None:
+    access.on("POST", "/token", access.deferred("clarification", clarification="More?"))
+    access.on("POST", access.PENDING, access.deferred())
+    location = fed.ask_token().header("location")
+    pt = fed.person_token()
+    rt = fed.resource_token(pt, "data.read data.write", aud=access.origin)
+    fed.tick()
+    body = {"action": "updated_request", "resource_token": rt, "presented_token": pt}
+    assert fed.send(fed.poll(location, body=body)).status == 202
+    # The AS grants what the new resource token asks: within it, so delivered.
+    updated = access.requests("POST", access.PENDING)[0]
+    access.on("GET", access.PENDING, access.issued(scope="data.read data.write"))
+    got = fed.poll_after(location)
+    assert got.status == 200, got.body
+    assert decode_unverified(body_of(got)["auth_token"]).payload["scope"] == (
+        "data.read data.write"
+    )
+    assert updated.body["resource_token"] == rt
