@@ -4,9 +4,11 @@ collapse: one deployment, one issuer, no network hop).  Both drivers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 
 from aauth_server.access import (
@@ -16,10 +18,12 @@ from aauth_server.access import (
     Issue,
     RequireClaims,
     RequireClarification,
+    RequireInteraction,
     Verdict,
 )
 from aauth_server.asgi import async_asgi_app
 from aauth_server.clock import FixedClock
+from aauth_server.fields import parse_aauth_requirement
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.discovery import KeyDiscovery
 from aauth_server.keys.fetcher import AsyncStaticFetcher, StaticFetcher
@@ -54,12 +58,17 @@ class LoopbackAS:
         assert self.core is not None
         return (await self.core.ahandle(request)) or HttpResponse(404, [], b"")
 
-    def start(self, world: FedWorld) -> None:
+    def start(
+        self,
+        world: FedWorld,
+        decide: Callable[[AccessRequest], Verdict] = asking_policy,
+        **settings: Any,
+    ) -> None:
         docs = world.world.documents()
 
         def policy(request: AccessRequest) -> Verdict:
             self.seen.append(request)
-            return asking_policy(request)
+            return decide(request)
 
         self.core = AccessServer(
             AccessServerConfig(
@@ -75,6 +84,7 @@ class LoopbackAS:
                 page_secret=b"p" * 32,
                 policy=policy,
                 poll_interval=1,
+                **settings,
             )
         )
         self.server.start()
@@ -92,14 +102,59 @@ class _Origin:
 
 
 @pytest.fixture(params=["sync", "async"])
-def pair(request: pytest.FixtureRequest) -> Iterator[tuple[FedWorld, LoopbackAS]]:
+def worlds(request: pytest.FixtureRequest) -> Iterator[tuple[FedWorld, LoopbackAS]]:
+    """A PS and a (not yet started) AS on loopback, on one FixedClock."""
     clock = FixedClock(T0)
     access = LoopbackAS(clock)
     world = FedWorld(_Origin(access.origin, clock), driver=request.param)  # type: ignore[arg-type]
-    access.start(world)
     yield world, access
     access.stop()
     world.ps.close()
+
+
+@pytest.fixture
+def pair(worlds: tuple[FedWorld, LoopbackAS]) -> tuple[FedWorld, LoopbackAS]:
+    world, access = worlds
+    access.start(world)
+    return world, access
+
+
+def bind_first(request: AccessRequest) -> Verdict:
+    return Issue() if request.interacted else RequireInteraction()
+
+
+def test_interaction_at_the_as_relayed_through_the_ps(
+    worlds: tuple[FedWorld, LoopbackAS],
+) -> None:
+    world, access = worlds
+
+    def who(request: HttpRequest) -> str | None:
+        return request.header("x-user")
+
+    access.start(world, bind_first, authenticate=who)
+    response = world.ask_token()
+    assert response.status == 202, response.body
+    requirement = parse_aauth_requirement(response.header("aauth-requirement") or "")
+    assert requirement.requirement == "interaction"
+    assert requirement.url == access.origin + "/interact"
+    location = response.header("location")
+    assert location is not None and location.startswith(PS_ISSUER)
+    assert world.poll_after(location).status == 202  # the person has not come yet
+    # The person, at the AS in a browser, approves.
+    with httpx.Client(trust_env=False, headers={"X-User": "alice"}) as browser:
+        page = browser.get(f"{requirement.url}?code={requirement.code}")
+        assert page.status_code == 200, page.text
+        fields = dict(re.findall(r'name="(code|csrf|callback)" value="([^"]*)"', page.text))
+        done = browser.post(
+            access.origin + "/interact",
+            data={**fields, "decision": "approve"},
+            headers={"Origin": access.origin},
+        )
+        assert done.status_code == 200, done.text
+    got = world.poll_after(location)
+    assert got.status == 200, got.body
+    assert decode_unverified(body_of(got)["auth_token"]).payload["iss"] == access.origin
+    assert access.seen[-1].interacted
 
 
 def test_claims_and_clarification_through_a_real_as(pair: tuple[FedWorld, LoopbackAS]) -> None:
