@@ -145,16 +145,19 @@ class _Send(Call):
     """One request to the AS, either way; answers a :class:`FetchResponse` or the
     :class:`FetchError` (never raises: the steps decide what a failure means)."""
 
-    __slots__ = ("fed", "method", "payload", "url")
+    __slots__ = ("access_server", "fed", "method", "payload", "url")
 
-    def __init__(self, fed: Federation, method: str, url: str, payload: Any | None) -> None:
+    def __init__(
+        self, fed: Federation, state: Mapping[str, Any], method: str, url: str, payload: Any
+    ) -> None:
         self.fed = fed
+        self.access_server = str(state["as"])
         self.method = method
         self.url = url
         self.payload = payload
 
     def call(self) -> FetchResponse | FetchError:
-        local = self.fed.local
+        local = self.fed.local_for(self.access_server)
         if local is not None:
             return _fetched(
                 local.handle(self.fed.local_request(self.method, self.url, self.payload))
@@ -167,7 +170,7 @@ class _Send(Call):
             return FetchError("the request failed", repr(exc))
 
     async def acall(self) -> FetchResponse | FetchError:
-        local = self.fed.local
+        local = self.fed.local_for(self.access_server)
         if local is not None:
             request = self.fed.local_request(self.method, self.url, self.payload)
             return _fetched(await local.ahandle(request))
@@ -192,7 +195,7 @@ class _Metadata(Call):
         self.issuer = issuer
 
     def call(self) -> Mapping[str, object] | Exception:
-        local = self.fed.local
+        local = self.fed.local_for(self.issuer)
         if local is not None:
             return dict(local.metadata())
         try:
@@ -201,7 +204,7 @@ class _Metadata(Call):
             return exc
 
     async def acall(self) -> Mapping[str, object] | Exception:
-        local = self.fed.local
+        local = self.fed.local_for(self.issuer)
         if local is not None:
             return dict(local.metadata())
         try:
@@ -249,6 +252,13 @@ class Federation:
 
     def close(self) -> None:
         self.client.close()
+
+    def local_for(self, access_server: str) -> Any:
+        """The in-process AS when ``access_server`` is it (PS-AS collapse), else None."""
+        local = self.local
+        if local is not None and local.config.issuer == access_server:
+            return local
+        return None
 
     # -- entry: is this a four-party request? ---------------------------------------------------
 
@@ -421,7 +431,7 @@ class Federation:
         """A signed ``DELETE`` of the AS pending URL (best effort: the AS's pending request
         would otherwise expire on its own)."""
         if fed.get("location"):
-            yield _Send(self, "DELETE", str(fed["location"]), None)
+            yield _Send(self, fed, "DELETE", str(fed["location"]), None)
 
     # -- one exchange -------------------------------------------------------------------------
 
@@ -439,10 +449,10 @@ class Federation:
                 "presented_token": fed["presented_token"],
             }
             yield from self._presented_steps(None, str(fed["as"]), fed)
-            response = yield _Send(self, "POST", endpoint, payload)
+            response = yield _Send(self, fed, "POST", endpoint, payload)
             answer = self._classify(response, polling=False, base=endpoint)
         else:
-            response = yield _Send(self, "GET", str(fed["location"]), None)
+            response = yield _Send(self, fed, "GET", str(fed["location"]), None)
             answer = self._classify(response, polling=True, base=str(fed["location"]))
         if answer.kind != "pending":
             return answer
@@ -458,7 +468,7 @@ class Federation:
     ) -> Steps[AsAnswer]:
         """A signed POST to the AS pending URL (an answer), and what the AS asks next."""
         location = str(fed["location"])
-        response = yield _Send(self, "POST", location, payload)
+        response = yield _Send(self, fed, "POST", location, payload)
         answer = self._classify(response, polling=True, base=location)
         if answer.kind != "pending":
             return answer
@@ -776,8 +786,8 @@ class Federation:
         if not isinstance(kid, str):
             raise _unreachable("the access server's token names no kid")
         key: PublicKey
-        local = self.local
-        if local is not None and local.config.issuer == access_server:
+        local = self.local_for(access_server)
+        if local is not None:
             key = local.config.signing_key.public
             if local.config.signing_key.kid != kid:
                 raise _unreachable("the access server's token is signed with an unknown key")
