@@ -366,3 +366,33 @@ def test_updated_request_with_a_broader_scope_is_checked_against_it(
         "data.read data.write"
     )
     assert updated.body["resource_token"] == rt
+
+
+def test_two_polls_at_once_ask_the_as_once(fed: FedWorld, access: ScriptedAS) -> None:
+    """Long polls skip the PS's pacing; the record's compare-and-set lets one of them talk
+    to the AS while the other answers 202."""
+    import threading
+
+    access.on("POST", "/token", access.deferred())
+    access.on("GET", access.PENDING, Reply(202, delay=0.5, **_pending_reply(access)))
+    location = fed.ask_token().header("location")
+    assert location is not None
+    fed.tick()
+    requests = [fed.poll(location, wait=5) for _ in range(2)]
+    answers: list[int] = []
+
+    def poll(request: Any) -> None:
+        answers.append(fed.send(request).status)
+
+    threads = [threading.Thread(target=poll, args=(r,)) for r in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(answers) == [202, 202]
+    assert len(access.requests("GET", access.PENDING)) == 1
+
+
+def _pending_reply(access: ScriptedAS) -> dict[str, Any]:
+    deferred = access.deferred()
+    return {"body": deferred.body, "headers": deferred.headers}
