@@ -63,6 +63,7 @@ from ..storage.base import RecordNotFound, VersionConflict
 from ..tokens.aauth import DWK_ACCESS, DWK_PERSON, TYP_AUTH, check_claims, check_header
 from ..tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
 from ..verifier import KeyNeed, VerifiedRequest
+from .chained import bound_key
 from .lifecycle import Event, State
 from .pending import KIND_PENDING, Refused, fire_steps
 from .tokens import TokenPair, _same_key
@@ -78,6 +79,8 @@ _CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 #: errors (digest 5.6).  Anything else (a 401 about the PS's own signature, a 404 of a pending
 #: URL the AS lost, a 402 we cannot settle) is the AS failing us: ``as_unreachable``.
 _RELAYED = frozenset({400, 403, 408, 410, 500})
+#: Optional request parameters the PS passes on to the AS unchanged (digest 5.4).
+CHAINED = ("subagent_token", "upstream_token")
 #: Longest AS ``detail`` relayed (characters).
 _MAX_DETAIL = 512
 #: Seconds a PS poll holds the record while it talks to the AS (beyond the egress deadline).
@@ -289,7 +292,7 @@ class Federation:
         access_server: str, body: Mapping[str, Any], verified: VerifiedRequest
     ) -> dict[str, Any]:
         """The federation part of a pending request's data."""
-        return {
+        state: dict[str, Any] = {
             "as": access_server,
             "resource_token": body["resource_token"],
             "presented_token": body["presented_token"],
@@ -300,6 +303,12 @@ class Federation:
             "asked": None,
             "rounds": 0,
         }
+        # Chained and parent-mediated requests (verified by chained.py): the AS gets them too,
+        # the parent's agent token as agent_token (digest 5.4).
+        for name in CHAINED:
+            if isinstance(body.get(name), str):
+                state[name] = body[name]
+        return state
 
     def local_request(self, method: str, url: str, payload: Any | None) -> HttpRequest:
         body = b"" if payload is None else json_bytes(payload)
@@ -383,7 +392,7 @@ class Federation:
             }
         elif action == "updated_request":
             pair = yield from self.server.params.verify_pair_steps(
-                verified, body, audience=str(fed["as"])
+                verified, body, key=bound_key(verified, record.data), audience=str(fed["as"])
             )
             if pair.fixed() != dict(record.data["fixed"]):
                 raise problem(
@@ -447,6 +456,7 @@ class Federation:
                 "resource_token": fed["resource_token"],
                 "agent_token": fed["agent_token"],
                 "presented_token": fed["presented_token"],
+                **{name: fed[name] for name in CHAINED if name in fed},
             }
             yield from self._presented_steps(None, str(fed["as"]), fed)
             response = yield _Send(self, fed, "POST", endpoint, payload)
@@ -748,7 +758,9 @@ class Federation:
     ) -> Steps[HttpResponse]:
         fed = data["federation"]
         try:
-            checked = yield from self.check_token_steps(str(answer.token), data, fed, verified.key)
+            checked = yield from self.check_token_steps(
+                str(answer.token), data, fed, bound_key(verified, data)
+            )
         except AAuthError:
             yield from self._end_steps(record)
             raise
@@ -831,6 +843,9 @@ class Federation:
         presented_exp = data.get("presented_exp")
         if not isinstance(exp, int) or presented_exp is None or exp > int(presented_exp):
             raise _unreachable("the access server's token outlives the presented token")
+        upstream_exp = data.get("upstream_exp")
+        if upstream_exp is not None and exp > int(upstream_exp):
+            raise _unreachable("the access server's token outlives the upstream token")
         return claims
 
 
