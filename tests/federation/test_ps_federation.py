@@ -396,3 +396,41 @@ def test_two_polls_at_once_ask_the_as_once(fed: FedWorld, access: ScriptedAS) ->
 def _pending_reply(access: ScriptedAS) -> dict[str, Any]:
     deferred = access.deferred()
     return {"body": deferred.body, "headers": deferred.headers}
+
+
+def test_parent_mediated_four_party(fed: FedWorld, access: ScriptedAS) -> None:
+    """A sub-agent's request through its parent: the AS gets the parent's agent token and
+    the sub-agent token; the PS accepts only an AS token bound to the sub-agent key."""
+    from aauth_server.keys.jwk import PrivateKey
+    from aauth_server.tokens.aauth import mint_person_token
+
+    sub_key = PrivateKey.generate("Ed25519")
+    provider = fed.world.provider
+    sub_token = provider.issue_subagent(sub_key.public, provider.agent_id("assistant"), "helper")
+    pt = mint_person_token(
+        fed.world.ps_key,
+        iss=PS_ISSUER,
+        aud=RESOURCE,
+        sub=fed.sub_for(),
+        cnf_jwk=sub_key.public,
+        now=fed.clock.now(),
+        lifetime=3600,
+    )
+    rt = fed.resource_token(pt, aud=access.origin, agent_jkt=sub_key.public.thumbprint)
+    body = {"resource_token": rt, "presented_token": pt, "subagent_token": sub_token}
+    access.on(
+        "POST",
+        "/token",
+        access.issued(cnf_jwk=sub_key.public),
+        access.issued(),  # bound to the parent's key: refused
+    )
+    got = fed.send(fed.auth_request(rt, pt, subagent_token=sub_token))
+    assert got.status == 200, got.body
+    claims = decode_unverified(body_of(got)["auth_token"]).payload
+    assert claims["cnf"]["jwk"]["x"] == sub_key.public.jwk["x"]
+    sent = access.requests("POST", "/token")[0]
+    assert sent.body["agent_token"] == fed.world.agent_token  # the parent's
+    assert sent.body["subagent_token"] == sub_token
+    refused = fed.send(fed.auth_request(**{**body, "subagent_token": sub_token}))
+    assert refused.status == 502
+    assert "another key" in body_of(refused)["detail"]
