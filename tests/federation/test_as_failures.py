@@ -41,6 +41,15 @@ def test_as_slower_than_the_deadline(fed: FedWorld, access: ScriptedAS) -> None:
     _unreachable(fed.ask_token())
 
 
+def test_as_slower_than_the_deadline_at_a_poll(fed: FedWorld, access: ScriptedAS) -> None:
+    access.on("POST", "/token", access.deferred())
+    access.on("GET", access.PENDING, Reply(200, {"auth_token": "x"}, delay=2.5))
+    location = fed.ask_token().header("location")
+    assert location is not None
+    _unreachable(fed.poll_after(location))
+    assert fed.poll_after(location).status == 410
+
+
 GARBAGE = [
     Reply(200, raw=b"<html>hello</html>", headers=[("Content-Type", "text/html")]),
     Reply(200, {"token": "wrong member"}),
@@ -56,6 +65,8 @@ GARBAGE = [
     Reply(400, raw=b"bad", headers=[("Content-Type", "text/plain")]),
     Reply(503, raw=b"", headers=[]),
     Reply(418, {"no_error_member": True}),
+    Reply(200, raw=b'{"auth_token": "' + b"x" * 300_000 + b'"}'),  # over the egress size cap
+    Reply(200, raw=b'{"auth_token": "a.b.c"}', headers=[("Content-Type", "text/plain")]),
     Reply(404, {"error": "not_found"}),  # well-formed, but not an answer of a token endpoint
     Reply(402, {"error": "payment_required"}, [("Location", "/pay")]),
 ]
