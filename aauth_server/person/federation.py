@@ -681,11 +681,13 @@ class Federation:
             )
         missing = [n for n in names if n not in known]
         if missing:
+            listed = ", ".join(n[:64] for n in missing[:10]) + (
+                ", ..." if len(missing) > 10 else ""
+            )
             return problem(
                 403,
                 "denied",
-                "the person server cannot provide what the access server requires: "
-                + ", ".join(missing),
+                f"the person server cannot provide what the access server requires: {listed}",
             )
         return {n: known[n] for n in names if n != "sub"}
 
