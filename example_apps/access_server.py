@@ -41,6 +41,7 @@ from aauth_server.access import (
     RequireInteraction,
     Verdict,
 )
+from aauth_server.access.policy import RESERVED_CLAIMS
 from aauth_server.asgi import RequestLimits
 from aauth_server.keys.jwk import PrivateKey
 
@@ -120,6 +121,9 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AccessSe
         parser.error("--issuer is required unless --dev is given")
     if "sub" in args.require_claims:
         parser.error("an Access Server never asks for sub")
+    reserved = RESERVED_CLAIMS.intersection(args.require_claims)
+    if reserved:
+        parser.error(f"protocol claims cannot come from the PS: {', '.join(sorted(reserved))}")
     issuer = args.issuer or f"http://127.0.0.1:{args.port}"
     if args.key is not None:
         try:

@@ -287,3 +287,34 @@ def test_prefer_wait_long_polls_until_the_answer() -> None:
     # The parked poll wakes on the answer and hands the token out at once.
     assert answer.status == 200 and "auth_token" in body_of(answer)
     assert poll(aw, path).status == 410
+
+
+def test_a_later_interaction_without_a_page_is_denied() -> None:
+    from aauth_server.access import RequireInteraction
+
+    def claims_then_interaction(request: AccessRequest) -> Verdict:
+        if "email" not in request.claims:
+            return RequireClaims(["email"])
+        return RequireInteraction()
+
+    aw = AsWorld(policy=claims_then_interaction, interaction_page=False)
+    path = pending_path(start(aw))
+    assert poll(aw, path, "POST", {"email": "a@b"}).status == 202
+    outcome = poll(aw, path)
+    assert (outcome.status, body_of(outcome)["error"]) == (403, "denied")
+
+
+def test_claims_that_are_not_json_are_server_error() -> None:
+    aw = AsWorld(policy=lambda request: Issue(claims={"when": object()}))
+    response = aw.send(aw.token_request(aw.triple()))
+    assert (response.status, body_of(response)["error"]) == (500, "server_error")
+
+
+def test_an_operator_cannot_approve_an_expired_request() -> None:
+    aw = AsWorld(policy=lambda r: RequireApproval(), pending_lifetime=30)
+    path = pending_path(start(aw))
+    aw.clock.advance(31)
+    with pytest.raises(Exception) as info:
+        aw.server.decide(path.rsplit("/", 1)[1], True)
+    assert "not waiting for approval" in str(info.value)
+    assert body_of(poll(aw, path))["error"] == "expired"

@@ -7,184 +7,52 @@ identity check and cancellation."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from aauth_server.agent import AgentProvider
-from aauth_server.asgi import asgi_app
-from aauth_server.http import HttpRequest, HttpResponse
+from aauth_server.access import RequireInteraction
 from aauth_server.keys.egress import EgressPolicy
 from aauth_server.keys.jwk import PrivateKey
-from aauth_server.outbound import FetchResponse, OutboundClient, ServerSigner
-from aauth_server.tokens.aauth import (
-    DWK_ACCESS,
-    DWK_PERSON,
-    DWK_RESOURCE,
-    TYP_AUTH,
-    check_claims,
-    mint_agent_token,
-    mint_person_token,
-    mint_resource_token,
-)
+from aauth_server.outbound import FetchResponse, OutboundClient
+from aauth_server.tokens.aauth import DWK_ACCESS, DWK_PERSON, DWK_RESOURCE, TYP_AUTH, check_claims
 from aauth_server.tokens.jwt import decode_unverified
 from example_apps._procs import AppSpec, running_apps
-from tests.threaded_uvicorn import ThreadedUvicorn
+from tests.access.wire_world import Wire, access_server_on_loopback, loopback_parties
 
 
-class Documents:
-    """One issuer's metadata document and JWKS, served on loopback."""
-
-    def __init__(self) -> None:
-        self.docs: dict[str, Any] = {}
-        self.server = ThreadedUvicorn(asgi_app(self.handle), lifespan="off")
-        self.issuer = self.server.origin
-
-    def publish(self, dwk: str, key: PrivateKey) -> None:
-        self.docs["/.well-known/" + dwk] = {
-            "issuer": self.issuer,
-            "jwks_uri": self.issuer + "/jwks.json",
-        }
-        self.docs["/jwks.json"] = {"keys": [key.public_jwk()]}
-
-    def handle(self, request: HttpRequest) -> HttpResponse:
-        doc = self.docs.get(request.path)
-        if doc is None:
-            return HttpResponse.json(404, {"error": "not_found"})
-        return HttpResponse.json(200, doc)
-
-
-@dataclass
-class Wire:
-    as_url: str
-    ps: Documents
-    other_ps: Documents
-    resource: Documents
-    provider: AgentProvider
-    ps_key: PrivateKey
-    other_key: PrivateKey
-    resource_key: PrivateKey
-    agent_key: PrivateKey
-
-    def client(
-        self, key: PrivateKey | None = None, issuer: str | None = None, dwk: str = DWK_PERSON
-    ) -> OutboundClient:
-        signer = ServerSigner(key or self.ps_key, issuer or self.ps.issuer, dwk)
-        return OutboundClient(signer, EgressPolicy(dev_loopback=True))
-
-    def send(
-        self, method: str, path: str, body: Any = None, *, client: OutboundClient | None = None
-    ) -> FetchResponse:
-        own = client or self.client()
-        try:
-            return own.request(method, self.as_url + path, json=body)
-        finally:
-            if client is None:
-                own.close()
-
-    def person_token(
-        self, *, now: float | None = None, aud: str | None = None, key: PrivateKey | None = None
-    ) -> str:
-        return mint_person_token(
-            key or self.ps_key,
-            iss=self.ps.issuer,
-            aud=aud or self.resource.issuer,
-            sub="pairwise-7",
-            cnf_jwk=self.agent_key.public,
-            now=time.time() if now is None else now,
-            lifetime=3600,
-            dev_loopback=True,
-        )
-
-    def resource_token(self, presented: str, **kw: Any) -> str:
-        claims = decode_unverified(presented).payload
-        settings: dict[str, Any] = {
-            "iss": self.resource.issuer,
-            "aud": self.as_url,
-            "ps": self.ps.issuer,
-            "sub": claims["sub"],
-            "presented_jti": claims["jti"],
-            "agent_jkt": self.agent_key.public.thumbprint,
-            "now": time.time(),
-            "scope": "data.read",
-            "dev_loopback": True,
-        }
-        settings.update(kw)
-        return mint_resource_token(self.resource_key, **settings)
-
-    def agent_token(self, now: float | None = None) -> str:
-        return mint_agent_token(
-            self.provider.key,
-            iss=self.provider.issuer,
-            sub=self.provider.agent_id("assistant"),
-            cnf_jwk=self.agent_key.public,
-            now=time.time() if now is None else now,
-            lifetime=3600,
-            dev_loopback=True,
-        )
-
-    def triple(self, **change: Any) -> dict[str, Any]:
-        presented = self.person_token()
-        body = {
-            "resource_token": self.resource_token(presented),
-            "agent_token": self.agent_token(),
-            "presented_token": presented,
-        }
-        body.update(change)
-        return body
+@pytest.fixture(scope="module")
+def parties() -> Iterator[Wire]:
+    with loopback_parties() as parties:
+        yield parties
 
 
 @pytest.fixture(scope="module", params=["starlette", "flask", "django"])
-def wire(request: pytest.FixtureRequest) -> Iterator[Wire]:
-    ps, other_ps, resource, ap = Documents(), Documents(), Documents(), Documents()
-    ps_key, other_key = PrivateKey.generate(kid="ps-1"), PrivateKey.generate(kid="ps-1")
-    resource_key = PrivateKey.generate(kid="rs-1")
-    ps.publish("aauth-person.json", ps_key)
-    other_ps.publish("aauth-person.json", other_key)
-    resource.publish("aauth-resource.json", resource_key)
-    provider = AgentProvider(ap.issuer, PrivateKey.generate(kid="ap-1"), dev_loopback=True)
-    for url, doc in provider.documents().items():
-        ap.docs[url[len(ap.issuer) :]] = doc
-    servers = (ps, other_ps, resource, ap)
-    for docs in servers:
-        docs.server.start()
+def wire(request: pytest.FixtureRequest, parties: Wire) -> Iterator[Wire]:
     spec = AppSpec(
         "access-server",
         "example_apps.access_server",
         (
             "--dev",
             "--trust-ps",
-            ps.issuer,
+            parties.ps.issuer,
             "--require-claims",
             "email",
             "--clarify",
             "Which project?",
+            "--framework",
+            request.param,
         ),
     )
-    try:
-        with running_apps([spec]) as apps:
-            yield Wire(
-                apps[0].url,
-                ps,
-                other_ps,
-                resource,
-                provider,
-                ps_key,
-                other_key,
-                resource_key,
-                PrivateKey.generate(),
-            )
-    finally:
-        for docs in servers:
-            docs.server.stop()
+    with running_apps([spec]) as apps:
+        yield replace(parties, as_url=apps[0].url)
 
 
 def _json(response: FetchResponse) -> dict[str, Any]:
-    import json
-
     parsed: dict[str, Any] = json.loads(response.body)
     return parsed
 
@@ -336,3 +204,18 @@ def test_cancel_over_the_wire(wire: Wire) -> None:
     path = first.headers["location"][len(wire.as_url) :]
     assert wire.send("DELETE", path).status == 204
     assert wire.send("GET", path).status == 410
+
+
+def test_server_error_and_user_unreachable_over_the_wire(parties: Wire) -> None:
+    def broken(request: Any) -> Any:
+        raise RuntimeError("the policy's database is down")
+
+    with access_server_on_loopback(parties, policy=broken) as wire:
+        response = wire.send("POST", "/token", wire.triple())
+        assert (response.status, _json(response)["error"]) == (500, "server_error")
+        assert "database" not in response.body.decode()  # the cause is for the log only
+    with access_server_on_loopback(
+        parties, policy=lambda request: RequireInteraction(), interaction_page=False
+    ) as wire:
+        response = wire.send("POST", "/token", wire.triple())
+        assert (response.status, _json(response)["error"]) == (403, "user_unreachable")

@@ -5,6 +5,7 @@ issued-token records and revocations (a SQLite file)."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 
@@ -84,3 +85,42 @@ def test_a_restart_keeps_issued_tokens_and_revocations(tmp_path: Path) -> None:
         assert body_of(again)["error"] == "revoked_presented_token"
     finally:
         restarted.close()
+
+
+def test_a_long_poll_on_one_worker_wakes_on_an_answer_at_the_other(tmp_path: Path) -> None:
+    aw = AsWorld(
+        policy=claims_then_issue,
+        store=ensure_redis(),
+        async_store=None,
+        store_prefix=f"aauth-test:{uuid.uuid4().hex}",
+        records=f"sqlite:///{tmp_path / 'records.db'}",
+        records_migrate=True,
+    )
+    other = AccessServer(aw.config)
+
+    async def run() -> tuple[HttpResponse | None, float]:
+        try:
+            first = await aw.server.ahandle(aw.token_request(aw.triple()))
+            assert first is not None
+            path = pending_path(first)
+            started = time.monotonic()
+            parked = asyncio.ensure_future(
+                aw.server.ahandle(aw.signed("GET", path, headers=[("Prefer", "wait=10")]))
+            )
+            await asyncio.sleep(0.2)
+            assert not parked.done()
+            answered = await other.ahandle(aw.signed("POST", path, {"email": "l@p"}))
+            assert answered is not None and answered.status == 202
+            result = await asyncio.wait_for(parked, 10)
+            return result, time.monotonic() - started
+        finally:
+            await other.aclose()
+            await aw.server.aclose()
+
+    try:
+        woken, waited = asyncio.run(run())
+    finally:
+        other.close()
+        aw.server.close()
+    assert woken is not None and woken.status == 200, woken
+    assert waited < 5  # woken by the other worker's change, not by the end of the wait
