@@ -37,6 +37,7 @@ class Parties:
     resource: RunningApp
     client: httpx.Client
     store: str
+    run: str
 
 
 def _store(kind: str, name: str, run: str) -> tuple[str, ...]:
@@ -71,7 +72,7 @@ def parties(request: pytest.FixtureRequest) -> Iterator[Parties]:
                 running_apps(others) as (provider, resource),
                 httpx.Client(timeout=30, trust_env=False) as client,
             ):
-                yield Parties(access, ps, provider, resource, client, kind)
+                yield Parties(access, ps, provider, resource, client, kind, run)
 
 
 @dataclass
@@ -154,6 +155,18 @@ def test_four_party_flow_with_claims_and_clarification(parties: Parties) -> None
     assert token["sub"] == person_token["sub"]
     assert token["exp"] <= person_token["exp"]
     assert token["cnf"]["jwk"]["x"] == agent.key.public.jwk["x"]
+    if parties.store == "redis":
+        # Each server really kept its pending state in Redis (the PS's federated request,
+        # the AS's pending request; the AS under its default per-issuer prefix).
+        import redis
+
+        client = redis.Redis.from_url(ensure_redis())
+        try:
+            host = parties.access.url.partition("://")[2]
+            for pattern in ("e2e-4p-*-ps*", f"aauth:as:{host}*"):
+                assert list(client.scan_iter(match=pattern, count=1000)), pattern
+        finally:
+            client.close()
 
 
 def test_four_party_demo_story_runs() -> None:
