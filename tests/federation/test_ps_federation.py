@@ -394,7 +394,8 @@ def test_two_polls_at_once_ask_the_as_once(fed: FedWorld, access: ScriptedAS) ->
 
 
 def _pending_reply(access: ScriptedAS) -> dict[str, Any]:
-    deferred = access.deferred()
+    # Retry-After 30: a second poll that comes late (a loaded machine) is not due either.
+    deferred = access.deferred(retry_after=30)
     return {"body": deferred.body, "headers": deferred.headers}
 
 
