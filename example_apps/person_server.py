@@ -2,7 +2,8 @@
 
     python -m example_apps.person_server --host 127.0.0.1 --port 8010 --dev \
         [--store URI] [--store-prefix PREFIX] [--records URL] [--framework starlette|flask|django] \
-        [--auto-approve AGENT_ID ...] [--auto-approve-scope SCOPE ...] [--password PW] [--key FILE]
+        [--auto-approve AGENT_ID ...] [--auto-approve-scope SCOPE ...] [--password PW] \
+        [--key FILE] [--trust-as URL ...]
 
 The demo person is ``alice``; her password is ``--password`` or generated and printed at
 start.  Missions, their logs, bindings and revocations go to ``--records`` (by default a
@@ -11,6 +12,10 @@ the schema is migrated at start), so a restart with the same ``--records`` keeps
 subject secret (directed ``sub``) and, without ``--key``, the signing key are generated at
 start: person and auth tokens stop verifying, and directed ``sub`` values change, when the
 process restarts.
+
+With ``--trust-as`` the PS federates to those Access Servers (four-party): a resource token
+whose ``aud`` is one of them goes on to that AS, which may ask for alice's claims (the PS
+answers from ``DEMO_CLAIMS``, never ``sub``) and ask clarifications (passed on to the agent).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from aauth_server.asgi import RequestLimits
+from aauth_server.identifiers import is_server_identifier
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.missions.control import MissionControl
 from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
@@ -39,6 +45,10 @@ from aauth_server.person.pages import ConsentPages, DemoLogin
 from aauth_server.storage.uri import open_async_store, open_store
 
 PERSON = "alice"
+#: What this PS knows about alice and releases to a trusted Access Server that asks.
+DEMO_CLAIMS: dict[str, dict[str, Any]] = {
+    PERSON: {"email": "alice@example.com", "email_verified": True, "name": "Alice Example"}
+}
 FRAMEWORKS = ("starlette", "flask", "django")
 
 
@@ -108,7 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--poll-interval", type=int, default=5, metavar="SECONDS", help="Retry-After on 202s"
     )
+    parser.add_argument(
+        "--trust-as",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="URL",
+        help="Access Servers this PS federates to (four-party)",
+    )
     return parser
+
+
+def demo_claims(request: Any) -> dict[str, Any]:
+    """The ``access_claims`` hook: alice's claims an Access Server asked for (logged)."""
+    known = DEMO_CLAIMS.get(request.person, {})
+    released = sorted(n for n in request.names if n in known)
+    print(f"released {', '.join(released) or 'nothing'} to {request.access_server}", flush=True)
+    return known
 
 
 def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
@@ -130,6 +156,9 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
             "store": open_store(args.store, prefix=args.store_prefix),
             "async_store": open_async_store(args.store, prefix=args.store_prefix),
         }
+    for access in args.trust_as:
+        if not is_server_identifier(access, dev_loopback=args.dev):
+            parser.error(f"--trust-as {access}: not a server identifier (https://host)")
     records = args.records
     if records is None:
         # A file of this run's own, deleted when the server stops (--records keeps them).
@@ -152,6 +181,8 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
         claims_supported=("sub", "name"),
         records=records,
         records_migrate=True,
+        trusted_access_servers=tuple(args.trust_as),
+        access_claims=demo_claims,
         **stores,
     )
     ps = PersonServer(config)
@@ -173,6 +204,8 @@ def announce(built: Built, host: str, port: int, framework: str) -> None:
     print(f"person server {built.ps.config.issuer} ({framework})", flush=True)
     print(f"demo person: {PERSON} / {built.password}", flush=True)
     print(f"records: {built.ps.records!r}", flush=True)
+    for access in built.ps.config.trusted_access_servers:
+        print(f"trusts access server {access}", flush=True)
     print(f"listening on http://{host}:{port}", flush=True)
 
 

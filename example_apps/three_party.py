@@ -92,9 +92,14 @@ def label(note: str, response: httpx.Response) -> str:
     return note
 
 
-def show(note: str, request: httpx.Request, response: httpx.Response) -> None:
+def show(
+    note: str,
+    request: httpx.Request,
+    response: httpx.Response,
+    describe: Callable[[str, httpx.Response], str] = label,
+) -> None:
     with _print_lock:
-        print(f"\n  [agent: {note}] {label(note, response)}")
+        print(f"\n  [agent: {note}] {describe(note, response)}")
         show_request(request)
         # Status without the protocol version: the foundation part's line counts stay its own.
         print(f"  < {response.status_code} {response.reason_phrase}")

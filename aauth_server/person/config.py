@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..clock import SYSTEM_CLOCK, Clock
 from ..http import DEFAULT_MAX_BODY
+from ..identifiers import is_server_identifier
 from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
@@ -134,6 +136,25 @@ class PersonServerConfig:
     description: str | None = None
     #: Bytes of a request body the adapters read at most; a larger body answers ``413``.
     max_body: int = DEFAULT_MAX_BODY
+    #: Four-party (digest 5.4, :mod:`.federation`): Access Servers this PS federates to.  A
+    #: resource token whose ``aud`` is one of them goes on to that AS; any other ``aud`` but
+    #: this PS stays ``400 invalid_resource_token``.
+    trusted_access_servers: Sequence[str] = ()
+    #: Or decide per AS issuer: ``(issuer) -> bool`` (in addition to the list).
+    trust_access_server: Callable[[str], bool] | None = None
+    #: The PS's records of the person an AS may ask for (``requirement=claims``):
+    #: ``(ClaimsRequest) -> {name: value}``; a name it leaves out ends the request (``403
+    #: denied``); ``sub`` is never sent.
+    access_claims: Callable[[Any], Mapping[str, Any] | None] | None = None
+    #: Answers an AS clarification for the PS: ``(AccessQuestion) -> str | None``; None
+    #: passes the question on to the agent (when it declared ``clarification``).
+    access_clarification: Callable[[Any], str | None] | None = None
+    #: Seconds one exchange with an AS may take (connect, headers, body); slower answers
+    #: ``502 as_unreachable``.
+    access_timeout: float = 10.0
+    #: PS-AS collapse: an in-process Access Server (same deployment, typically the same
+    #: issuer) the PS calls without the network hop; list its issuer as trusted.
+    local_access_server: Any = None
 
     def __post_init__(self) -> None:
         check_server_settings(self)
@@ -179,6 +200,16 @@ class PersonServerConfig:
             )
         if isinstance(self.records, str) and not self.records:
             raise ConfigurationError("records must be a database URL")
+        if isinstance(self.trusted_access_servers, str):
+            raise ConfigurationError("trusted_access_servers must be a list of issuers")
+        self.trusted_access_servers = tuple(self.trusted_access_servers)
+        for issuer in self.trusted_access_servers:
+            if not is_server_identifier(issuer, dev_loopback=self.dev_loopback):
+                raise ConfigurationError(
+                    f"trusted access server {issuer!r} is not a server identifier"
+                )
+        if not 0 < self.access_timeout <= 120:
+            raise ConfigurationError("access_timeout must be 0..120 seconds")
 
     def _shared_store(self) -> bool:
         from ..storage.memory import MemoryStore

@@ -113,8 +113,10 @@ class TokenEndpoints:
         fields = _request_fields(body, self.server.config)
         chain = yield from self.chained.facts_steps(verified, body, person)
         person = chain.person
+        # Four-party: a resource token for an AS this PS trusts federates (federation.py).
+        access = self.server.federation.access_server_for(body)
         pair = yield from self.server.params.verify_pair_steps(
-            verified, body, key=chain.key(verified)
+            verified, body, key=chain.key(verified), audience=access
         )
         rt = pair.resource_token
         yield from self._note_capabilities_steps(verified, body)
@@ -138,6 +140,8 @@ class TokenEndpoints:
                 400, "invalid_upstream_token", "mission_s256 differs from the upstream token's"
             )
         data.update(chain.data)
+        if access is not None:
+            data["federation"] = self.server.federation.state(access, body, verified)
         mission = None
         if rt.get("mission_s256") is not None and chain.upstream is None:
             mission = yield from self._mission_steps(verified, rt["mission_s256"], person)

@@ -328,6 +328,8 @@ class PendingRequests:
         """What a poll answers; the poll that hands out an outcome fires ``delivered`` first."""
         while True:
             state = state_of(record)
+            if state is State.APPROVED and record.data.get("federation") is not None:
+                return (yield from self.server.federation.poll_steps(record, verified))
             status, error = lifecycle_answer(state)
             if status == 202:
                 raise self.deferred(record)
@@ -352,6 +354,8 @@ class PendingRequests:
         self, data: Mapping[str, Any], verified: VerifiedRequest
     ) -> Steps[HttpResponse]:
         """Mint the approved token for the agent that asked (``data`` as a pending record holds)."""
+        if data.get("federation") is not None:  # four-party: the AS issues (federation.py)
+            return (yield from self.server.federation.first_steps(dict(data), verified))
         handler = self.kinds.get(str(data["kind"]))
         if handler is not None:
             yield from self.server.remember_agent_steps(verified)
@@ -444,6 +448,7 @@ class PendingRequests:
                 yield from fire_steps(record, Event.CANCELLED)
             except Refused:
                 raise problem(410, "gone", "this pending request is finished") from None
+            yield from self.server.federation.cancelled_steps(record)
             return HttpResponse(204, [("Cache-Control", "no-store")], b"")
         if request.method == "POST":
             return (yield from self._action_steps(request, record, verified))
@@ -485,6 +490,8 @@ class PendingRequests:
         self, request: HttpRequest, record: Record, verified: VerifiedRequest
     ) -> Steps[HttpResponse]:
         body = json_body(request)
+        if state_of(record) is State.APPROVED and record.data.get("federation") is not None:
+            return (yield from self.server.federation.action_steps(record, verified, body))
         action = body.get("action")
         limit = self._cfg.max_text
         if action == "clarification_response":

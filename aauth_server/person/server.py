@@ -98,6 +98,9 @@ class PersonServer:
         from .relay import InteractionRelay  # the relay builds on the PS it serves
 
         self.relay = InteractionRelay(self)
+        from .federation import Federation  # four-party: calls out to Access Servers
+
+        self.federation = Federation(self)
         self.mission_endpoints = MissionEndpoints(
             _MissionHost(self),
             mission_path=config.mission_path,
@@ -139,6 +142,7 @@ class PersonServer:
         """Stop the revocation worker; close the sync store and the records' sync pool."""
         self.halt.stop()
         self.outbound.close()
+        self.federation.close()
         try:
             self.store.close()
         finally:

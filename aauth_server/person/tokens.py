@@ -106,17 +106,23 @@ class ParamTokens:
         self.server = server
 
     def verify_pair_steps(
-        self, verified: VerifiedRequest, body: Mapping[str, Any], *, key: PublicKey | None = None
+        self,
+        verified: VerifiedRequest,
+        body: Mapping[str, Any],
+        *,
+        key: PublicKey | None = None,
+        audience: str | None = None,
     ) -> Steps[TokenPair]:
-        """Digest 3.4 "verification by PS/AS", in order, for a three-party request; ``key``
-        is the key the pair is bound to when it is not the signer's (a sub-agent's)."""
+        """Digest 3.4 "verification by PS/AS", in order: the resource token's ``aud`` is this
+        PS (three-party) or ``audience``, the Access Server it federates to (four-party);
+        ``key`` is the key the pair is bound to when it is not the signer's (a sub-agent's)."""
         cfg = self.server.config
         bound = verified.key if key is None else key
         for field in ("resource_token", "presented_token"):
             if not isinstance(body.get(field), str) or not body[field]:
                 raise problem(400, "invalid_request", f"{field} is required")
         _, rt = yield from self._token_steps(
-            body["resource_token"], (TYP_RESOURCE,), "resource", audience=cfg.issuer
+            body["resource_token"], (TYP_RESOURCE,), "resource", audience=audience or cfg.issuer
         )
         if rt["agent_jkt"] != bound.thumbprint:
             raise _fail("resource", "agent_jkt is not the key that signed this request")
