@@ -637,6 +637,25 @@ class RecordOps:
         return [OutboxItem.of(r) for r in rows.rows]
 
     @transaction(write=False)
+    def outbox_for(self, keys: Sequence[tuple[str, str, str]]) -> Work[list[OutboxItem]]:
+        """The messages ``(kind, recipient, jti)`` (those queued), read in one transaction:
+        what a revocation endpoint waits on before it answers (digest 5.7)."""
+        c = t.outbox.c
+        found: list[OutboxItem] = []
+        wanted = list(keys)
+        for start in range(0, len(wanted), 200):
+            chunk = wanted[start : start + 200]
+            jtis = sorted({jti for _, _, jti in chunk})
+            rows = yield Sql(select(t.outbox).where(c.issuer == self.issuer, c.jti.in_(jtis)))
+            want = set(chunk)
+            found += [
+                item
+                for item in (OutboxItem.of(r) for r in rows.rows)
+                if (item.kind, item.recipient, item.jti) in want
+            ]
+        return found
+
+    @transaction(write=False)
     def next_due(self) -> Work[float | None]:
         """When the earliest pending message is due (None: nothing pending)."""
         c = t.outbox.c
