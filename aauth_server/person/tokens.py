@@ -11,9 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import AAuthError
-from ..identifiers import is_server_identifier
-from ..keys.jwk import REQUIRED_MEMBERS, PublicKey
+from ..param_tokens import fail, param_token_steps, same_key
 from ..records import RecordOps, RecordStore
 from ..resource.state import digest_id
 from ..revocation import problem
@@ -21,19 +19,15 @@ from ..steps import Steps
 from ..storage.base import AsyncPendingStore, PendingStore
 from ..tokens.aauth import (
     DWK_PERSON,
-    EXPECTED_DWK,
     TYP_AUTH,
     TYP_PERSON,
     TYP_RESOURCE,
-    check_claims,
-    check_header,
     mint_auth_token,
     mint_person_token,
     new_jti,
     presented_jti,
 )
-from ..tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
-from ..verifier import KeyNeed, VerifiedRequest
+from ..verifier import VerifiedRequest
 
 if TYPE_CHECKING:
     from .server import PersonServer
@@ -101,15 +95,8 @@ class TokenPair:
         return {name: self.resource_token.get(name) for name in FIXED_CLAIMS}
 
 
-def _same_key(jwk: Mapping[str, object], key: PublicKey) -> bool:
-    """``jwk``'s thumbprint is ``key``'s: RFC 7638 hashes exactly these members, so
-    comparing them is the same test without the hashing (agent_jkt is ``key``'s already)."""
-    members = REQUIRED_MEMBERS.get(key.kty, ())
-    return bool(members) and all(jwk.get(m) == key.jwk[m] for m in members)
-
-
-def _fail(name: str, detail: str, code: str = "invalid") -> AAuthError:
-    return problem(400, f"{code}_{name}_token", detail)
+_same_key = same_key
+_fail = fail
 
 
 class ParamTokens:
@@ -165,43 +152,12 @@ class ParamTokens:
     def _token_steps(
         self, raw: str, typs: tuple[str, ...], name: str, *, audience: str
     ) -> Steps[tuple[str, Mapping[str, object]]]:
-        cfg = self.server.config
-        try:
-            token = decode_unverified(raw)
-            typ = check_header(token, typs)
-        except TokenError as exc:
-            raise _fail(name, exc.detail) from exc
-        iss, dwk, kid = token.payload.get("iss"), token.payload.get("dwk"), token.header["kid"]
-        if not is_server_identifier(iss, dev_loopback=cfg.dev_loopback):
-            raise _fail(name, "iss is not a server identifier")
-        if not isinstance(dwk, str) or dwk not in EXPECTED_DWK[typ]:
-            raise _fail(name, f"dwk does not fit {typ}")
-        assert isinstance(iss, str) and isinstance(kid, str)
-        key: PublicKey
-        if (iss, dwk, kid) == (cfg.issuer, DWK_PERSON, cfg.signing_key.kid):
-            key = cfg.signing_key.public  # our own token: no need to discover our own key
-        else:
-            try:
-                key = yield KeyNeed(iss, dwk, kid)
-            except AAuthError as exc:
-                raise _fail(name, f"no usable key: {exc.detail}") from exc
-        try:
-            verify_jwt_signature(token, key, allow_eddsa=cfg.allow_eddsa)
-            return typ, check_claims(
-                token,
-                typ=typ,
-                now=cfg.clock.now(),
-                audience=audience,
-                clock_skew=cfg.signature_window,
-                dev_loopback=cfg.dev_loopback,
-                allow_eddsa=cfg.allow_eddsa,
+        # The verification is shared with the Access Server (aauth_server.param_tokens).
+        return (
+            yield from param_token_steps(
+                self.server.config, raw, typs, name, audience=audience, own_dwk=DWK_PERSON
             )
-        except TokenError as exc:
-            if exc.code == "expired_jwt":
-                raise _fail(name, exc.detail, "expired") from exc
-            if exc.code == "clock_skew":
-                raise problem(400, "clock_skew", f"{name} token: {exc.detail}") from exc
-            raise _fail(name, exc.detail) from exc
+        )
 
     def _revoked_steps(self, iss: str, jti: str) -> Steps[bool]:
         server = self.server

@@ -1,0 +1,198 @@
+"""The Access Server core: framework-neutral, sync and async (digest 1.5, 5.4, 5.5, 7).
+
+Built like the Person Server: adapters route :meth:`AccessServer.routes` to
+:meth:`AccessServer.handle` (sync) or :meth:`AccessServer.ahandle` (async); the protocol
+logic is written once as generators (:mod:`aauth_server.steps`).  Only Person Servers call
+an AS, signing as themselves (``jwks_uri`` scheme, ``dwk="aauth-person.json"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from ..fields import FieldError
+from ..http import HttpRequest, HttpResponse
+from ..records import RecordOp, RecordOps, Txn
+from ..resource.config import discovery_for
+from ..revocation import problem, server_verifier
+from ..signatures.signature_key import parse_signature_key, select_signature_key
+from ..steps import Driver, Steps
+from ..storage.base import Record
+from ..tokens.aauth import DWK_PERSON
+from ..verifier import VerifierConfig
+from .config import WELL_KNOWN_PATH, AccessServerConfig
+from .endpoints import AccessEndpoints
+from .pages import InteractionPage
+from .pending import OPEN, AccessPending
+from .tokens import AccessTokens
+
+T = TypeVar("T")
+log = logging.getLogger("aauth_server.access")
+
+
+class AccessServer:
+    def __init__(self, config: AccessServerConfig) -> None:
+        self.config = config
+        self.discovery = discovery_for(config)
+        self.store, self.async_store = config.stores()
+        #: Durable records: issued auth tokens, revocations.
+        self.records = config.record_store()
+        self.rec = RecordOps(config.issuer)
+        base = VerifierConfig(
+            accept_schemes=("jwks_uri",),
+            accept_algs=config.accept_algs,
+            token_types=(),
+            window=config.signature_window,
+            require_body_coverage=True,
+            allow_eddsa=config.allow_eddsa,
+            dev_loopback=config.dev_loopback,
+        )
+        #: Verifies what Person Servers (and, at /revoke, resources) sign as themselves.
+        self.server_verifier = server_verifier(self.discovery, base, config.clock)
+        self.driver = Driver(
+            self.server_verifier, self.store, self.async_store, subject="the access server"
+        )
+        self.tokens = AccessTokens(self)
+        self.pending = AccessPending(self)
+        self.endpoints = AccessEndpoints(self)
+        self.pages = InteractionPage(self)
+
+    # -- drivers ------------------------------------------------------------------------------
+
+    def run(self, steps: Steps[T]) -> T:
+        return self.driver.run(steps)
+
+    async def arun(self, steps: Steps[T]) -> T:
+        return await self.driver.arun(steps)
+
+    def rop(self, txn: Txn[T]) -> RecordOp:
+        return self.records.op(txn)
+
+    def close(self) -> None:
+        try:
+            self.store.close()
+        finally:
+            self.records.close()
+
+    async def aclose(self) -> None:
+        try:
+            await self.async_store.aclose()
+        finally:
+            await self.records.aclose()
+
+    def handle(self, request: HttpRequest) -> HttpResponse | None:
+        """Answer a request to one of the AS endpoints; None when the path is not ours."""
+        return self.driver.respond(self.handle_steps(request))
+
+    async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
+        return await self.driver.arespond(self.handle_steps(request))
+
+    def handle_steps(self, request: HttpRequest) -> Steps[HttpResponse | None]:
+        cfg = self.config
+        path, method = request.path, request.method
+        if path == WELL_KNOWN_PATH and method in ("GET", "HEAD"):
+            return HttpResponse.json(
+                200, self.metadata(), headers=[("Cache-Control", "public, max-age=3600")]
+            )
+        if path == cfg.jwks_path and method == "GET":
+            return HttpResponse.json(200, {"keys": [cfg.signing_key.public_jwk()]})
+        if path == cfg.token_path and method == "POST":
+            return (yield from self.endpoints.token_steps(request))
+        if path == cfg.revocation_path and method == "POST":
+            return (yield from self.endpoints.revoke_steps(request))
+        if path.startswith(cfg.pending_prefix) and method in ("GET", "POST", "DELETE"):
+            pending_id = path[len(cfg.pending_prefix) :]
+            return (yield from self.pending.handle_steps(request, pending_id))
+        if path == cfg.interact_path and method in ("GET", "POST"):
+            return (yield from self.pages.handle_steps(request))
+        return None
+
+    def routes(self) -> list[tuple[str, str]]:
+        """``(method, path)`` pairs to route to :meth:`handle`; a path ending in ``/`` is a
+        prefix."""
+        cfg = self.config
+        prefix = cfg.pending_prefix
+        return [
+            ("GET", WELL_KNOWN_PATH),
+            ("GET", cfg.jwks_path),
+            ("POST", cfg.token_path),
+            ("POST", cfg.revocation_path),
+            ("GET", prefix),
+            ("POST", prefix),
+            ("DELETE", prefix),
+            ("GET", cfg.interact_path),
+            ("POST", cfg.interact_path),
+        ]
+
+    def metadata(self) -> dict[str, Any]:
+        cfg = self.config
+        doc: dict[str, Any] = {
+            "issuer": cfg.issuer,
+            "jwks_uri": cfg.url_for(cfg.jwks_path),
+            "auth_token_endpoint": cfg.url_for(cfg.token_path),
+            "revocation_endpoint": cfg.url_for(cfg.revocation_path),
+            "accept_signature_algs": list(cfg.accept_algs),
+        }
+        if cfg.name:
+            doc["name"] = cfg.name
+        return doc
+
+    # -- shared by the endpoints --------------------------------------------------------------
+
+    def verify_ps_steps(self, request: HttpRequest, *, check_trust: bool = True) -> Steps[str]:
+        """The Person Server that signed ``request`` (``jwks_uri``, ``aauth-person.json``).
+
+        A PS this AS does not trust is ``403 denied`` before any of its keys is fetched."""
+        cfg = self.config
+        header = request.header("signature-key")
+        if check_trust and header is not None:
+            try:
+                ids = [
+                    str(entry.params.get("id"))
+                    for entry in parse_signature_key(header).values()
+                    if entry.scheme == "jwks_uri"
+                ]
+            except FieldError:
+                ids = []  # the verifier answers 401 for a malformed field
+            if ids and not any(cfg.trusts(i) for i in ids):
+                raise problem(403, "denied", "this Access Server does not trust that Person Server")
+        verified = yield from self.server_verifier.steps(request)
+        caller = verified.issuer
+        assert caller is not None
+        dwk = select_signature_key(header, verified.label).params.get("dwk")
+        if dwk != DWK_PERSON:
+            raise problem(403, "denied", "only a Person Server (aauth-person.json) calls an AS")
+        if check_trust and not cfg.trusts(caller):
+            raise problem(403, "denied", "this Access Server does not trust that Person Server")
+        return caller
+
+    def revoked_steps(self, caller: str, dwk: object, jti: str) -> Steps[HttpResponse]:
+        """After a revocation is recorded: the cascade (h-rev's access/revocation.py) goes
+        here.  Without one, the revocation is terminal now: ``200``, empty body."""
+        return HttpResponse(200, [("Cache-Control", "no-store")], b"")
+        yield  # a generator: the cascade will need steps
+
+    # -- operators ----------------------------------------------------------------------------
+
+    def decide_steps(self, pending_id: str, approved: bool) -> Steps[Record]:
+        """An operator's answer to a ``requirement=approval`` request; the policy then
+        decides again with ``request.approved`` set."""
+        record = yield from self.pending.get_steps(pending_id)
+
+        def answer(data: dict[str, Any]) -> None:
+            if data["state"] != OPEN or data.get("requirement") != "approval":
+                raise problem(409, "conflict", "this request is not waiting for approval")
+            data["approved"] = approved
+            self.pending.decide(data)
+
+        return (yield from self.pending.change_steps(record, answer))
+
+    def decide(self, pending_id: str, approved: bool) -> Record:
+        return self.run(self.decide_steps(pending_id, approved))
+
+    async def adecide(self, pending_id: str, approved: bool) -> Record:
+        return await self.arun(self.decide_steps(pending_id, approved))
+
+
+__all__ = ["AccessServer"]
