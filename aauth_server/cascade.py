@@ -133,11 +133,11 @@ def closure_steps(
         if (iss, jti) in visited:
             continue
         visited.add((iss, jti))
-        for match in (
-            {"presented_iss": iss, "presented_jti": jti},
-            {"upstream_iss": iss, "upstream_jti": jti},
+        for txn in (
+            ops.issued_where(unexpired_at=now, presented_iss=iss, presented_jti=jti),
+            ops.issued_where(unexpired_at=now, upstream_iss=iss, upstream_jti=jti),
         ):
-            tokens = yield Guarded(records.op(ops.issued_where(unexpired_at=now, **match)))
+            tokens: list[IssuedToken] = yield Guarded(records.op(txn))
             for token in tokens:
                 if token.jti not in found:
                     found[token.jti] = token
@@ -220,7 +220,8 @@ class CascadeWorker:
         return targets
 
     def status_steps(self, targets: Sequence[Target]) -> Steps[list[OutboxItem]]:
-        return (yield Guarded(self.records.op(self.ops.outbox_for(targets))))
+        items: list[OutboxItem] = yield Guarded(self.records.op(self.ops.outbox_for(targets)))
+        return items
 
     # -- sending ------------------------------------------------------------------------------
 

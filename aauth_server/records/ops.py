@@ -406,6 +406,18 @@ class RecordOps:
         return [IssuedToken.of(r) for r in rows.rows]
 
     @transaction()
+    def presented_to(self, jti: str, recipient: str) -> Work[bool]:
+        """Note the Access Server an issued person token was presented to (the PS's
+        federation): revoking the token revokes it there too (digest 5.7)."""
+        c = t.issued_tokens.c
+        done = yield Sql(
+            update(t.issued_tokens)
+            .where(c.issuer == self.issuer, c.jti == jti)
+            .values(presented_to=recipient)
+        )
+        return bool(done.rowcount)
+
+    @transaction()
     def mark_revoked(self, jtis: Iterable[str], *, now: float) -> Work[int]:
         c = t.issued_tokens.c
         wanted = list(jtis)

@@ -10,6 +10,7 @@ the PS's hold and answers ``202``.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from aauth_server.access import AccessServer, AccessServerConfig
 from aauth_server.agent import Agent, AgentProvider
 from aauth_server.agent.flow import AgentFlow, Interaction
 from aauth_server.asgi import async_asgi_app
@@ -29,7 +31,7 @@ from aauth_server.outbound import OutboundClient, ServerSigner
 from aauth_server.person import PersonServer, PersonServerConfig
 from aauth_server.person.policy import DefaultPolicy
 from aauth_server.revocation_client import RevocationClient
-from aauth_server.tokens.aauth import DWK_AGENT
+from aauth_server.tokens.aauth import DWK_AGENT, DWK_PERSON
 from aauth_server.tokens.jwt import decode_unverified
 from tests.person.ps_harness import SUBJECT_SECRET
 from tests.threaded_uvicorn import ThreadedUvicorn
@@ -101,6 +103,8 @@ class Net:
     rs_url: str
     slow: SlowRevoke
     servers: list[ThreadedUvicorn]
+    access: AccessServer | None = None
+    as_url: str = ""
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30, trust_env=False))
 
     def agent(self, local: str = "assistant") -> Agent:
@@ -127,6 +131,27 @@ class Net:
     def ap_client(self) -> RevocationClient:
         return self.signer_client(self.ap.key, self.ap.issuer, DWK_AGENT)
 
+    def ps_client(self) -> RevocationClient:
+        """A revocation client signing as the PS (what its cascade and federation sign with)."""
+        return self.signer_client(self.ps.config.signing_key, self.ps_url, DWK_PERSON)
+
+    def federate(self, agent: Agent, resource_token: str, person_token: str) -> str:
+        """The PS's call to the AS for an auth token (digest 5.4), signed as the PS; the
+        AS records the auth token against the person token.  (What h-fed's federation does
+        from the PS's auth token endpoint.)"""
+        client = self.ps_client().client
+        assert client is not None
+        body = {
+            "resource_token": resource_token,
+            "agent_token": agent.token,
+            "presented_token": person_token,
+        }
+        answer = client.request("POST", self.as_url + "/token", json=body)
+        assert answer.status == 200, answer.body
+        token = json.loads(answer.body)["auth_token"]
+        assert isinstance(token, str)
+        return token
+
     def call(self, agent: Agent, path: str, token: str) -> httpx.Response:
         """One signed call to the resource presenting ``token`` (no requirement loop)."""
         flow = self.flow(agent)
@@ -138,14 +163,16 @@ def agent_claims(agent: Agent) -> dict[str, Any]:
 
 
 @contextmanager
-def network(**ps_settings: Any) -> Iterator[Net]:
+def network(*, access: bool = False, **ps_settings: Any) -> Iterator[Net]:
+    """AP, PS and resource (and, with ``access``, an Access Server the resource sends its
+    resource tokens to: four-party)."""
     from aauth_server_starlette import AAuth
 
     from example_apps.starlette_resource import SCOPES, create_app
 
-    ap_app, ps_app, rs_app = Lazy(), Lazy(), Lazy()
-    servers = [ThreadedUvicorn(app) for app in (ap_app, ps_app, rs_app)]
-    ap_server, ps_server, rs_server = servers
+    ap_app, ps_app, rs_app, as_app = Lazy(), Lazy(), Lazy(), Lazy()
+    servers = [ThreadedUvicorn(app) for app in (ap_app, ps_app, rs_app, as_app)]
+    ap_server, ps_server, rs_server, as_server = servers
     ap = AgentProvider(ap_server.origin, dev_loopback=True, ps=ps_server.origin)
     ap_app.handler = ap.handle
     settings: dict[str, Any] = {
@@ -162,6 +189,18 @@ def network(**ps_settings: Any) -> Iterator[Net]:
     settings.update(ps_settings)
     ps = PersonServer(PersonServerConfig(**settings))
     ps_app.handler = ps.ahandle
+    access_server = None
+    if access:
+        access_server = AccessServer(
+            AccessServerConfig(
+                issuer=as_server.origin,
+                signing_key=PrivateKey.generate("Ed25519", kid="as-1"),
+                trusted_ps=(ps_server.origin,),
+                dev_loopback=True,
+                records="sqlite://",
+            )
+        )
+        as_app.handler = access_server.ahandle
     aauth = AAuth(
         issuer=rs_server.origin,
         dev_loopback=True,
@@ -169,16 +208,20 @@ def network(**ps_settings: Any) -> Iterator[Net]:
         scope_descriptions=SCOPES,
         revocation_path="/aauth/revoke",
         trusted_ps=(ps_server.origin,),
+        access_server=as_server.origin if access else None,
     )
     slow = SlowRevoke(create_app(aauth), "/aauth/revoke")
     rs_app.app = slow
     for server in servers:
         server.start()
     net = Net(ap, ps, ps_server.origin, rs_server.origin, slow, servers)
+    net.access, net.as_url = access_server, as_server.origin
     try:
         yield net
     finally:
         net.http.close()
         ps.close()
+        if access_server is not None:
+            access_server.close()
         for server in servers:
             server.stop()

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 
+from aauth_server.agent import Agent
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.revocation_client import PENDING, REVOKED
 from aauth_server.tokens.aauth import DWK_AGENT, DWK_PERSON
 from tests.revocation.net import Net, agent_claims, network, signature_error
 
 
-def _tokens(net: Net, local: str = "assistant") -> tuple[object, str, str]:
+def _tokens(net: Net, local: str = "assistant") -> tuple[Agent, str, str]:
     agent = net.agent(local)
     flow = net.flow(agent)
     assert flow.request("GET", net.rs_url + "/data").status_code == 200
@@ -30,7 +31,7 @@ def test_the_agent_token_revoked_at_the_ps_revokes_its_tokens_at_the_resource() 
     with network() as net:
         agent, person_token, auth_token = _tokens(net)
         other, other_person, other_auth = _tokens(net, "helper")
-        claims = agent_claims(agent)  # type: ignore[arg-type]
+        claims = agent_claims(agent)
         result = net.ap_client().revoke(
             net.ps_url + "/revoke", str(claims["jti"]), float(claims["exp"])
         )
@@ -42,25 +43,25 @@ def test_the_agent_token_revoked_at_the_ps_revokes_its_tokens_at_the_resource() 
             ("person", "revoked"),
         ]
         for path, token in (("/data", auth_token), ("/profile", person_token)):
-            refused = net.call(agent, path, token)  # type: ignore[arg-type]
+            refused = net.call(agent, path, token)
             assert refused.status_code == 401, (path, refused.text)
             assert signature_error(refused) == "revoked_jwt"
         # The PS denies the agent token itself.
-        flow = net.flow(agent)  # type: ignore[arg-type]
+        flow = net.flow(agent)
         denied = flow._send(
             "PS", "POST", net.ps_url + "/person", agent.token, {"resource": net.rs_url}
-        )  # type: ignore[attr-defined]
+        )
         assert denied.status_code == 401 and signature_error(denied) == "revoked_jwt"
         # Another agent's tokens are untouched.
-        assert net.call(other, "/data", other_auth).status_code == 200  # type: ignore[arg-type]
-        assert net.call(other, "/profile", other_person).status_code == 200  # type: ignore[arg-type]
+        assert net.call(other, "/data", other_auth).status_code == 200
+        assert net.call(other, "/profile", other_person).status_code == 200
 
 
 def test_a_slow_cascade_answers_202_and_is_polled_to_completion() -> None:
     with network(revocation_hold=0.2) as net:
         agent, _person_token, auth_token = _tokens(net)
         net.slow.delay = 1.5
-        claims = agent_claims(agent)  # type: ignore[arg-type]
+        claims = agent_claims(agent)
         client = net.ap_client()
         first = client.attempt(net.ps_url + "/revoke", str(claims["jti"]), float(claims["exp"]))
         assert first.status == 202 and first.outcome == PENDING, first
@@ -81,7 +82,7 @@ def test_a_slow_cascade_answers_202_and_is_polled_to_completion() -> None:
             assert polls < 30
         assert attempt.outcome == REVOKED and attempt.status == 200
         assert attempt.downstream == ()  # PS -> AP: an empty body
-        refused = net.call(agent, "/data", auth_token)  # type: ignore[arg-type]
+        refused = net.call(agent, "/data", auth_token)
         assert refused.status_code == 401 and signature_error(refused) == "revoked_jwt"
         # Once answered, the pending URL is gone.
         again = client.attempt("", str(claims["jti"]), 0, poll_url)
@@ -92,7 +93,7 @@ def test_prefer_wait_holds_the_answer_until_the_cascade_is_done() -> None:
     with network(revocation_hold=0.1) as net:
         agent, _person_token, _auth_token = _tokens(net)
         net.slow.delay = 0.5
-        claims = agent_claims(agent)  # type: ignore[arg-type]
+        claims = agent_claims(agent)
         outbound = net.ap_client().client
         assert outbound is not None
         body = {"jti": claims["jti"], "exp": claims["exp"]}
@@ -105,7 +106,7 @@ def test_prefer_wait_holds_the_answer_until_the_cascade_is_done() -> None:
 def test_a_repeat_re_attempts_what_failed() -> None:
     with network(revocation_attempts=1) as net:
         agent, _person_token, auth_token = _tokens(net)
-        claims = agent_claims(agent)  # type: ignore[arg-type]
+        claims = agent_claims(agent)
         jti, exp = str(claims["jti"]), float(claims["exp"])
         # The resource fails the first revocation: the PS gives up after one attempt, and
         # answers 200 all the same (revocation_unavailable is terminal).
@@ -114,14 +115,14 @@ def test_a_repeat_re_attempts_what_failed() -> None:
         assert first.status == REVOKED
         statuses = {i.status for i in net.ps.records.run(net.ps.rec.outbox_items())}
         assert statuses == {"unavailable"}
-        assert net.call(agent, "/data", auth_token).status_code == 200  # type: ignore[arg-type]
+        assert net.call(agent, "/data", auth_token).status_code == 200
         # The AP repeats it: the failures are sent again, and this time they land.
         net.slow.fail = False
         again = net.ap_client().revoke(net.ps_url + "/revoke", jti, exp)
         assert again.status == REVOKED
         statuses = {i.status for i in net.ps.records.run(net.ps.rec.outbox_items())}
         assert statuses == {"revoked"}
-        refused = net.call(agent, "/data", auth_token)  # type: ignore[arg-type]
+        refused = net.call(agent, "/data", auth_token)
         assert refused.status_code == 401 and signature_error(refused) == "revoked_jwt"
 
 
