@@ -207,6 +207,7 @@ def network(*, access: bool = False, **ps_settings: Any) -> Iterator[Net]:
         signing_key=PrivateKey.generate("Ed25519", kid="rs-1"),
         scope_descriptions=SCOPES,
         revocation_path="/aauth/revoke",
+        authorization_path="/aauth/authorize",
         trusted_ps=(ps_server.origin,),
         access_server=as_server.origin if access else None,
     )
