@@ -12,7 +12,10 @@ Stories (``--story NAME``, repeatable; all by default, in this order):
 - ``missions`` (:mod:`example_apps.mission_story`): a mission proposed and approved (the
   person edits it), tokens inside it granted without asking, one outside it denied, Suspend
   in Mission Control (the agent's auth token refused at the resource), Resume, completion
-  after a follow-up, and the audit trail; the PS keeps its records in a SQLite file.
+  after a follow-up, and the audit trail; the PS keeps its records in a SQLite file;
+- ``cascade`` (:mod:`example_apps.cascade_story`): the agent provider revokes the agent token
+  at the PS, which revokes the agent's tokens at the resource before it answers ``200``: the
+  resource refuses the auth token with ``revoked_jwt``.
 
 Pending state lives in Redis when one answers on 127.0.0.1:6379 (under a fresh key prefix,
 deleted afterwards), else in memory; the first line says which (``--store`` chooses).
@@ -295,12 +298,13 @@ def foundation(ctx: DemoContext) -> None:
 
 
 def _stories() -> list[Story]:
-    from . import mission_story, three_party  # they reuse this module's printers
+    from . import cascade_story, mission_story, three_party  # they reuse this module's printers
 
     return [
         Story("foundation", "agent-token access on every resource", foundation),
         *three_party.STORIES,
         *mission_story.STORIES,
+        *cascade_story.STORIES,
         Story("ath", "ATH: a native service and a gateway, end to end", ath),
     ]
 
