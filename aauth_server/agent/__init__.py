@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from .client import AAuthSigner, Agent
-from .provider import ENROLL_PATH, JWKS_PATH, METADATA_PATH, AgentProvider
+from .provider import ENROLL_PATH, JWKS_PATH, METADATA_PATH, SUBAGENT_PATH, AgentProvider
 
-__all__ = ["ENROLL_PATH", "JWKS_PATH", "METADATA_PATH", "AAuthSigner", "Agent", "AgentProvider"]
+__all__ = [
+    "ENROLL_PATH",
+    "JWKS_PATH",
+    "METADATA_PATH",
+    "SUBAGENT_PATH",
+    "AAuthSigner",
+    "Agent",
+    "AgentProvider",
+]

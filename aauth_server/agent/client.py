@@ -106,3 +106,23 @@ class Agent:
             if client is None:
                 http.close()
         return cls(key, data["agent_token"], data["agent"])
+
+    def spawn_dev(
+        self, provider_url: str, name: str, *, client: httpx.Client | None = None
+    ) -> Agent:
+        """A sub-agent of this agent (its own key) from a development agent provider."""
+        from .provider import SUBAGENT_PATH
+
+        key = PrivateKey.generate("Ed25519")
+        http = client or httpx.Client(timeout=10)
+        try:
+            response = http.post(
+                provider_url.rstrip("/") + SUBAGENT_PATH,
+                json={"parent_token": self.token, "name": name, "jwk": key.public_jwk()},
+            )
+            response.raise_for_status()
+            data = response.json()
+        finally:
+            if client is None:
+                http.close()
+        return type(self)(key, data["agent_token"], data["agent"])

@@ -11,6 +11,11 @@
 - ``requirement=interaction``: relay it to the PS interaction endpoint first and direct the
   user itself (a callback) when the PS answers ``424 interaction_unavailable`` (digest 6.3).
 
+Chaining and sub-agents (digest 9): ``upstream_token`` (an intermediary's flow) is sent with
+every person- and auth-token request; a sub-agent's flow gets its tokens through its parent
+(``mediator=ParentMediated(parent_flow, subagent)``), which asks its PS with
+``subagent_token``.
+
 Choices the digest leaves open, made here: an interaction URL on the PS's own origin is not
 relayed back to that PS (its pending URL is authoritative and it already knows the person must
 act); a long poll that comes back ``202`` is followed by the next long poll at once (the
@@ -24,7 +29,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 import httpx
@@ -147,13 +152,21 @@ class AgentFlow:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Clock = SYSTEM_CLOCK,
+        upstream_token: str | None = None,
+        mediator: TokenSource | None = None,
     ) -> None:
         self.agent = agent
+        #: Call chaining: the token the caller presented to this intermediary (digest 9).
+        self.upstream_token = upstream_token
+        #: A sub-agent's parent, which gets its person and auth tokens (parent-mediated).
+        self.mediator = mediator
         #: Transport only: the flow passes its own ``auth`` on every send (see the module doc).
         self.client = client if client is not None else httpx.Client(timeout=30)
         self._owns_client = client is None
         self.interact = interact
         self.clarify = clarify
+        if ps is None and mediator is not None:
+            ps = mediator.ps  # a mediated sub-agent never calls a PS itself
         self.ps = (ps or _ps_claim(agent.token)).rstrip("/")
         self.capabilities = list(capabilities)
         if clarify is None and "clarification" in self.capabilities:
@@ -201,7 +214,8 @@ class AgentFlow:
                 self.auth_tokens.pop(resource, None)
                 if self.person_tokens.get(resource) in fresh:
                     return response
-                self.person_tokens[resource] = self.person_token(resource)
+                source = self.mediator or self
+                self.person_tokens[resource] = source.person_token(resource)
                 fresh.add(self.person_tokens[resource])
             elif name == "auth-token" and status in (401, 202):
                 refused_again = token in fresh and token == self.auth_tokens.get(resource)
@@ -209,7 +223,8 @@ class AgentFlow:
                     return response
                 if not req.resource_token:
                     raise FlowError("auth-token requirement without a resource token", response)
-                self.auth_tokens[resource] = self.auth_token(req.resource_token, token)
+                source = self.mediator or self
+                self.auth_tokens[resource] = source.auth_token(req.resource_token, token)
                 fresh.add(self.auth_tokens[resource])
                 if status == 202:
                     return self._poll_resource(response, self.auth_tokens[resource])
@@ -250,20 +265,27 @@ class AgentFlow:
             self._ps_metadata = body
         return self._ps_metadata
 
-    def person_token(self, resource: str) -> str:
-        body: dict[str, Any] = {"resource": resource, **self._hints()}
+    def person_token(self, resource: str, *, subagent_token: str | None = None) -> str:
+        """A person token for ``resource`` (for the sub-agent of ``subagent_token``)."""
+        body: dict[str, Any] = {"resource": resource, **self._hints(subagent_token)}
         return self._token("person_token_endpoint", "person_token", body)
 
-    def auth_token(self, resource_token: str, presented_token: str) -> str:
+    def auth_token(
+        self, resource_token: str, presented_token: str, *, subagent_token: str | None = None
+    ) -> str:
         body: dict[str, Any] = {
             "resource_token": resource_token,
             "presented_token": presented_token,
-            **self._hints(),
+            **self._hints(subagent_token),
         }
         return self._token("auth_token_endpoint", "auth_token", body)
 
-    def _hints(self) -> dict[str, Any]:
+    def _hints(self, subagent_token: str | None = None) -> dict[str, Any]:
         hints: dict[str, Any] = {"capabilities": self.capabilities}
+        if self.upstream_token is not None:
+            hints["upstream_token"] = self.upstream_token
+        if subagent_token is not None:
+            hints["subagent_token"] = subagent_token
         if self.justification:
             hints["justification"] = self.justification
         return hints
@@ -414,6 +436,39 @@ class AgentFlow:
         return response
 
 
+class TokenSource(Protocol):
+    """Who gets a flow's person and auth tokens: the flow itself, or a sub-agent's parent."""
+
+    @property
+    def ps(self) -> str: ...
+
+    def person_token(self, resource: str) -> str: ...
+
+    def auth_token(self, resource_token: str, presented_token: str) -> str: ...
+
+
+class ParentMediated:
+    """A sub-agent's token source: its parent asks the parent's PS with ``subagent_token``
+    (digest 9, parent-mediated).  The sub-agent presents the tokens and signs its own
+    requests to resources; the PS refuses token requests the sub-agent would sign."""
+
+    def __init__(self, parent: AgentFlow, subagent: Agent) -> None:
+        self.parent = parent
+        self.subagent = subagent
+
+    @property
+    def ps(self) -> str:
+        return self.parent.ps
+
+    def person_token(self, resource: str) -> str:
+        return self.parent.person_token(resource, subagent_token=self.subagent.token)
+
+    def auth_token(self, resource_token: str, presented_token: str) -> str:
+        return self.parent.auth_token(
+            resource_token, presented_token, subagent_token=self.subagent.token
+        )
+
+
 #: No signature (the PS metadata is public), whatever auth the client carries.
 _UNSIGNED = httpx.Auth()
 
@@ -434,6 +489,8 @@ __all__ = [
     "FlowError",
     "Interaction",
     "Observer",
+    "ParentMediated",
     "RelayOutcome",
+    "TokenSource",
     "requirement_of",
 ]

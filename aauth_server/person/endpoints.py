@@ -23,6 +23,7 @@ from ..revocation import RateLimit, json_body, problem, revocation_steps
 from ..steps import Steps
 from ..tokens.aauth import DWK_AGENT, DWK_RESOURCE
 from ..verifier import VerifiedRequest
+from .chained import ChainedRequests
 from .policy import AUTH, PERSON, Approve, AskAgent, AskPerson, Decision, Deny, mission_rule
 from .questions import policy_request
 from .subjects import Presence
@@ -42,7 +43,6 @@ DECISION_WORDS = {
 
 PROMPTS = ("none", "login", "consent", "select_account")
 PLATFORMS = ("web", "mobile", "desktop", "workload", "self-hosted")
-_UNSUPPORTED = ("subagent_token", "upstream_token")
 _TEXT = ("justification", "login_hint", "tenant", "domain_hint", "device")
 #: Longest capability name accepted (the registered ones are a few characters).
 MAX_CAPABILITY = 64
@@ -51,9 +51,6 @@ MAX_CAPABILITY = 64
 def _request_fields(body: Mapping[str, Any], cfg: PersonServerConfig) -> dict[str, Any]:
     """The optional parameters both token endpoints share, validated (every agent-supplied
     string within its configured length: it is stored for the pending request's life)."""
-    for name in _UNSUPPORTED:
-        if name in body:
-            raise problem(400, "invalid_request", f"{name} is not supported by this PS")
     fields: dict[str, Any] = {}
     for name in _TEXT:
         value = body.get(name)
@@ -95,6 +92,8 @@ class TokenEndpoints:
     def __init__(self, server: PersonServer) -> None:
         self.server = server
         self.rate_limit = RateLimit(server.config.revocations_per_minute)
+        #: upstream_token and subagent_token (call chaining, sub-agents: chained.py).
+        self.chained = ChainedRequests(server)
 
     # -- person token endpoint (digest 5.2) ---------------------------------------------------
 
@@ -105,8 +104,11 @@ class TokenEndpoints:
         if not is_server_identifier(resource, dev_loopback=self.server.config.dev_loopback):
             raise problem(400, "invalid_request", "resource must be a server identifier")
         fields = _request_fields(body, self.server.config)
+        chain = yield from self.chained.facts_steps(verified, body, person)
+        person = chain.person
         yield from self._note_capabilities_steps(verified, body)
         data = {**self._agent_data(verified), **fields, "kind": PERSON, "resource": resource}
+        data.update(chain.data)
         data["tenant_hint"] = data.pop("tenant")  # a hint: person tokens carry no tenant here
         data["scope"] = []
         mission = None
@@ -120,7 +122,11 @@ class TokenEndpoints:
         verified, person = yield from self.server.agent_steps(request, token_request=True)
         body = _body(request)
         fields = _request_fields(body, self.server.config)
-        pair = yield from self.server.params.verify_pair_steps(verified, body)
+        chain = yield from self.chained.facts_steps(verified, body, person)
+        person = chain.person
+        pair = yield from self.server.params.verify_pair_steps(
+            verified, body, key=chain.key(verified)
+        )
         rt = pair.resource_token
         yield from self._note_capabilities_steps(verified, body)
         resource = str(rt["iss"])
@@ -138,8 +144,13 @@ class TokenEndpoints:
             "tenant": rt.get("tenant"),
             "fixed": pair.fixed(),
         }
+        if chain.upstream is not None and rt.get("mission_s256") != chain.upstream.mission_s256:
+            raise problem(
+                400, "invalid_upstream_token", "mission_s256 differs from the upstream token's"
+            )
+        data.update(chain.data)
         mission = None
-        if rt.get("mission_s256") is not None:
+        if rt.get("mission_s256") is not None and chain.upstream is None:
             mission = yield from self._mission_steps(verified, rt["mission_s256"], person)
         return (yield from self._decide_steps(verified, data, person, mission))
 

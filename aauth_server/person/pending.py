@@ -26,6 +26,7 @@ from ..revocation import json_body, problem
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
+from .chained import bound_key
 from .lifecycle import OPEN, TERMINAL, Event, LifecycleError, State, body_status, next_state
 from .lifecycle import poll_answer as lifecycle_answer
 from .policy import AUTH
@@ -265,6 +266,10 @@ class PendingRequests:
         else:
             now = self._cfg.clock.now()
             deadline = float(data["expires_at"])
+            for cap in ("upstream_exp", "subagent_exp"):
+                # A chained request ends when its upstream token does (digest 9).
+                if data.get(cap) is not None:
+                    deadline = min(deadline, float(data[cap]))
             question = self.open_question(data) if state in _ASKING else None
             if question is not None and question.get("timeout") is not None:
                 deadline = min(deadline, float(question["asked_at"]) + int(question["timeout"]))
@@ -405,6 +410,8 @@ class PendingRequests:
             sub=issued.sub,
             mission=None if mission is None else str(mission),
             scope=" ".join(granted) or None,
+            upstream_iss=data.get("upstream_iss"),
+            upstream_jti=data.get("upstream_jti"),
         )
         entries: list[Mapping[str, Any]] = []
         if mission is not None:
@@ -500,7 +507,9 @@ class PendingRequests:
         elif action == "updated_request":
             if record.data["kind"] != AUTH:
                 raise problem(400, "invalid_request", "only auth-token requests can be updated")
-            pair = yield from self.server.params.verify_pair_steps(verified, body)
+            pair = yield from self.server.params.verify_pair_steps(
+                verified, body, key=bound_key(verified, record.data)
+            )
             if pair.fixed() != {k: record.data["fixed"][k] for k in FIXED_CLAIMS}:
                 raise problem(
                     400, "invalid_resource_token", "the new resource token changes fixed claims"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..keys.jwk import PublicKey
 from ..param_tokens import fail, param_token_steps, same_key
 from ..records import RecordOps, RecordStore
 from ..resource.state import digest_id
@@ -28,6 +29,7 @@ from ..tokens.aauth import (
     presented_jti,
 )
 from ..verifier import VerifiedRequest
+from .chained import bound_key
 
 if TYPE_CHECKING:
     from .server import PersonServer
@@ -104,24 +106,26 @@ class ParamTokens:
         self.server = server
 
     def verify_pair_steps(
-        self, verified: VerifiedRequest, body: Mapping[str, Any]
+        self, verified: VerifiedRequest, body: Mapping[str, Any], *, key: PublicKey | None = None
     ) -> Steps[TokenPair]:
-        """Digest 3.4 "verification by PS/AS", in order, for a three-party request."""
+        """Digest 3.4 "verification by PS/AS", in order, for a three-party request; ``key``
+        is the key the pair is bound to when it is not the signer's (a sub-agent's)."""
         cfg = self.server.config
+        bound = verified.key if key is None else key
         for field in ("resource_token", "presented_token"):
             if not isinstance(body.get(field), str) or not body[field]:
                 raise problem(400, "invalid_request", f"{field} is required")
         _, rt = yield from self._token_steps(
             body["resource_token"], (TYP_RESOURCE,), "resource", audience=cfg.issuer
         )
-        if rt["agent_jkt"] != verified.jkt:
+        if rt["agent_jkt"] != bound.thumbprint:
             raise _fail("resource", "agent_jkt is not the key that signed this request")
         typ, presented = yield from self._token_steps(
             body["presented_token"], (TYP_PERSON, TYP_AUTH), "presented", audience=str(rt["iss"])
         )
         cnf = presented.get("cnf")
         assert isinstance(cnf, dict)
-        if not _same_key(cnf["jwk"], verified.key):
+        if not _same_key(cnf["jwk"], bound):
             raise _fail("presented", "cnf.jwk is not the key named by agent_jkt")
         issuer = presented["iss"] if typ == TYP_PERSON else presented["ps"]
         if presented["jti"] != presented_jti(rt):
@@ -183,7 +187,10 @@ class ParamTokens:
         """A person token for ``data["resource"]``; None when no lifetime is left."""
         cfg = self.server.config
         lifetime = self._lifetime(
-            cfg.person_token_lifetime, verified.claims.get("exp"), data.get("mission_expires")
+            cfg.person_token_lifetime,
+            verified.claims.get("exp"),
+            data.get("mission_expires"),
+            *_chain_caps(data),
         )
         if lifetime <= 0:
             return None
@@ -195,7 +202,7 @@ class ParamTokens:
             iss=cfg.issuer,
             aud=str(data["resource"]),
             sub=sub,
-            cnf_jwk=verified.key,
+            cnf_jwk=bound_key(verified, data),
             now=now,
             lifetime=lifetime,
             mission_s256=data.get("mission_s256"),
@@ -213,6 +220,7 @@ class ParamTokens:
             verified.claims.get("exp"),
             data.get("presented_exp"),
             data.get("mission_expires"),
+            *_chain_caps(data),
         )
         if lifetime <= 0:
             return None
@@ -226,7 +234,7 @@ class ParamTokens:
             aud=str(data["resource"]),
             ps=cfg.issuer,
             sub=str(data["rt_sub"]),
-            cnf_jwk=verified.key,
+            cnf_jwk=bound_key(verified, data),
             now=now,
             lifetime=lifetime,
             scope=" ".join(sorted(data["granted"])) or None,
@@ -235,3 +243,9 @@ class ParamTokens:
             jti=jti,
         )
         return Minted(token, lifetime, jti, int(now), int(now) + lifetime, str(data["rt_sub"]))
+
+
+def _chain_caps(data: Mapping[str, Any]) -> tuple[object, ...]:
+    """A chained token expires no later than its upstream token, a sub-agent's no later than
+    the sub-agent token (digest 3.3, 3.5)."""
+    return (data.get("upstream_exp"), data.get("subagent_exp"))

@@ -154,7 +154,9 @@ def test_a_ps_revokes_a_person_token_it_presented() -> None:
     assert (response.status, response.body) == (200, b"")
     again = aw.send(aw.token_request(body))
     assert body_of(again)["error"] == "revoked_presented_token"
-    assert revoke(aw, None, {"jti": jti, "exp": int(aw.clock.now()) + 600}).status == 200  # idempotent
+    assert (
+        revoke(aw, None, {"jti": jti, "exp": int(aw.clock.now()) + 600}).status == 200
+    )  # idempotent
 
 
 def test_a_resource_revokes_its_resource_token() -> None:

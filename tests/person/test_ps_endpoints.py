@@ -192,8 +192,6 @@ def test_prompt_consent_overrides_auto_approval_and_prompt_none_refuses_to_ask(m
         {"resource": "https://resource.example/"},
         {"resource": RESOURCE, "capabilities": "interaction"},
         {"resource": RESOURCE, "mission_s256": "abc"},
-        {"resource": RESOURCE, "subagent_token": "x.y.z"},
-        {"resource": RESOURCE, "upstream_token": "x.y.z"},
         {"resource": RESOURCE, "device": "x" * 65},
         {"resource": RESOURCE, "prompt": "always"},
         {"resource": RESOURCE, "justification": 7},
@@ -324,8 +322,9 @@ def _other_key_person_token(pw: PsWorld) -> str:
 AUTH_ERRORS: list[tuple[str, Any, str]] = [
     ("no-resource-token", lambda pw: {"presented_token": pw.person_token()}, "invalid_request"),
     ("no-presented-token", lambda pw: {"resource_token": "x"}, "invalid_request"),
-    ("upstream", lambda pw: {**_rt(pw), "upstream_token": "x.y.z"}, "invalid_request"),
-    ("subagent", lambda pw: {**_rt(pw), "subagent_token": "x.y.z"}, "invalid_request"),
+    # Chaining and sub-agents: tests/chaining has every case.
+    ("upstream", lambda pw: {**_rt(pw), "upstream_token": "x.y.z"}, "invalid_upstream_token"),
+    ("subagent", lambda pw: {**_rt(pw), "subagent_token": "x.y.z"}, "invalid_subagent_token"),
     ("rt-garbage", lambda pw: _swap(pw, "resource_token", "not-a-jwt"), "invalid_resource_token"),
     (
         "rt-is-a-person-token",
