@@ -71,6 +71,8 @@ MAX_CLOSURE = 10_000
 ERRORS = {"unsupported": "revocation_unsupported", "unavailable": "revocation_unavailable"}
 
 Target = tuple[str, str, str]  # (outbox kind, recipient, jti)
+#: A metadata fetch the recipient answered "not found" (discovery's FetchError reason).
+_NO_DOCUMENT = re.compile(r"HTTP status (404|410)\b")
 
 
 class Sleep(Call):
@@ -244,7 +246,12 @@ class CascadeWorker:
         try:
             document = self.metadata(item.recipient, _DOCUMENTS.get(item.kind, DWK_RESOURCE))
         except (AAuthError, ValueError, OSError) as exc:
-            self._retry(item, f"no metadata: {exc}", None)
+            if _NO_DOCUMENT.search(str(exc)):
+                # The recipient answers that it publishes no such document: it has no
+                # revocation endpoint either (a definite answer, unlike a 5xx or a timeout).
+                self._finish(item, "unsupported", f"no metadata ({exc}): honoured until exp")
+            else:
+                self._retry(item, f"no metadata: {exc}", None)
             return
         endpoint = document.get("revocation_endpoint")
         if not isinstance(endpoint, str) or not endpoint:

@@ -14,6 +14,7 @@ import time
 
 from aauth_server.agent import Agent
 from aauth_server.keys.jwk import PrivateKey
+from aauth_server.records import IssuedToken
 from aauth_server.revocation_client import PENDING, REVOKED
 from aauth_server.tokens.aauth import DWK_AGENT, DWK_PERSON
 from tests.revocation.net import Net, agent_claims, network, signature_error
@@ -134,3 +135,31 @@ def test_nothing_downstream_answers_200_at_once() -> None:
         answer = client.attempt(net.ps_url + "/revoke", "never-seen", time.time() + 60)
         assert answer.status == 200 and answer.outcome == REVOKED
         assert time.monotonic() - started < 2
+
+
+def test_a_recipient_without_metadata_is_unsupported_not_retried() -> None:
+    # A token whose resource publishes no AAuth metadata (the AP answers 404 for it): no
+    # revocation endpoint, so the token is honoured until exp; the answer does not wait.
+    with network() as net:
+        agent, _person_token, _auth_token = _tokens(net)
+        claims = agent_claims(agent)
+        now = time.time()
+        net.ps.records.run(
+            net.ps.rec.record_issued(
+                IssuedToken(
+                    jti="elsewhere-1",
+                    type="person",
+                    aud=net.ap.issuer,
+                    iat=now,
+                    exp=now + 600,
+                    agent_issuer=net.ap.issuer,
+                    agent=agent.agent_id,
+                )
+            )
+        )
+        started = time.monotonic()
+        result = net.ap_client().revoke(net.ps_url + "/revoke", claims["jti"], claims["exp"])
+        assert result.status == REVOKED and result.attempts == 1
+        assert time.monotonic() - started < 5
+        items = net.ps.records.run(net.ps.rec.outbox_items(jti="elsewhere-1"))
+        assert [(i.recipient, i.status) for i in items] == [(net.ap.issuer, "unsupported")]
