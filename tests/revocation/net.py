@@ -71,8 +71,14 @@ class SlowRevoke:
         self.delay = 0.0
         self.fail = False
         self.seen = 0
+        #: ``(path, Signature-Key)`` of every other request: which tokens were presented.
+        self.presented: list[tuple[str, str]] = []
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and scope.get("path") != self.path:
+            for name, value in scope.get("headers", []):
+                if name == b"signature-key":
+                    self.presented.append((str(scope.get("path")), value.decode("latin-1")))
         if scope.get("type") == "http" and scope.get("path") == self.path:
             self.seen += 1
             if self.delay:
@@ -163,7 +169,9 @@ def agent_claims(agent: Agent) -> dict[str, Any]:
 
 
 @contextmanager
-def network(*, access: bool = False, **ps_settings: Any) -> Iterator[Net]:
+def network(
+    *, access: bool = False, approve: tuple[str, ...] = (), **ps_settings: Any
+) -> Iterator[Net]:
     """AP, PS and resource (and, with ``access``, an Access Server the resource sends its
     resource tokens to: four-party)."""
     from aauth_server_starlette import AAuth
@@ -182,7 +190,7 @@ def network(*, access: bool = False, **ps_settings: Any) -> Iterator[Net]:
         "dev_loopback": True,
         "records": "sqlite://",
         "policy": DefaultPolicy(
-            auto_approve_agents=(ap.agent_id("assistant"), ap.agent_id("helper")),
+            auto_approve_agents=(ap.agent_id("assistant"), ap.agent_id("helper"), *approve),
             auto_approve_scopes=("data.read",),
         ),
     }
