@@ -66,6 +66,9 @@ class AccessServerConfig:
     jwks_path: str = "/jwks.json"
     #: The page a person completes for ``requirement=interaction`` (binding the PS here).
     interact_path: str = "/interact"
+    #: Serve the interaction page; False: a ``RequireInteraction`` verdict answers
+    #: ``403 user_unreachable`` (no person can be reached here).
+    interaction_page: bool = True
     #: Who is signed in at the interaction page (the application's login); None admits
     #: anyone, which only a ``dev_loopback`` deployment may do.
     authenticate: Authenticate | None = None
@@ -78,7 +81,7 @@ class AccessServerConfig:
     max_wait: int = 30
     #: Most claims and clarification rounds one request may take (digest 7: 5).
     clarification_rounds: int = 5
-    #: Wrong interaction codes before a pending request is locked (digest 6.2).
+    #: Wrong interaction codes one person may enter per minute (digest 6.2 rate limit).
     code_attempts: int = 5
     max_text: int = 4096
     #: Most claims one answer may carry.
@@ -123,7 +126,7 @@ class AccessServerConfig:
             )
         if self.page_secret is not None and len(self.page_secret) < MIN_SECRET:
             raise ConfigurationError(f"page_secret must be at least {MIN_SECRET} bytes")
-        if self.authenticate is None and not self.dev_loopback:
+        if self.interaction_page and self.authenticate is None and not self.dev_loopback:
             log.warning(
                 "aauth_server: the Access Server's interaction page has no authenticate "
                 "hook: requirement=interaction answers no one until one is configured"

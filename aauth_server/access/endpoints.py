@@ -31,9 +31,12 @@ class AccessEndpoints:
 
     def token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
         """``POST /token`` from a Person Server: verify, ask the policy, answer."""
+        ps = yield from self.server.verify_ps_steps(request)
+        return (yield from self.request_steps(ps, _body(request)))
+
+    def request_steps(self, ps: str, body: Mapping[str, Any]) -> Steps[HttpResponse]:
+        """The token request ``body`` of the PS ``ps`` (already authenticated)."""
         server = self.server
-        ps = yield from server.verify_ps_steps(request)
-        body = _body(request)
         facts = yield from server.tokens.verify_steps(ps, body)
         data = request_data(ps, facts)
         server.pending.decide(data)

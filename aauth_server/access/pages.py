@@ -57,7 +57,7 @@ class InteractionPage:
     def available(self) -> bool:
         """Can a person complete an interaction here?"""
         cfg = self.server.config
-        return cfg.authenticate is not None or cfg.dev_loopback
+        return cfg.interaction_page and (cfg.authenticate is not None or cfg.dev_loopback)
 
     def _person(self, request: HttpRequest) -> str | None:
         authenticate = self.server.config.authenticate
@@ -80,6 +80,24 @@ class InteractionPage:
             return None
         if normalize_interaction_code(str(record.data["code"])) != normalize_interaction_code(code):
             return None
+        return record
+
+    def _lookup_steps(self, person: str, code: str) -> Steps[Record | HttpResponse]:
+        """The request ``code`` names, or the page saying why not; wrong codes count against
+        the person (``code_attempts`` a minute, digest 6.2), so codes cannot be guessed."""
+        key = "as-code-failures:" + digest_id(person)
+        limit = self.server.config.code_attempts
+        failures: int = yield StoreOp("increment", (key, 0, 60))
+        if failures >= limit:
+            return self.renderer.problem(
+                429, "Too many codes", "Too many wrong codes: wait a minute.", person=person
+            )
+        record = yield from self._find_steps(code)
+        if record is None:
+            yield StoreOp("increment", (key, 1, 60))
+            return self.renderer.problem(
+                410, "Unknown code", "This code is unknown, used or expired.", person=person
+            )
         return record
 
     def _callback(self, record: Record, value: str | None) -> str:
@@ -119,11 +137,9 @@ class InteractionPage:
                 callback="",
                 action=self.server.config.interact_path,
             )
-        record = yield from self._find_steps(code)
-        if record is None:
-            return self.renderer.problem(
-                410, "Unknown code", "This code is unknown, used or expired.", person=person
-            )
+        record = yield from self._lookup_steps(person, code)
+        if isinstance(record, HttpResponse):
+            return record
 
         def engaged(data: dict[str, Any]) -> None:
             if data["state"] != OPEN:
@@ -160,11 +176,9 @@ class InteractionPage:
                 403, "Refused", "A cross-site form was refused.", person=person
             )
         form = form_fields(request)
-        record = yield from self._find_steps(form.get("code", ""))
-        if record is None:
-            return self.renderer.problem(
-                410, "Unknown code", "This code is unknown, used or expired.", person=person
-            )
+        record = yield from self._lookup_steps(person, form.get("code", ""))
+        if isinstance(record, HttpResponse):
+            return record
         callback = self._callback(record, form.get("callback"))
         session = read_cookie(request, COOKIE)
         if not check_csrf(self.secret, form.get("csrf"), session, record.id, callback):

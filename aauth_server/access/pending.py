@@ -59,7 +59,7 @@ SETTLED = {
     "expired": (408, "expired"),
 }
 TERMINAL = ("delivered", "cancelled")
-UNREACHABLE = "no person can be reached: this Access Server has no interaction page configured"
+UNREACHABLE = "no person can be reached: this Access Server serves no interaction page"
 
 
 class Refused(Exception):
@@ -343,16 +343,36 @@ class AccessPending:
     def handle_steps(self, request: HttpRequest, pending_id: str) -> Steps[HttpResponse]:
         record = yield from self.get_steps(pending_id)
         ps = yield from self.server.verify_ps_steps(request, check_trust=False)
+        body = json_body(request) if request.method == "POST" else None
+        return (
+            yield from self.call_steps(
+                ps, request.method, pending_id, body=body, wait=prefer_wait(request), record=record
+            )
+        )
+
+    def call_steps(
+        self,
+        ps: str,
+        method: str,
+        pending_id: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        wait: int | None = None,
+        record: Record | None = None,
+    ) -> Steps[HttpResponse]:
+        """The pending URL for a caller already known to be the PS ``ps``: ``GET`` polls,
+        ``POST`` answers (``body``), ``DELETE`` cancels."""
+        if record is None:
+            record = yield from self.get_steps(pending_id)
         if ps != record.data["ps"]:
             # Digest 5.5/5.7: only the identity that made the request polls it; others 404.
             raise problem(404, "not_found", "no such pending request")
         record = yield from self.settle_steps(record)
-        if request.method == "DELETE":
+        if method == "DELETE":
             yield from self._cancel_steps(record)
             return HttpResponse(204, [("Cache-Control", "no-store")], b"")
-        if request.method == "POST":
-            return (yield from self._action_steps(request, record))
-        wait = prefer_wait(request)
+        if method == "POST":
+            return (yield from self._action_steps(body or {}, record))
         if wait and record.data["state"] == OPEN:
             changed = yield WaitOp(
                 KIND_PENDING, record.id, record.version, min(wait, self._cfg.max_wait)
@@ -370,9 +390,8 @@ class AccessPending:
 
         yield from self.change_steps(record, cancel)
 
-    def _action_steps(self, request: HttpRequest, record: Record) -> Steps[HttpResponse]:
+    def _action_steps(self, body: Mapping[str, Any], record: Record) -> Steps[HttpResponse]:
         cfg = self._cfg
-        body = json_body(request)
         action = body.get("action")
         update: Callable[[dict[str, Any]], None]
         if action == "claims" or action is None:

@@ -108,9 +108,11 @@ class Issue:
         if clash:
             raise ValueError(f"Issue.claims cannot set protocol claims: {sorted(clash)}")
         if self.lifetime is not None and (
-            isinstance(self.lifetime, bool) or not isinstance(self.lifetime, int)
+            isinstance(self.lifetime, bool)
+            or not isinstance(self.lifetime, int)
+            or self.lifetime <= 0
         ):
-            raise ValueError("Issue.lifetime must be whole seconds")
+            raise ValueError("Issue.lifetime must be positive whole seconds")
 
     def scopes(self, requested: Sequence[str]) -> list[str]:
         if self.scope is None:

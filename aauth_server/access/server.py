@@ -9,15 +9,17 @@ an AS, signing as themselves (``jwks_uri`` scheme, ``dwk="aauth-person.json"``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from ..fields import FieldError
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, public_url
 from ..records import RecordOp, RecordOps, Txn
 from ..resource.config import discovery_for
 from ..revocation import problem, server_verifier
 from ..signatures.signature_key import parse_signature_key, select_signature_key
-from ..steps import Driver, Steps
+from ..steps import Call, Driver, Steps
 from ..storage.base import Record
 from ..tokens.aauth import DWK_PERSON
 from ..verifier import VerifierConfig
@@ -129,6 +131,23 @@ class AccessServer:
             ("POST", cfg.interact_path),
         ]
 
+    @property
+    def body_limit(self) -> int:
+        """Bytes of a body the adapters read at most (``413`` above)."""
+        return self.config.max_body
+
+    def public_url(self, scheme: str, host: str | None, target: str) -> str:
+        """The URL a request was signed for, as the adapters rebuild it: ``public_origin``
+        wins over ``Host`` (``Forwarded`` is never trusted)."""
+        cfg = self.config
+        return public_url(
+            scheme,
+            host,
+            target,
+            public_origin=cfg.public_origin,
+            default_host=urlsplit(cfg.issuer).netloc,
+        )
+
     def metadata(self) -> dict[str, Any]:
         cfg = self.config
         doc: dict[str, Any] = {
@@ -177,6 +196,42 @@ class AccessServer:
         return HttpResponse(200, [("Cache-Control", "no-store")], b"")
         yield  # a generator: the cascade will need steps
 
+    # -- in process (PS-AS collapse: one deployment is both, no network hop) ------------------
+
+    def token_request_steps(self, ps: str, body: Mapping[str, Any]) -> Steps[HttpResponse]:
+        """``POST /token`` for a PS of this process, ``ps`` its issuer (no signature to check:
+        the caller is the PS).  The answer is the one the endpoint would give; a 202's
+        ``Location`` is polled with :meth:`pending_steps`.  The trust list still applies."""
+        if not self.config.trusts(ps):
+            raise problem(403, "denied", "this Access Server does not trust that Person Server")
+        return (yield from self.endpoints.request_steps(ps, body))
+
+    def pending_steps(
+        self,
+        ps: str,
+        method: str,
+        location: str,
+        *,
+        body: Mapping[str, Any] | None = None,
+        wait: int | None = None,
+    ) -> Steps[HttpResponse]:
+        """A ``GET`` / ``POST`` (``body``) / ``DELETE`` of a pending URL by the in-process PS
+        ``ps``; ``location`` is the URL (or just the id) a ``202`` gave."""
+        pending_id = location.rstrip("/").rsplit("/", 1)[-1]
+        return (yield from self.pending.call_steps(ps, method, pending_id, body=body, wait=wait))
+
+    def token_request_call(self, ps: str, body: Mapping[str, Any]) -> Call:
+        """:meth:`token_request_steps` as one step any driver answers (the PS's own steps:
+        ``response = yield access.token_request_call(ps, body)``), run by this AS's driver
+        against this AS's stores; errors come back as their responses."""
+        return _InProcess(self, lambda: self.token_request_steps(ps, body))
+
+    def pending_call(
+        self, ps: str, method: str, location: str, *, body: Mapping[str, Any] | None = None
+    ) -> Call:
+        """:meth:`pending_steps` as one step (see :meth:`token_request_call`)."""
+        return _InProcess(self, lambda: self.pending_steps(ps, method, location, body=body))
+
     # -- operators ----------------------------------------------------------------------------
 
     def decide_steps(self, pending_id: str, approved: bool) -> Steps[Record]:
@@ -197,6 +252,22 @@ class AccessServer:
 
     async def adecide(self, pending_id: str, approved: bool) -> Record:
         return await self.arun(self.decide_steps(pending_id, approved))
+
+
+class _InProcess(Call):
+    """A request to this AS from code of the same process, as a step of another driver."""
+
+    __slots__ = ("make", "server")
+
+    def __init__(self, server: AccessServer, make: Callable[[], Steps[HttpResponse]]) -> None:
+        self.server = server
+        self.make = make
+
+    def call(self) -> HttpResponse:
+        return self.server.driver.respond(self.make())
+
+    async def acall(self) -> HttpResponse:
+        return await self.server.driver.arespond(self.make())
 
 
 __all__ = ["AccessServer"]

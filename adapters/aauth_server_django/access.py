@@ -14,7 +14,6 @@ import threading
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -27,7 +26,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from aauth_server.access import WELL_KNOWN_PATH, AccessServer, AccessServerConfig
 from aauth_server.errors import RequestRejected
-from aauth_server.http import HttpRequest, public_url
+from aauth_server.http import HttpRequest
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.resource import ConfigurationError
 
@@ -126,18 +125,7 @@ def _methods(server: AccessServer, path: str) -> set[str]:
 
 
 def _neutral(server: AccessServer, request: DjangoRequest) -> HttpRequest:
-    config = server.config
-
-    def url(scheme: str, host: str, target: str) -> str:
-        return public_url(
-            scheme,
-            host,
-            target,
-            public_origin=config.public_origin,
-            default_host=urlsplit(config.issuer).netloc,
-        )
-
-    return neutral_request(request, url, config.max_body)
+    return neutral_request(request, server.public_url, server.body_limit)
 
 
 class AccessEndpoints(RegexPattern):

@@ -9,14 +9,12 @@ metadata publishes, so under ``url_prefix="/as"`` they must lie under ``/as``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
 from aauth_server.access import WELL_KNOWN_PATH, AccessServer, AccessServerConfig
 from aauth_server.errors import AAuthError, RequestRejected
-from aauth_server.http import public_url
 from aauth_server.resource import ConfigurationError
 
 from .convert import to_flask_response, to_http_request
@@ -32,35 +30,16 @@ class AccessBlueprint(Blueprint):
     access_server: AccessServer
 
 
-class _Origin:
-    def __init__(self, config: AccessServerConfig) -> None:
-        self.config = config
-
-    @property
-    def body_limit(self) -> int:
-        return self.config.max_body
-
-    def public_url(self, scheme: str, host: str | None, target: str) -> str:
-        return public_url(
-            scheme,
-            host,
-            target,
-            public_origin=self.config.public_origin,
-            default_host=urlsplit(self.config.issuer).netloc,
-        )
-
-
 def access_blueprint(
     config: AccessServerConfig | AccessServer, *, name: str = "aauth_access"
 ) -> AccessBlueprint:
     server = config if isinstance(config, AccessServer) else AccessServer(config)
-    origin = _Origin(server.config)
     methods: dict[str, set[str]] = {}
     for method, path in server.routes():
         methods.setdefault(path, set()).add(method)
     bp = AccessBlueprint(name, __name__)
     bp.access_server = server
-    view = _view(server, origin)
+    view = _view(server)
 
     def register(state: BlueprintSetupState) -> None:
         prefix = (state.url_prefix or "").rstrip("/")
@@ -93,10 +72,10 @@ def access_server_for(app: Flask | None = None, name: str = "aauth_access") -> A
     return mounted
 
 
-def _view(server: AccessServer, origin: _Origin) -> Callable[..., Response]:
+def _view(server: AccessServer) -> Callable[..., Response]:
     def view(**_tail: str) -> Response:
         try:
-            answer = server.handle(to_http_request(request, origin))
+            answer = server.handle(to_http_request(request, server))
         except RequestRejected as rejected:
             answer = rejected.to_response()
         if answer is None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,7 +18,6 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from aauth_server.access import WELL_KNOWN_PATH, AccessServer, AccessServerConfig
 from aauth_server.errors import RequestRejected
-from aauth_server.http import public_url
 from aauth_server.resource.config import ConfigurationError
 
 from .convert import to_http_request, to_response
@@ -38,26 +35,6 @@ def access_paths(mount_path: str) -> dict[str, str]:
     return {name: mount + str(defaults[name].default) for name in _PATH_FIELDS}
 
 
-@dataclass(frozen=True, slots=True)
-class _Origin:
-    """``public_origin`` wins over ``Host`` when rebuilding the signed URL."""
-
-    config: AccessServerConfig
-
-    @property
-    def body_limit(self) -> int:
-        return self.config.max_body
-
-    def public_url(self, scheme: str, host: str | None, target: str) -> str:
-        return public_url(
-            scheme,
-            host,
-            target,
-            public_origin=self.config.public_origin,
-            default_host=urlsplit(self.config.issuer).netloc,
-        )
-
-
 class AccessServerApp:
     """An Access Server's Starlette routes (``.server`` is the core)."""
 
@@ -65,7 +42,6 @@ class AccessServerApp:
         self.mount_path = _mount(mount_path)
         self.server = config if isinstance(config, AccessServer) else AccessServer(config)
         self.config = self.server.config
-        self._origin = _Origin(self.config)
         self._paths: dict[str, list[str]] = {}
         outside = []
         for method, path in self.server.routes():
@@ -117,11 +93,11 @@ class AccessServerApp:
 
     @property
     def _endpoint(self) -> Callable[[Request], Any]:
-        server, origin = self.server, self._origin
+        server = self.server
 
         async def endpoint(request: Request) -> Response:
             try:
-                result = await server.ahandle(await to_http_request(request, origin))
+                result = await server.ahandle(await to_http_request(request, server))
             except RequestRejected as rejected:
                 return to_response(rejected.to_response())
             if result is None:

@@ -191,3 +191,24 @@ def test_revocation_errors() -> None:
         "rate_limited",
         "60",
     )
+
+
+def test_wrong_codes_are_rate_limited_per_person() -> None:
+    aw = AsWorld(policy=bind_first, authenticate=who, code_attempts=3)
+    _, code = started(aw)
+    for _ in range(3):
+        assert aw.send(browser("GET", "/interact?code=0000-0000")).status == 410
+    # Even the right code waits out the minute now; another person is not held back.
+    assert aw.send(browser("GET", f"/interact?code={code}")).status == 429
+    assert aw.send(browser("GET", f"/interact?code={code}", user="bob")).status == 200
+    aw.clock.advance(61)
+    assert aw.send(browser("GET", f"/interact?code={code}")).status == 200
+
+
+def test_the_page_escapes_what_the_tokens_carry() -> None:
+    aw = AsWorld(policy=bind_first, authenticate=who)
+    response = aw.send(aw.token_request(aw.triple("<script>alert(1)</script>")))
+    match = CODE.search(header(response, "aauth-requirement") or "")
+    assert match is not None
+    html = aw.send(browser("GET", f"/interact?code={match.group(1)}")).body.decode()
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -133,3 +133,34 @@ def test_wrong_method_and_unknown_paths(framework: str) -> None:
     send = sender(aw, framework)
     assert send(HttpRequest("GET", AS_ISSUER + "/token", [], b"")).status in (404, 405)
     assert send(HttpRequest("GET", AS_ISSUER + "/nothing-here", [], b"")).status == 404
+
+
+def test_under_a_prefix_in_starlette_and_flask() -> None:
+    from aauth_server_flask.access import access_blueprint, access_server_for
+    from aauth_server_starlette.access import AccessServerApp, access_paths
+    from flask import Flask
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from aauth_server.resource.config import ConfigurationError
+
+    aw = AsWorld(**access_paths("/as"))
+    meta = aw.server.metadata()
+    assert meta["auth_token_endpoint"] == AS_ISSUER + "/as/token"
+    assert meta["jwks_uri"] == AS_ISSUER + "/as/jwks.json"
+    app = Starlette(routes=AccessServerApp(aw.server, mount_path="/as").mounted())
+    client = TestClient(app)
+    assert client.get(AS_ISSUER + "/.well-known/aauth-access.json").json() == meta
+    request = aw.signed("POST", "/as/token", aw.triple())
+    answer = client.request("POST", request.url, headers=request.headers, content=request.body)
+    assert answer.status_code == 200 and "auth_token" in answer.json()
+    with pytest.raises(ConfigurationError):
+        AccessServerApp(AsWorld().server, mount_path="/as")  # paths outside the mount
+    flask_app = Flask("prefixed")
+    flask_app.register_blueprint(access_blueprint(aw.server), url_prefix="/as")
+    assert access_server_for(flask_app) is aw.server
+    flask_client = flask_app.test_client()
+    assert flask_client.get("/.well-known/aauth-access.json", base_url=AS_ISSUER).json == meta
+    assert flask_client.get("/as/jwks.json", base_url=AS_ISSUER).status_code == 200
+    with pytest.raises(ConfigurationError):
+        Flask("outside").register_blueprint(access_blueprint(AsWorld().server), url_prefix="/as")

@@ -385,3 +385,8 @@ def test_a_denying_policy_is_403_denied() -> None:
     response = aw.send(aw.token_request(aw.triple()))
     assert problem(response) == (403, "denied")
     assert body_of(response)["detail"] == "not this agent"
+
+
+def test_a_policy_answering_no_verdict_is_server_error() -> None:
+    aw = AsWorld(policy=lambda request: "yes")  # type: ignore[arg-type,return-value]
+    assert problem(aw.send(aw.token_request(aw.triple()))) == (500, "server_error")
