@@ -68,12 +68,10 @@ def _param_steps(
 
 
 @dataclass(frozen=True, slots=True)
-class Upstream:
-    """A verified ``upstream_token``: the person or auth token the calling agent presented to
-    the intermediary on a request the intermediary served."""
+class _Verified:
+    """A verified parameter token: the raw ``token`` and its ``claims``."""
 
     token: str
-    typ: str
     claims: Mapping[str, object]
 
     @property
@@ -85,12 +83,20 @@ class Upstream:
         return str(self.claims["jti"])
 
     @property
+    def iat(self) -> int:
+        return int(str(self.claims["iat"]))
+
+    @property
     def exp(self) -> int:
         return int(str(self.claims["exp"]))
 
-    @property
-    def iat(self) -> int:
-        return int(str(self.claims["iat"]))
+
+@dataclass(frozen=True, slots=True)
+class Upstream(_Verified):
+    """A verified ``upstream_token``: the person or auth token the calling agent presented to
+    the intermediary on a request the intermediary served."""
+
+    typ: str
 
     @property
     def sub(self) -> str:
@@ -159,7 +165,7 @@ def upstream_steps(
     if aud != intermediary and aud != [intermediary]:
         raise token_error(UPSTREAM, "aud is not the intermediary (the signer's issuer)")
     assert isinstance(raw, str)
-    upstream = Upstream(raw, typ, claims)
+    upstream = Upstream(raw, claims, typ)
     if upstream.ps != ps:
         named = "iss" if typ == TYP_PERSON else "ps"
         raise token_error(UPSTREAM, f"the upstream token's {named} is not {ps}")
@@ -179,32 +185,14 @@ def upstream_steps(
 
 
 @dataclass(frozen=True, slots=True)
-class SubAgent:
+class SubAgent(_Verified):
     """A verified ``subagent_token``: a sub-agent of the requesting (parent) agent."""
 
-    token: str
-    claims: Mapping[str, object]
     key: PublicKey
 
     @property
     def agent(self) -> str:
         return str(self.claims["sub"])
-
-    @property
-    def iss(self) -> str:
-        return str(self.claims["iss"])
-
-    @property
-    def jti(self) -> str:
-        return str(self.claims["jti"])
-
-    @property
-    def iat(self) -> int:
-        return int(str(self.claims["iat"]))
-
-    @property
-    def exp(self) -> int:
-        return int(str(self.claims["exp"]))
 
     @property
     def jkt(self) -> str:

@@ -7,6 +7,8 @@ as an agent of its own (call chaining, digest 9; interaction chaining, digest 6.
 GET /summary (person-token): calls ``{downstream}/data`` (auth-token ``data.read``) with the
 caller's person token as ``upstream_token`` and answers what it got.
 GET /who (person-token): calls ``{downstream}/profile`` (person-token) the same way.
+GET /report (auth-token ``summary.read``): calls ``{downstream}/data`` with the caller's auth
+token as ``upstream_token``.
 When the downstream PS (or resource) needs the person, the answer is this intermediary's
 own ``202 requirement=interaction``; the caller polls ``/aauth/chain/pending/{id}``.
 The intermediary is its own agent provider: ``/.well-known/aauth-agent.json`` names this
@@ -56,7 +58,7 @@ def _relay(issuer: str, response: httpx.Response) -> HttpResponse:
 def create_app(aauth: AAuth, intermediary: Intermediary, downstream: str) -> Starlette:
     issuer = intermediary.issuer
 
-    def chained(path: str) -> Any:
+    def chained(path: str, mode: str = "person-token", scope: str | None = None) -> Any:
         def work(call: ChainedCall) -> HttpResponse:
             return _relay(issuer, call.request("GET", downstream + path))
 
@@ -65,7 +67,7 @@ def create_app(aauth: AAuth, intermediary: Intermediary, downstream: str) -> Sta
         def endpoint(request: Request) -> Response:
             return to_response(intermediary.run(_caller(request), work))
 
-        return aauth.protect("person-token")(endpoint)
+        return aauth.protect(mode, scope=scope)(endpoint)
 
     @aauth.protect("person-token")
     def pending(request: Request) -> Response:
@@ -79,6 +81,7 @@ def create_app(aauth: AAuth, intermediary: Intermediary, downstream: str) -> Sta
         routes=[
             Route("/summary", chained("/data")),
             Route("/who", chained("/profile")),
+            Route("/report", chained("/data", "auth-token", "summary.read")),
             Route(PENDING_PREFIX + "{id}", pending),
             *(Route(path, provider, methods=[method]) for method, path in intermediary.routes()),
             *aauth.routes(),

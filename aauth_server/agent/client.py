@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 
 import httpx
 
@@ -93,19 +93,8 @@ class Agent:
         """Get an agent token from a development agent provider's enrollment endpoint."""
         from .provider import ENROLL_PATH
 
-        key = PrivateKey.generate("Ed25519")
-        http = client or httpx.Client(timeout=10)
-        try:
-            response = http.post(
-                provider_url.rstrip("/") + ENROLL_PATH,
-                json={"local": local, "jwk": key.public_jwk()},
-            )
-            response.raise_for_status()
-            data = response.json()
-        finally:
-            if client is None:
-                http.close()
-        return cls(key, data["agent_token"], data["agent"])
+        url = provider_url.rstrip("/") + ENROLL_PATH
+        return cls._from_dev_provider(url, {"local": local}, client)
 
     def spawn_dev(
         self, provider_url: str, name: str, *, client: httpx.Client | None = None
@@ -113,16 +102,20 @@ class Agent:
         """A sub-agent of this agent (its own key) from a development agent provider."""
         from .provider import SUBAGENT_PATH
 
+        body = {"parent_token": self.token, "name": name}
+        return type(self)._from_dev_provider(provider_url.rstrip("/") + SUBAGENT_PATH, body, client)
+
+    @classmethod
+    def _from_dev_provider(
+        cls, url: str, body: Mapping[str, object], client: httpx.Client | None
+    ) -> Agent:
         key = PrivateKey.generate("Ed25519")
         http = client or httpx.Client(timeout=10)
         try:
-            response = http.post(
-                provider_url.rstrip("/") + SUBAGENT_PATH,
-                json={"parent_token": self.token, "name": name, "jwk": key.public_jwk()},
-            )
+            response = http.post(url, json={**body, "jwk": key.public_jwk()})
             response.raise_for_status()
             data = response.json()
         finally:
             if client is None:
                 http.close()
-        return type(self)(key, data["agent_token"], data["agent"])
+        return cls(key, data["agent_token"], data["agent"])

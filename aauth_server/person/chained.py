@@ -30,6 +30,7 @@ from ..chaining import (
 )
 from ..keys.jwk import PublicKey
 from ..records import IssuedToken
+from ..resource.state import REVOCATION_GRACE
 from ..revocation import problem
 from ..steps import Steps
 from ..tokens.aauth import DWK_PERSON
@@ -95,6 +96,17 @@ class ChainedRequests:
                 cfg=self.server.config,
                 own_dwk=DWK_PERSON,
                 revoked=self._subagent_revoked_steps,
+            )
+            # Which sub-agent this token names, for its AP's later revocation to cascade
+            # (digest 5.7: the PS keeps each accepted agent token's (iss, jti) and sub).
+            server = self.server
+            yield server.rop(
+                server.rec.remember_seen(
+                    subagent.iss,
+                    subagent.jti,
+                    sub=subagent.agent,
+                    exp=subagent.exp + REVOCATION_GRACE,
+                )
             )
             data.update(
                 subagent=subagent.agent,

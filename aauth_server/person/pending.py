@@ -404,8 +404,10 @@ class PendingRequests:
             iat=issued.iat,
             exp=issued.exp,
             agent_issuer=str(claims["iss"]),
-            agent=str(claims["sub"]),
-            agent_jti=str(claims["jti"]),
+            # A sub-agent's token is the sub-agent's (its key, its AP's revocation); its
+            # parent asked for it.  The sub-agent's id names the parent: aauth:<parent>+<x>.
+            agent=str(data.get("subagent") or claims["sub"]),
+            agent_jti=str(data.get("subagent_jti") or claims["jti"]),
             person=None if data.get("person") is None else str(data["person"]),
             sub=issued.sub,
             mission=None if mission is None else str(mission),

@@ -64,7 +64,7 @@ def parties() -> Iterator[Parties]:
                 *common,
                 "--auto-approve", f"aauth:{CHAIN_AGENT}@{host}", f"aauth:{PARENT_AGENT}@{host}",
                 mid_agent,
-                "--auto-approve-scope", "data.read",
+                "--auto-approve-scope", "data.read", "summary.read",
             )  # fmt: skip
             ask = (*common, "--auto-approve", f"aauth:{ASK_AGENT}@{host}")
             specs = [
@@ -137,6 +137,24 @@ def test_call_chaining_through_the_example_intermediary(parties: Parties) -> Non
         c.directed.clear()
         again = c.flow.request("GET", parties.intermediary.url + "/summary")
         assert again.status_code == 200 and c.directed == []
+    finally:
+        c.person.close()
+
+
+def test_an_upstream_auth_token(parties: Parties) -> None:
+    """The caller presents an auth token at the intermediary: that is the upstream token
+    (``ps`` names the PS to ask, the PS issued it itself)."""
+    c = _caller(parties, CHAIN_AGENT, parties.ps_auto)
+    try:
+        response = c.flow.request("GET", parties.intermediary.url + "/report")
+        c.person.join()
+        assert c.person.errors == []
+        assert response.status_code == 200, response.text
+        assert response.json()["downstream"] == {"scope": "data.read"}
+        upstream = decode_unverified(c.flow.auth_tokens[parties.intermediary.url])
+        assert upstream.header["typ"] == "aa-auth+jwt"
+        assert upstream.payload["scope"] == "summary.read"
+        assert upstream.payload["ps"] == upstream.payload["iss"] == parties.ps_auto.url
     finally:
         c.person.close()
 

@@ -218,6 +218,27 @@ def test_a_pending_chained_request_ends_expired_with_its_upstream(mode: str) -> 
     error_of(poll, 408, "expired")
 
 
+def test_the_person_approves_a_chained_request_without_binding_the_intermediary(
+    mode: str,
+) -> None:
+    c = make(mode, agents=(AGENT,))
+    upstream = c.upstream()
+    response = c.person_request(upstream)
+    assert response.status == 202, response.body
+    code = (response.header("aauth-requirement") or "").split('code="')[1].split('"')[0]
+    view = c.pw.ps.consent.open(code, ALICE)
+    assert (view.agent, view.resource, view.binds_agent) == (MID_AGENT, RESOURCE, False)
+    c.pw.ps.consent.approve(view.pending_id, ALICE)
+    c.pw.tick()
+    poll = c.send(c.pw.poll(response.header("location") or "", token=c.mid_token, key=c.mid_key))
+    assert poll.status == 200, poll.body
+    person = claims_of(c.pw, body_of(poll)["person_token"], TYP_PERSON)
+    assert (
+        issued(c.pw, str(person["jti"])).upstream_jti == decode_unverified(upstream).payload["jti"]
+    )
+    assert c.pw.ps.bindings.person(MID, MID_AGENT) is None
+
+
 # -- *_upstream_token errors --------------------------------------------------------------------
 
 
@@ -372,6 +393,11 @@ def test_parent_mediated_person_and_auth_tokens(mode: str) -> None:
     assert response.status == 200, response.body
     auth = claims_of(c.pw, body_of(response)["auth_token"], TYP_AUTH)
     assert auth["cnf"]["jwk"]["x"] == sub.key.public.jwk["x"]
+    # Recorded as the sub-agent's tokens (the holder of the key; its AP can revoke it).
+    sub_claims = decode_unverified(sub.token).payload
+    for jti in (person["jti"], auth["jti"]):
+        row = issued(c.pw, str(jti))
+        assert (row.agent, row.agent_jti) == (sub_claims["sub"], sub_claims["jti"])
 
     # agent_jkt is checked against the sub-agent key: the parent's does not do.
     parent_rt = c.pw.resource_token(person_token, agent_jkt=c.pw.world.agent_key.public.thumbprint)
@@ -467,3 +493,19 @@ def test_the_provider_never_issues_a_sub_agent_of_a_sub_agent() -> None:
     claims = decode_unverified(subagent(c).token).payload
     assert claims["parent_agent"] == AGENT and claims["iss"] == "https://agent.example"
     assert claims["sub"] == "aauth:assistant+helper@agent.example"
+
+
+def test_revoking_a_used_sub_agent_token_cuts_the_sub_agent_off(mode: str) -> None:
+    c = make(mode)
+    used, earlier = subagent(c), subagent(c)
+    cfg = c.pw.config
+    body = {"resource": RESOURCE, "subagent_token": used.token}
+    assert parent_post(c, cfg.person_token_path, dict(body)).status == 200
+    c.pw.tick(1)
+    assert c.send(c.pw.revoke_agent_token(used.token)).status == 200
+    # Another token of the same sub-agent, issued before the revocation, is cut off too.
+    body["subagent_token"] = earlier.token
+    error_of(parent_post(c, cfg.person_token_path, body), 400, "revoked_subagent_token")
+    c.pw.tick(1)
+    body["subagent_token"] = subagent(c).token  # a fresh one, issued after it
+    assert parent_post(c, cfg.person_token_path, body).status == 200
