@@ -259,7 +259,17 @@ class CascadeWorker:
             return
         attempt = self.client.attempt(endpoint, item.jti, item.exp, item.poll_url)
         if attempt.outcome == REVOKED:
-            self._finish(item, "revoked", "confirmed")
+            # An Access Server says how its own cascade went: kept for the audit trail.
+            failed = [
+                f"{d.get('recipient')}: {d.get('error')}"
+                for d in attempt.downstream
+                if d.get("error")
+            ]
+            self._finish(
+                item,
+                "revoked",
+                "confirmed" + (f"; downstream {', '.join(failed)}" if failed else ""),
+            )
         elif attempt.outcome == REFUSED:
             self._finish(item, "unsupported", f"refused: {attempt.detail}: honoured until exp")
         elif attempt.outcome == PENDING:

@@ -148,6 +148,8 @@ def test_the_agent_token_revoked_at_the_ps_reaches_the_as_and_its_auth_tokens() 
         assert sorted((i.kind, i.recipient, i.status) for i in ps_items) == sorted(
             [(KIND_RESOURCE, net.rs_url, "revoked"), (KIND_ACCESS, net.as_url, "revoked")]
         )
+        (at_as,) = [i for i in ps_items if i.kind == KIND_ACCESS]
+        assert at_as.detail == "confirmed"  # the AS's downstream all revoked
         assert net.access is not None
         as_items = net.access.records.run(net.access.rec.outbox_items())
         assert [(i.recipient, i.jti, i.status) for i in as_items] == [
