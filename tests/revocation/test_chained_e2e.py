@@ -27,24 +27,23 @@ def _claims(token: str) -> dict[str, Any]:
 def test_a_chained_person_token_is_revoked_with_its_upstream() -> None:
     from aauth_server_starlette import AAuth
 
-    from example_apps.intermediary import create_app
-    from example_apps.starlette_resource import SCOPES
+    from example_apps.intermediary import SCOPES, create_app
 
     mid_app = Lazy()
     mid_server = ThreadedUvicorn(mid_app)
     mid = Intermediary(mid_server.origin, dev_loopback=True, hold=10)
     with network(approve=(mid.agent_id,)) as net:
-        aauth = AAuth(
-            issuer=mid_server.origin,
-            dev_loopback=True,
-            signing_key=PrivateKey.generate("Ed25519", kid="mid-1"),
-            scope_descriptions=SCOPES,
-            trusted_ps=(net.ps_url,),
-            revocation_path="/aauth/revoke",
-        )
-        mid_app.app = create_app(aauth, mid, net.rs_url)
-        mid_server.start()
         try:
+            aauth = AAuth(
+                issuer=mid_server.origin,
+                dev_loopback=True,
+                signing_key=PrivateKey.generate("Ed25519", kid="mid-1"),
+                scope_descriptions=SCOPES,
+                trusted_ps=(net.ps_url,),
+                revocation_path="/aauth/revoke",
+            )
+            mid_app.app = create_app(aauth, mid, net.rs_url)
+            mid_server.start()
             agent = net.agent()
             flow = net.flow(agent)
             answer = flow.request("GET", mid_server.origin + "/who")
@@ -73,5 +72,8 @@ def test_a_chained_person_token_is_revoked_with_its_upstream() -> None:
             again = flow._send("intermediary", "GET", mid_server.origin + "/who", upstream, None)
             assert again.status_code == 401 and signature_error(again) == "revoked_jwt"
         finally:
-            mid_server.stop()
+            if mid_server.thread.ident is not None:
+                mid_server.stop()
+            else:
+                mid_server.socket.close()
             mid.close()
