@@ -8,8 +8,6 @@ per-caller rate limit, the ``{jti, exp}`` body and the record kept until ``exp``
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,22 +45,25 @@ def json_body(request: HttpRequest) -> Mapping[str, Any]:
 
 
 class RateLimit:
-    """Revocations per caller per minute, per process (state must stay bounded per issuer)."""
+    """Revocations per caller per minute, counted in the pending store with its atomic
+    ``increment``: every worker sharing the store shares the count (state must stay bounded
+    per issuer, digest 5.7)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, window: int = 60) -> None:
         self.limit = limit
-        self._lock = threading.Lock()
-        self._window = 0
-        self._counts: dict[str, int] = {}
+        self.window = window
 
-    def allow(self, caller: str) -> bool:
-        window = int(time.monotonic() // 60)
-        with self._lock:
-            if window != self._window:
-                self._window, self._counts = window, {}
-            count = self._counts.get(caller, 0) + 1
-            self._counts[caller] = count
-            return count <= self.limit
+    def check_steps(self, caller: str, now: float) -> Steps[None]:
+        """``429 rate_limited`` (``Retry-After`` the window) once ``caller`` is over."""
+        from .resource.state import digest_id  # lazy, as in revocation_steps
+
+        window = int(now // self.window)
+        key = f"revocations:{digest_id(caller)}:{window}"
+        count = yield StoreOp("increment", (key, 1, float(self.window)))
+        if count > self.limit:
+            raise problem(
+                429, "rate_limited", "too many revocations", **{"Retry-After": str(self.window)}
+            )
 
 
 def server_verifier(discovery: KeyDiscovery, base: VerifierConfig, clock: Clock) -> RequestVerifier:
@@ -108,8 +109,7 @@ def revocation_steps(
     dwk = select_signature_key(request.header("signature-key"), verified.label).params.get("dwk")
     if not accepts(caller, dwk):
         raise problem(403, "unsupported_iss", f"{caller} does not issue tokens accepted here")
-    if not rate_limit.allow(caller):
-        raise problem(429, "rate_limited", "too many revocations", **{"Retry-After": "60"})
+    yield from rate_limit.check_steps(caller, clock.now())
     body = json_body(request)
     jti, exp = body.get("jti"), body.get("exp")
     if not isinstance(jti, str) or not jti:

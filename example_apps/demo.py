@@ -16,6 +16,9 @@ Stories (``--story NAME``, repeatable; all by default, in this order):
 - ``four-party`` (:mod:`example_apps.four_party`): a resource whose Access Server asks, through
   the person's PS, for a claim and a clarification; the person approves at the PS, the AS
   issues the auth token, the resource answers 200.
+- ``cascade`` (:mod:`example_apps.cascade_story`): the agent provider revokes the agent token
+  at the PS, which revokes the agent's tokens at the resource before it answers ``200``: the
+  resource refuses the auth token with ``revoked_jwt``.
 
 Pending state lives in Redis when one answers on 127.0.0.1:6379 (under a fresh key prefix,
 deleted afterwards), else in memory; the first line says which (``--store`` chooses).
@@ -298,13 +301,19 @@ def foundation(ctx: DemoContext) -> None:
 
 
 def _stories() -> list[Story]:
-    from . import four_party, mission_story, three_party  # they reuse this module's printers
+    from . import (  # they reuse this module's printers
+        cascade_story,
+        four_party,
+        mission_story,
+        three_party,
+    )
 
     return [
         Story("foundation", "agent-token access on every resource", foundation),
         *three_party.STORIES,
         *mission_story.STORIES,
         *four_party.STORIES,
+        *cascade_story.STORIES,
         Story("ath", "ATH: a native service and a gateway, end to end", ath),
     ]
 

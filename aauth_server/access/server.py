@@ -27,6 +27,7 @@ from .config import WELL_KNOWN_PATH, AccessServerConfig
 from .endpoints import AccessEndpoints
 from .pages import InteractionPage
 from .pending import OPEN, AccessPending
+from .revocation import revocation_for
 from .tokens import AccessTokens
 
 T = TypeVar("T")
@@ -72,6 +73,8 @@ class AccessServer:
         return self.records.op(txn)
 
     def close(self) -> None:
+        if "_revocation" in self.__dict__:
+            self.__dict__["_revocation"].close()  # h-rev: the cascade's worker
         try:
             self.store.close()
         finally:
@@ -101,8 +104,8 @@ class AccessServer:
             return HttpResponse.json(200, {"keys": [cfg.signing_key.public_jwk()]})
         if path == cfg.token_path and method == "POST":
             return (yield from self.endpoints.token_steps(request))
-        if path == cfg.revocation_path and method == "POST":
-            return (yield from self.endpoints.revoke_steps(request))
+        if path == cfg.revocation_path or path.startswith(cfg.revocation_path + "/pending/"):
+            return (yield from revocation_for(self).handle_steps(request))  # h-rev: the cascade
         if path.startswith(cfg.pending_prefix) and method in ("GET", "POST", "DELETE"):
             pending_id = path[len(cfg.pending_prefix) :]
             return (yield from self.pending.handle_steps(request, pending_id))
@@ -120,6 +123,7 @@ class AccessServer:
             ("GET", cfg.jwks_path),
             ("POST", cfg.token_path),
             ("POST", cfg.revocation_path),
+            ("GET", cfg.revocation_path + "/pending/"),
             ("GET", prefix),
             ("POST", prefix),
             ("DELETE", prefix),

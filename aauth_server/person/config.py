@@ -102,6 +102,9 @@ class PersonServerConfig:
     mission_updates: str = "person"
     #: Outbound revocations (suspend/revoke): retries until the token's ``exp``, at most.
     revocation_attempts: int = 8
+    #: Seconds the revocation endpoint holds a cascade before it answers ``202`` (None: about
+    #: one round trip per downstream server, at most 20 s; ``Prefer: wait`` overrides).
+    revocation_hold: float | None = None
     #: Seconds a pending request (and its interaction code) lives.
     pending_lifetime: int = 600
     #: Cap on ``Prefer: wait`` (seconds).

@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..cascade import CascadeAnswer, Guarded, closure_steps
 from ..errors import Deferred
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
@@ -290,7 +291,31 @@ class TokenEndpoints:
 
     # -- revocation endpoint (digest 5.7) -------------------------------------------------------
 
+    @property
+    def cascade(self) -> CascadeAnswer:
+        """How this PS answers a revocation with something downstream (built on first use)."""
+        answer = getattr(self, "_cascade", None)
+        if answer is None:
+            server = self.server
+            cfg = server.config
+            answer = CascadeAnswer(
+                server.halt,
+                verifier=server.server_verifier,
+                location=lambda pending_id: cfg.url_for(
+                    f"{cfg.revocation_path}/pending/{pending_id}"
+                ),
+                hold=cfg.revocation_hold,
+                report_downstream=False,  # PS -> AP: an empty body
+            )
+            self._cascade = answer
+        return answer
+
     def revoke_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
+        """Record first, cascade, answer ``200`` once every downstream revocation is
+        terminal (``202`` and a pending URL while it is not).  An AP revoking an agent token
+        cuts the agent off and revokes every person and auth token issued to that agent
+        ``sub`` (at their resources, and at the Access Servers a person token was presented
+        to), and the tokens chained from them."""
         cfg = self.server.config
 
         def accepts(caller: str, dwk: object) -> bool:
@@ -301,7 +326,8 @@ class TokenEndpoints:
 
         def record(caller: str, jti: str, exp: int, now: float) -> Steps[None]:
             until = exp + REVOCATION_GRACE
-            yield server.rop(server.rec.revoke(caller, jti, exp=until, now=now, source="caller"))
+            txn = server.rec.revoke(caller, jti, exp=until, now=now, source="caller")
+            yield Guarded(server.rop(txn))
 
         caller, dwk, jti = yield from revocation_steps(
             request,
@@ -311,14 +337,31 @@ class TokenEndpoints:
             clock=cfg.clock,
             record=record,
         )
+        targets: list[Any] = []
         if dwk == DWK_AGENT:
-            # Cascade: every token and request of this agent from before now is revoked.
-            sub = yield server.rop(server.rec.seen_sub(caller, jti))
+            # Every token and request of this agent from before now is revoked.
+            sub = yield Guarded(server.rop(server.rec.seen_sub(caller, jti)))
             if sub is not None:
                 now = cfg.clock.now()
                 keep = max(3600, cfg.pending_lifetime) + 600
-                yield server.rop(server.rec.cut_off(caller, sub, at=now, expires_at=now + keep))
-        return HttpResponse(200, [("Cache-Control", "no-store")], b"")
+                cut = server.rec.cut_off(caller, sub, at=now, expires_at=now + keep)
+                yield Guarded(server.rop(cut))
+                # Already revoked ones too: a repeat re-attempts what failed downstream.
+                issued = yield Guarded(
+                    server.rop(
+                        server.rec.issued_where(agent_issuer=caller, agent=sub, unexpired_at=now)
+                    )
+                )
+                tokens = yield from closure_steps(
+                    server.records, server.rec, (), now=now, initial=issued
+                )
+                targets = yield from server.halt.queue_steps(tokens, source="agent_revoked")
+        return (yield from self.cascade.answer_steps(request, caller, targets))
+
+    def revocation_poll_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
+        """``GET {revocation_endpoint}/pending/{id}``, signed by the AP that revoked."""
+        prefix = self.server.config.revocation_path + "/pending/"
+        return (yield from self.cascade.poll_steps(request, request.path[len(prefix) :]))
 
 
 def _unreachable(detail: str) -> Exception:

@@ -177,6 +177,8 @@ class PersonServer:
             return (yield from self.endpoints.auth_token_steps(request))
         if path == cfg.revocation_path and method == "POST":
             return (yield from self.endpoints.revoke_steps(request))
+        if path.startswith(cfg.revocation_path + "/pending/") and method == "GET":
+            return (yield from self.endpoints.revocation_poll_steps(request))
         if path.startswith(cfg.pending_prefix) and method in ("GET", "POST", "DELETE"):
             pending_id = path[len(cfg.pending_prefix) :]
             return (yield from self.pending.handle_steps(request, pending_id))
@@ -197,6 +199,7 @@ class PersonServer:
             ("POST", cfg.person_token_path),
             ("POST", cfg.auth_token_path),
             ("POST", cfg.revocation_path),
+            ("GET", cfg.revocation_path + "/pending/"),
             ("GET", prefix),
             ("POST", prefix),
             ("DELETE", prefix),

@@ -406,6 +406,18 @@ class RecordOps:
         return [IssuedToken.of(r) for r in rows.rows]
 
     @transaction()
+    def presented_to(self, jti: str, recipient: str) -> Work[bool]:
+        """Note the Access Server an issued person token was presented to (the PS's
+        federation): revoking the token revokes it there too (digest 5.7)."""
+        c = t.issued_tokens.c
+        done = yield Sql(
+            update(t.issued_tokens)
+            .where(c.issuer == self.issuer, c.jti == jti)
+            .values(presented_to=recipient)
+        )
+        return bool(done.rowcount)
+
+    @transaction()
     def mark_revoked(self, jtis: Iterable[str], *, now: float) -> Work[int]:
         c = t.issued_tokens.c
         wanted = list(jtis)
@@ -635,6 +647,25 @@ class RecordOps:
             query = query.where(c[name] == value)
         rows = yield Sql(query.order_by(c.id).limit(limit))
         return [OutboxItem.of(r) for r in rows.rows]
+
+    @transaction(write=False)
+    def outbox_for(self, keys: Sequence[tuple[str, str, str]]) -> Work[list[OutboxItem]]:
+        """The messages ``(kind, recipient, jti)`` (those queued), read in one transaction:
+        what a revocation endpoint waits on before it answers (digest 5.7)."""
+        c = t.outbox.c
+        found: list[OutboxItem] = []
+        wanted = list(keys)
+        for start in range(0, len(wanted), 200):
+            chunk = wanted[start : start + 200]
+            jtis = sorted({jti for _, _, jti in chunk})
+            rows = yield Sql(select(t.outbox).where(c.issuer == self.issuer, c.jti.in_(jtis)))
+            want = set(chunk)
+            found += [
+                item
+                for item in (OutboxItem.of(r) for r in rows.rows)
+                if (item.kind, item.recipient, item.jti) in want
+            ]
+        return found
 
     @transaction(write=False)
     def next_due(self) -> Work[float | None]:
