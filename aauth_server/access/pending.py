@@ -19,9 +19,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Deferred, ServerError
-from ..http import HttpRequest, HttpResponse
+from ..http import HttpRequest, HttpResponse, prefer_wait
 from ..identifiers import normalize_interaction_code
-from ..person.pending import prefer_wait
 from ..records import IssuedToken
 from ..resource.sessions import new_code
 from ..resource.state import digest_id, new_id
