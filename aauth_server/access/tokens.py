@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..chaining import Upstream, any_issuer, exp_caps, subagent_steps, upstream_steps
 from ..errors import AAuthError
 from ..keys.jwk import PublicKey
 from ..param_tokens import fail, param_token_steps, same_key
@@ -39,7 +40,7 @@ COPIED = ("mission_s256", "tenant", "account")
 
 @dataclass(frozen=True)
 class Chained:
-    """What ``subagent_token`` / ``upstream_token`` contribute (h-chain fills it in):
+    """What ``subagent_token`` / ``upstream_token`` contribute (:func:`chained_steps`):
     the sub-agent's claims and key (the key the auth token binds), the upstream token's
     claims, and the ``exp`` values that cap the auth token."""
 
@@ -52,16 +53,39 @@ class Chained:
 def chained_steps(
     server: AccessServer, ps: str, agent: Mapping[str, Any], body: Mapping[str, Any]
 ) -> Steps[Chained]:
-    """The ONE place the AS handles ``subagent_token`` and ``upstream_token``.
+    """The ONE place the AS handles ``subagent_token`` and ``upstream_token`` (digest 9,
+    P-§10.4.5 at the AS): an upstream person token's ``iss`` / auth token's ``ps`` must be the
+    signing PS (an upstream auth token may come from any AS), a revocation the AS recorded
+    for the upstream token answers ``revoked_upstream_token``; a sub-agent token must be a
+    sub-agent of the forwarded (parent) agent token.  Errors are the ``*_upstream_token`` /
+    ``*_subagent_token`` codes of digest 5.6."""
+    cfg = server.config
 
-    Until call chaining and sub-agents land (aauth_server/chaining.py), both answer
-    ``400 invalid_request``.
-    """
-    for name in ("subagent_token", "upstream_token"):
-        if name in body:
-            raise problem(400, "invalid_request", f"{name} is not supported by this AS")
-    return Chained()
-    yield  # a generator: chaining verification needs keys
+    def revoked(token: Upstream) -> Steps[bool]:
+        found: bool = yield server.rop(server.rec.is_revoked(token.iss, str(token.claims["jti"])))
+        return found
+
+    up = sa = None
+    if "upstream_token" in body:
+        up = yield from upstream_steps(
+            body["upstream_token"],
+            agent=agent,
+            ps=ps,
+            cfg=cfg,
+            own_dwk=DWK_ACCESS,
+            known_issuer=any_issuer,
+            revoked=revoked,
+        )
+    if "subagent_token" in body:
+        sa = yield from subagent_steps(
+            body["subagent_token"], agent=agent, cfg=cfg, own_dwk=DWK_ACCESS
+        )
+    return Chained(
+        subagent=None if sa is None else dict(sa.claims),
+        subagent_key=None if sa is None else sa.key,
+        upstream=None if up is None else dict(up.claims),
+        caps=tuple(exp_caps(up)),
+    )
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,10 @@ FLOW: list[tuple[str, Callable[[AsWorld], HttpRequest], int, str | None]] = [
         "invalid_agent_token",
     ),
     (
-        "sub-agent not yet",
+        "sub-agent token not a token",
         lambda aw: aw.token_request({**aw.triple(), "subagent_token": "x"}),
         400,
-        "invalid_request",
+        "invalid_subagent_token",
     ),
     ("impostor PS", _impostor, 401, None),
     ("unknown pending", lambda aw: aw.signed("GET", "/pending/" + "a" * 32), 404, "not_found"),

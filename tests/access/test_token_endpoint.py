@@ -294,15 +294,15 @@ CASES: dict[str, tuple[Callable[[AsWorld], Any], int, str]] = {
         400,
         "invalid_agent_token",
     ),
-    "subagent_token not yet supported": (
+    "subagent_token not a token": (
         lambda aw: _body(aw, subagent_token="x"),
         400,
-        "invalid_request",
+        "invalid_subagent_token",
     ),
-    "upstream_token not yet supported": (
+    "upstream_token not a token": (
         lambda aw: _body(aw, upstream_token="x"),
         400,
-        "invalid_request",
+        "invalid_upstream_token",
     ),
 }
 
@@ -390,3 +390,66 @@ def test_a_denying_policy_is_403_denied() -> None:
 def test_a_policy_answering_no_verdict_is_server_error() -> None:
     aw = AsWorld(policy=lambda request: "yes")  # type: ignore[arg-type,return-value]
     assert problem(aw.send(aw.token_request(aw.triple()))) == (500, "server_error")
+
+
+def test_a_sub_agent_token_binds_the_auth_token_to_the_sub_agent_key(mode: str) -> None:
+    """Four-party, parent-mediated (digest 9): the PS forwards the parent's agent token and
+    the sub-agent's token; the AS checks ``agent_jkt`` against the sub-agent key and binds
+    the auth token to it."""
+    from aauth_server.tokens.aauth import mint_person_token
+
+    aw = AsWorld()
+    send = sender(aw, mode)
+    provider = aw.world.provider
+    sub_key = PrivateKey.generate("Ed25519")
+    parent = str(decode_unverified(aw.world.agent_token).payload["sub"])
+    sub_token = provider.issue_subagent(sub_key.public, parent, "helper")
+    presented = mint_person_token(
+        aw.world.ps_key,
+        iss=PS_ISSUER,
+        aud=RESOURCE,
+        sub=PERSON,
+        cnf_jwk=sub_key.public,
+        now=aw.clock.now(),
+        lifetime=3600,
+    )
+    body = {
+        "resource_token": aw.resource_token(presented, agent_jkt=sub_key.public.thumbprint),
+        "agent_token": aw.world.agent_token,
+        "presented_token": presented,
+        "subagent_token": sub_token,
+    }
+    response = send(aw.token_request(body))
+    assert response.status == 200, response.body
+    claims = decode_unverified(body_of(response)["auth_token"]).payload
+    assert claims["cnf"] == {"jwk": sub_key.public.jwk}
+    # The same request without the sub-agent token: agent_jkt names another key.
+    del body["subagent_token"]
+    refused = send(aw.token_request(body))
+    assert (refused.status, body_of(refused)["error"]) == (400, "invalid_resource_token")
+
+
+def test_an_upstream_person_token_caps_the_auth_token_and_is_recorded(mode: str) -> None:
+    """Call chaining at the AS (digest 9): the upstream person token names the signing PS
+    and the intermediary (the agent token's issuer) as its audience; the auth token expires
+    no later than it and its record names it, so its revocation cascades."""
+    aw = AsWorld()
+    send = sender(aw, mode)
+    intermediary = str(decode_unverified(aw.world.agent_token).payload["iss"])
+    upstream = aw.world.person_token(aud=intermediary)
+    up_claims = decode_unverified(upstream).payload
+    response = send(aw.token_request({**aw.triple(), "upstream_token": upstream}))
+    assert response.status == 200, response.body
+    claims = decode_unverified(body_of(response)["auth_token"]).payload
+    assert claims["exp"] <= up_claims["exp"]
+    assert claims["sub"] == PERSON  # from the resource token, never the upstream's
+    record = aw.server.records.run(aw.server.rec.issued(str(claims["jti"])))
+    assert record is not None
+    assert (record.upstream_iss, record.upstream_jti) == (PS_ISSUER, up_claims["jti"])
+    # An upstream token for another audience, or from another PS, is invalid_upstream_token.
+    for bad in (
+        aw.world.person_token(aud=RESOURCE),
+        aw.world.person_token(aud=intermediary, ps="https://other-ps.example"),
+    ):
+        refused = send(aw.token_request({**aw.triple(), "upstream_token": bad}))
+        assert (refused.status, body_of(refused)["error"]) == (400, "invalid_upstream_token")

@@ -130,7 +130,11 @@ WIRE_CASES: dict[str, tuple[Callable[[Wire], Any], int, str]] = {
         400,
         "clock_skew",
     ),
-    "upstream_token (not yet)": (lambda w: w.triple(upstream_token="x"), 400, "invalid_request"),
+    "upstream_token not a token": (
+        lambda w: w.triple(upstream_token="x"),
+        400,
+        "invalid_upstream_token",
+    ),
 }
 
 
