@@ -45,8 +45,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from sqlalchemy import update
-
 from ..errors import AAuthError, Deferred
 from ..fields import FieldError, parse_aauth_requirement
 from ..http import HttpRequest, HttpResponse, json_bytes
@@ -55,8 +53,6 @@ from ..keys.egress import EgressPolicy
 from ..keys.fetcher import FetchError, FetchResponse
 from ..keys.jwk import PublicKey
 from ..outbound import AsyncOutboundClient, OutboundClient, ServerSigner
-from ..records import schema as t
-from ..records.txn import Sql, Work, transaction
 from ..revocation import problem
 from ..steps import Call, Steps, StoreOp
 from ..storage.base import RecordNotFound, VersionConflict
@@ -129,19 +125,6 @@ class AsAnswer:
 
 def _unreachable(detail: str) -> AAuthError:
     return problem(502, "as_unreachable", detail)
-
-
-@transaction()
-def _mark_presented(issuer: str, jti: str, access_server: str) -> Work[int]:
-    """The person token ``jti`` (ours) was presented to ``access_server`` (digest 5.7: a
-    revoked person token is revoked at every AS it was presented to)."""
-    c = t.issued_tokens.c
-    done = yield Sql(
-        update(t.issued_tokens)
-        .where(c.issuer == issuer, c.jti == jti)
-        .values(presented_to=access_server)
-    )
-    return int(done.rowcount)
 
 
 class _Send(Call):
@@ -509,7 +492,7 @@ class Federation:
             except TokenError:
                 return
         if claims.get("iss") == cfg.issuer and claims.get("jti"):
-            yield self.server.rop(_mark_presented(cfg.issuer, str(claims["jti"]), access_server))
+            yield self.server.rop(self.server.rec.presented_to(str(claims["jti"]), access_server))
 
     def _classify(self, response: object, *, polling: bool, base: str) -> AsAnswer:
         if isinstance(response, FetchError):
