@@ -19,7 +19,7 @@ from .keys.jwk import REQUIRED_MEMBERS, PrivateKey, PublicKey
 from .revocation import problem
 from .steps import Steps
 from .tokens.aauth import EXPECTED_DWK, check_claims, check_header
-from .tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
+from .tokens.jwt import TokenError, UnverifiedJWT, decode_unverified, verify_jwt_signature
 from .verifier import KeyNeed
 
 __all__ = ["ParamSettings", "fail", "param_token_steps", "same_key"]
@@ -56,16 +56,18 @@ def param_token_steps(
     *,
     audience: str | None,
     own_dwk: str,
+    decoded: UnverifiedJWT | None = None,
 ) -> Steps[tuple[str, Mapping[str, object]]]:
     """Verify the parameter token ``raw`` of one of ``typs``: ``(typ, claims)``.
 
     ``audience`` is the ``aud`` it must carry (None for agent tokens); a token this server
     signed (``iss`` = ``cfg.issuer``, ``dwk`` = ``own_dwk``, our ``kid``) is checked with our
     own key, without discovery.  Failures are ``invalid_/expired_<name>_token`` or
-    ``clock_skew``.
+    ``clock_skew``.  ``decoded``: ``raw`` already decoded by the caller (used only when it
+    is that very token).
     """
     try:
-        token = decode_unverified(raw)
+        token = decoded if decoded is not None and decoded.raw == raw else decode_unverified(raw)
         typ = check_header(token, typs)
     except TokenError as exc:
         raise fail(name, exc.detail) from exc

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..cascade import CascadeAnswer, Guarded, closure_steps
-from ..errors import Deferred
+from ..errors import AAuthError, Deferred
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..limits import FieldLimits
@@ -28,6 +28,7 @@ from .chained import ChainedRequests
 from .policy import AUTH, PERSON, Approve, AskAgent, AskPerson, Decision, Deny, mission_rule
 from .questions import policy_request
 from .subjects import Presence
+from .tokens import peek_pair
 
 if TYPE_CHECKING:
     from ..missions.model import Mission
@@ -109,15 +110,32 @@ class TokenEndpoints:
     # -- auth token endpoint (digest 5.3, three-party) ------------------------------------------
 
     def auth_token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
-        verified, person = yield from self.server.agent_steps(request, token_request=True)
-        body = _body(request)
+        server = self.server
+        verified = yield from server.verifier.steps(request)
+        # The body is read once the request verified, before the agent's records: a pair
+        # it carries has its revocation facts read in the agent's transaction.  Every check
+        # still answers where it always did: the agent's first, then the body's.
+        try:
+            body: Mapping[str, Any] | None = _body(request)
+            refused = None
+        except AAuthError as exc:
+            body, refused = None, exc
+        peeked = None if body is None else peek_pair(body)
+        facts = None
+        if peeked is None:
+            person = yield from server.agent_person_steps(verified, token_request=True)
+        else:
+            person, facts = yield from server.agent_facts_steps(verified, peeked)
+        if refused is not None:
+            raise refused
+        assert body is not None
         fields = _request_fields(body, self.server.config)
         chain = yield from self.chained.facts_steps(verified, body, person)
         person = chain.person
         # Four-party: a resource token for an AS this PS trusts federates (federation.py).
         access = self.server.federation.access_server_for(body)
         pair = yield from self.server.params.verify_pair_steps(
-            verified, body, key=chain.key(verified), audience=access
+            verified, body, key=chain.key(verified), audience=access, peeked=peeked, facts=facts
         )
         rt = pair.resource_token
         yield from self._note_capabilities_steps(verified, body)

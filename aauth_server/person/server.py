@@ -9,6 +9,7 @@ written once as generators (:mod:`aauth_server.steps`) and driven either way.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -22,7 +23,7 @@ from ..missions.halt import HaltAtResources
 from ..missions.model import Mission
 from ..missions.registry import Missions
 from ..outbound import OutboundClient, ServerSigner
-from ..records import RecordOp, RecordOps, Txn
+from ..records import RecordOp, RecordOps, RequestFacts, Txn
 from ..resource.config import discovery_for
 from ..resource.state import REVOCATION_GRACE
 from ..revocation import problem, server_verifier
@@ -36,7 +37,7 @@ from .endpoints import TokenEndpoints
 from .pending import PendingRequests
 from .questions import AgentQuestions
 from .subjects import Bindings, Presence, directed_sub
-from .tokens import ParamTokens, RecordRevocations
+from .tokens import PairPeek, ParamTokens, RecordRevocations
 
 T = TypeVar("T")
 log = logging.getLogger("aauth_server.person")
@@ -256,6 +257,14 @@ class PersonServer:
         A revoked agent token is ``401 revoked_jwt`` (digest 5.7), looked up with the
         binding in one transaction."""
         verified = yield from self.verifier.steps(request)
+        person = yield from self.agent_person_steps(verified, token_request=token_request)
+        return verified, person
+
+    def agent_person_steps(
+        self, verified: VerifiedRequest, *, token_request: bool = False
+    ) -> Steps[str | None]:
+        """:meth:`agent_steps` after the verification: the agent token's revocation and the
+        agent's binding; the person."""
         claims = verified.claims
         revoked, person = yield self.rop(
             self.rec.agent_facts(
@@ -265,11 +274,35 @@ class PersonServer:
                 now=self.config.clock.now(),
             )
         )
+        self._check_agent(claims, revoked, token_request=token_request)
+        return person  # type: ignore[no-any-return]
+
+    def agent_facts_steps(
+        self, verified: VerifiedRequest, pair: PairPeek
+    ) -> Steps[tuple[str | None, RequestFacts]]:
+        """What :meth:`agent_steps` reads and checks after the verification, for a token
+        request that carries a resource and a presented token: the same reads, and the
+        pair's revocation facts, in one records transaction.  ``(person, facts)``."""
+        claims = verified.claims
+        facts: RequestFacts = yield self.rop(
+            self.rec.request_facts(
+                str(claims["iss"]),
+                str(claims["jti"]),
+                str(claims["sub"]),
+                now=self.config.clock.now(),
+                tokens=pair.tokens,
+                since=pair.since,
+            )
+        )
+        self._check_agent(claims, facts.revoked, token_request=True)
+        return facts.person, facts
+
+    @staticmethod
+    def _check_agent(claims: Mapping[str, object], revoked: bool, *, token_request: bool) -> None:
         if revoked:
             raise SignatureFailure("revoked_jwt", "token has been revoked")
         if token_request and "parent_agent" in claims:
             raise problem(400, "invalid_request", "a PS refuses token requests from sub-agents")
-        return verified, person
 
     def remember_agent_steps(self, verified: VerifiedRequest) -> Steps[None]:
         """Record which agent an agent-token ``jti`` names, for a later revocation's cascade."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..keys.jwk import PublicKey
 from ..param_tokens import fail, param_token_steps, same_key
-from ..records import RecordOps, RecordStore
+from ..records import RecordOps, RecordStore, RequestFacts
 from ..resource.state import digest_id
 from ..revocation import problem
 from ..steps import Steps
@@ -28,6 +28,7 @@ from ..tokens.aauth import (
     new_jti,
     presented_jti,
 )
+from ..tokens.jwt import TokenError, UnverifiedJWT, decode_unverified
 from ..verifier import VerifiedRequest
 from .chained import bound_key
 
@@ -101,6 +102,40 @@ _same_key = same_key
 _fail = fail
 
 
+@dataclass(frozen=True, slots=True)
+class PairPeek:
+    """A token request's ``resource_token`` and ``presented_token``, decoded but not yet
+    verified: which revocation facts their verification will ask for, so they can be read
+    in the agent's records transaction (:meth:`ParamTokens.verify_pair_steps` uses them
+    only when its own questions, from the verified claims, are these)."""
+
+    resource_token: UnverifiedJWT
+    presented_token: UnverifiedJWT
+    tokens: tuple[tuple[str, str], tuple[str, str]]
+    since: int
+
+
+def peek_pair(body: Mapping[str, Any]) -> PairPeek | None:
+    """The request's pair when both decode and name their ``iss``, ``jti`` (and the
+    presented token its ``iat``) as the verification will; None otherwise (the
+    verification then finds what is wrong, where it always did)."""
+    rt_raw, pt_raw = body.get("resource_token"), body.get("presented_token")
+    if not isinstance(rt_raw, str) or not isinstance(pt_raw, str):
+        return None
+    try:
+        rt, pt = decode_unverified(rt_raw), decode_unverified(pt_raw)
+    except TokenError:
+        return None
+    rt_claims, pt_claims = rt.payload, pt.payload
+    names = (rt_claims.get("iss"), rt_claims.get("jti"), pt_claims.get("iss"), pt_claims.get("jti"))
+    iat = pt_claims.get("iat")
+    if not all(type(name) is str for name in names) or type(iat) is not int:
+        return None
+    rt_iss, rt_jti, pt_iss, pt_jti = names
+    tokens = ((str(rt_iss), str(rt_jti)), (str(pt_iss), str(pt_jti)))
+    return PairPeek(rt, pt, tokens, iat)
+
+
 class ParamTokens:
     def __init__(self, server: PersonServer) -> None:
         self.server = server
@@ -112,22 +147,34 @@ class ParamTokens:
         *,
         key: PublicKey | None = None,
         audience: str | None = None,
+        peeked: PairPeek | None = None,
+        facts: RequestFacts | None = None,
     ) -> Steps[TokenPair]:
         """Digest 3.4 "verification by PS/AS", in order: the resource token's ``aud`` is this
         PS (three-party) or ``audience``, the Access Server it federates to (four-party);
-        ``key`` is the key the pair is bound to when it is not the signer's (a sub-agent's)."""
+        ``key`` is the key the pair is bound to when it is not the signer's (a sub-agent's).
+        ``peeked`` is :func:`peek_pair` of this ``body`` (its tokens are not decoded again),
+        ``facts`` what the agent's records transaction read for it."""
         cfg = self.server.config
         bound = verified.key if key is None else key
         for field in ("resource_token", "presented_token"):
             if not isinstance(body.get(field), str) or not body[field]:
                 raise problem(400, "invalid_request", f"{field} is required")
         _, rt = yield from self._token_steps(
-            body["resource_token"], (TYP_RESOURCE,), "resource", audience=audience or cfg.issuer
+            body["resource_token"],
+            (TYP_RESOURCE,),
+            "resource",
+            audience=audience or cfg.issuer,
+            decoded=None if peeked is None else peeked.resource_token,
         )
         if rt["agent_jkt"] != bound.thumbprint:
             raise _fail("resource", "agent_jkt is not the key that signed this request")
         typ, presented = yield from self._token_steps(
-            body["presented_token"], (TYP_PERSON, TYP_AUTH), "presented", audience=str(rt["iss"])
+            body["presented_token"],
+            (TYP_PERSON, TYP_AUTH),
+            "presented",
+            audience=str(rt["iss"]),
+            decoded=None if peeked is None else peeked.presented_token,
         )
         cnf = presented.get("cnf")
         assert isinstance(cnf, dict)
@@ -144,15 +191,15 @@ class ParamTokens:
         agent = verified.claims
         iat = presented["iat"]
         assert isinstance(iat, int)
-        # One records transaction answers all three revocation questions.
+        # One records transaction answers all three revocation questions: the agent's own,
+        # read with its facts, when it asked these very questions.
         server = self.server
-        (rt_revoked, pt_revoked), cut = yield server.rop(
-            server.rec.revocation_facts(
-                [(str(rt["iss"]), str(rt["jti"])), (str(presented["iss"]), str(presented["jti"]))],
-                (str(agent["iss"]), str(agent["sub"])),
-                iat,
-            )
-        )
+        tokens = [(str(rt["iss"]), str(rt["jti"])), (str(presented["iss"]), str(presented["jti"]))]
+        subject = (str(agent["iss"]), str(agent["sub"]))
+        answers = None if facts is None else facts.revocation_facts(tokens, subject, iat)
+        if answers is None:
+            answers = yield server.rop(server.rec.revocation_facts(tokens, subject, iat))
+        (rt_revoked, pt_revoked), cut = answers
         if rt_revoked:
             raise _fail("resource", "the resource revoked this resource token", "revoked")
         if pt_revoked or cut:
@@ -160,12 +207,24 @@ class ParamTokens:
         return TokenPair(rt, presented)
 
     def _token_steps(
-        self, raw: str, typs: tuple[str, ...], name: str, *, audience: str
+        self,
+        raw: str,
+        typs: tuple[str, ...],
+        name: str,
+        *,
+        audience: str,
+        decoded: UnverifiedJWT | None = None,
     ) -> Steps[tuple[str, Mapping[str, object]]]:
         # The verification is shared with the Access Server (aauth_server.param_tokens).
         return (
             yield from param_token_steps(
-                self.server.config, raw, typs, name, audience=audience, own_dwk=DWK_PERSON
+                self.server.config,
+                raw,
+                typs,
+                name,
+                audience=audience,
+                own_dwk=DWK_PERSON,
+                decoded=decoded,
             )
         )
 

@@ -23,6 +23,7 @@ from .ops import (
     SUSPENDED,
     TERMINATED,
     RecordOps,
+    RequestFacts,
 )
 from .rows import IssuedToken, LogEntry, MissionRow, MissionUpdateRow, OutboxItem
 from .store import (
@@ -52,6 +53,7 @@ __all__ = [
     "RecordOps",
     "RecordStore",
     "RecordsUnavailable",
+    "RequestFacts",
     "Rows",
     "Sql",
     "Txn",

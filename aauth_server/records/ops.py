@@ -8,9 +8,21 @@ steps.  Times are passed in (``now``): the caller's injected clock is the only c
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, literal_column, or_, select, update
+from sqlalchemy import (
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 
 from . import schema as t
 from .rows import IssuedToken, LogEntry, MissionRow, MissionUpdateRow, OutboxItem, log_columns
@@ -80,6 +92,71 @@ _SEEN = prepared(
         _s.issuer == bindparam("i"), _s.token_iss == bindparam("t"), _s.jti == bindparam("j")
     )
 )
+
+
+def _revoked_exists(iss: str, jti: str) -> Any:
+    return exists().where(
+        _r.issuer == bindparam("i"), _r.token_iss == bindparam(iss), _r.jti == bindparam(jti)
+    )
+
+
+#: Everything a token request at the PS asks the records, as one statement (one snapshot):
+#: the agent token's revocation and the agent's binding (:meth:`RecordOps.agent_facts`), and
+#: the two parameter tokens' revocations and the agent's cut-off (:meth:`revocation_facts`).
+_REQUEST_FACTS = prepared(
+    select(
+        _revoked_exists("a", "aj").label("agent_revoked"),
+        select(_b.person)
+        .where(
+            _b.issuer == bindparam("i"),
+            _b.agent_issuer == bindparam("a"),
+            _b.agent == bindparam("g"),
+            _b.expires_at > bindparam("now"),
+        )
+        .scalar_subquery()
+        .label("person"),
+        _revoked_exists("t1", "j1").label("revoked1"),
+        _revoked_exists("t2", "j2").label("revoked2"),
+        exists()
+        .where(
+            _c.issuer == bindparam("i"),
+            _c.agent_issuer == bindparam("a"),
+            _c.agent == bindparam("g"),
+            _c.at >= bindparam("since"),
+        )
+        .label("cut"),
+    )
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFacts:
+    """What :meth:`RecordOps.request_facts` read, with the questions it answered."""
+
+    #: The agent token ``(iss, jti)`` and the agent ``sub``.
+    agent_issuer: str
+    agent_jti: str
+    agent: str
+    #: The agent token is revoked; the person the agent is bound to (None: unbound).
+    revoked: bool
+    person: str | None
+    #: The two parameter tokens ``(iss, jti)`` asked about, whether each is revoked, and
+    #: whether the agent was cut off at or after ``since``.
+    tokens: tuple[tuple[str, str], tuple[str, str]]
+    tokens_revoked: tuple[bool, bool]
+    since: float
+    cut: bool
+
+    def revocation_facts(
+        self, tokens: Sequence[tuple[str, str]], agent: tuple[str, str], since: float
+    ) -> tuple[list[bool], bool] | None:
+        """:meth:`RecordOps.revocation_facts`'s answer for these very questions; None when
+        they are not the ones this read answered."""
+        if tuple(tokens) != self.tokens or agent != (self.agent_issuer, self.agent):
+            return None
+        if since != self.since:
+            return None
+        return list(self.tokens_revoked), self.cut
 
 
 class RecordOps:
@@ -348,6 +425,47 @@ class RecordOps:
         params = {"i": self.issuer, "a": agent_issuer, "g": agent, "now": now}
         person = (yield Sql(_BOUND, params)).scalar()
         return revoked.first() is not None, None if person is None else str(person)
+
+    @transaction(write=False)
+    def request_facts(
+        self,
+        agent_issuer: str,
+        jti: str,
+        agent: str,
+        *,
+        now: float,
+        tokens: tuple[tuple[str, str], tuple[str, str]],
+        since: float,
+    ) -> Work[RequestFacts]:
+        """:meth:`agent_facts` and :meth:`revocation_facts` (for the agent's own cut-off)
+        in one transaction, one statement: the token request's reads at the PS."""
+        (t1, j1), (t2, j2) = tokens
+        params = {
+            "i": self.issuer,
+            "a": agent_issuer,
+            "aj": jti,
+            "g": agent,
+            "now": now,
+            "t1": t1,
+            "j1": j1,
+            "t2": t2,
+            "j2": j2,
+            "since": since,
+        }
+        row = (yield Sql(_REQUEST_FACTS, params)).first()
+        assert row is not None  # a SELECT without FROM answers one row
+        person = row["person"]
+        return RequestFacts(
+            agent_issuer,
+            jti,
+            agent,
+            revoked=bool(row["agent_revoked"]),
+            person=None if person is None else str(person),
+            tokens=((t1, j1), (t2, j2)),
+            tokens_revoked=(bool(row["revoked1"]), bool(row["revoked2"])),
+            since=since,
+            cut=bool(row["cut"]),
+        )
 
     @transaction()
     def unbind(self, agent_issuer: str, agent: str) -> Work[bool]:
@@ -720,4 +838,5 @@ __all__ = [
     "SUSPENDED",
     "TERMINATED",
     "RecordOps",
+    "RequestFacts",
 ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import partial
 from typing import Any, TypeVar
@@ -50,6 +50,15 @@ ATTEMPTS = 5
 #: PostgreSQL SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
 _RETRY_STATES = frozenset({"40001", "40P01"})
 _WRITE = "aauth_write"
+
+
+class _Marker:
+    """A parameter's stand-in while planning a statement (see ``RecordStore._plan``)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
 class _NeedsConnection(Exception):
@@ -128,7 +137,8 @@ class RecordStore:
         self._lock: threading.RLock | None = threading.RLock() if self.memory else None
         self._aengines: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
         self._inserts: dict[str, Any] = {}
-        self._compiled: dict[tuple[int, tuple[str, ...]], Any] = {}
+        #: Per (statement, parameter names in call order): its SQL, compiled form and plan.
+        self._compiled: dict[tuple[int, tuple[str, ...]], tuple[str, Any, Any]] = {}
         #: Operations that ran a statement the direct path cannot run (by ``Txn.name``).
         self._general: set[str] = set()
         self._closed = False
@@ -309,29 +319,61 @@ class RecordStore:
         connection's transaction: what SQLAlchemy's execution would do for these plain
         statements (no type processing is needed for their str, float, int and bytes), at a
         fraction of its per-call cost on the hot path."""
-        params = dict(op.params or {})
-        key = (id(op.statement), tuple(sorted(params)))
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            compiled = op.statement.compile(  # type: ignore[attr-defined]
-                dialect=self.engine.dialect, column_keys=sorted(params)
+        params = op.params or {}
+        # Keyed by the parameters in the caller's order: an operation passes the same names
+        # in the same order on every call, so the sort happens once, when compiling.
+        key = (id(op.statement), tuple(params))
+        plan = self._compiled.get(key)
+        if plan is None:
+            plan = self._plan(op.statement, params)
+            self._compiled[key] = plan
+        sql, compiled, order = plan
+        args: Any
+        if order is None:
+            # The statement holds literal binds of its own (or renamed ones): SQLAlchemy
+            # merges them with ours, in the driver's style.
+            values = compiled.construct_params(dict(params))
+            args = (
+                tuple(values[name] for name in compiled.positiontup)
+                if compiled.positional
+                else values
             )
-            self._compiled[key] = compiled
-        # Every bind the statement holds, ours and its own literals, in the driver's style.
-        values = compiled.construct_params(params)
-        args: Any = values
-        if compiled.positional:
-            args = tuple(values[name] for name in compiled.positiontup)
+        elif compiled.positional:
+            args = tuple([params[name] for name in order])
+        else:
+            args = params if type(params) is dict else dict(params)
         cursor = driver.cursor()
         try:
-            cursor.execute(compiled.string, args)
-            if cursor.description is None:
+            cursor.execute(sql, args)
+            description = cursor.description
+            if description is None:
                 return Rows((), cursor.rowcount)
-            columns = [d[0] for d in cursor.description]
-            rows = tuple(dict(zip(columns, row, strict=True)) for row in cursor.fetchall())
+            columns = [d[0] for d in description]
+            rows = tuple([dict(zip(columns, row, strict=True)) for row in cursor.fetchall()])
             return Rows(rows, len(rows))
         finally:
             cursor.close()
+
+    def _plan(self, statement: Any, params: Mapping[str, Any]) -> tuple[str, Any, Any]:
+        """``(sql, compiled, order)`` for ``statement`` run with ``params``' names: ``order``
+        is the parameter names in the driver's positional order (or ``()`` for a named
+        driver style, whose parameters pass as they are) when the statement binds exactly
+        our parameters, under their own names; None when SQLAlchemy must merge binds
+        (a literal bind of the statement, an escaped name), per call."""
+        names = sorted(params)
+        compiled = statement.compile(dialect=self.engine.dialect, column_keys=names)
+        # Each of our parameters stands for itself: what construct_params makes of them shows
+        # whether anything else is bound, and under which names.
+        markers = {name: _Marker(name) for name in names}
+        values = compiled.construct_params(markers)
+        order: Any = None
+        if all(type(v) is _Marker and values.get(v.name) is v for v in values.values()) and len(
+            values
+        ) == len(names):
+            order = (
+                tuple(values[n].name for n in compiled.positiontup) if compiled.positional else ()
+            )
+        return compiled.string, compiled, order
 
     async def _aexecute(self, conn: AsyncConnection, op: Op) -> Rows:
         result = await conn.execute(*self._statement(op))
