@@ -61,6 +61,10 @@ class _Marker:
         self.name = name
 
 
+class _Stale(Exception):
+    """A kept connection the database had closed (see ``RecordStore._run_direct``)."""
+
+
 class _NeedsConnection(Exception):
     """A statement :meth:`RecordStore._run_direct` cannot run on the bare driver."""
 
@@ -142,6 +146,9 @@ class RecordStore:
         #: Operations that ran a statement the direct path cannot run (by ``Txn.name``).
         self._general: set[str] = set()
         self._closed = False
+        #: Driver connections kept checked out between direct transactions (_run_direct).
+        self._idle: list[Any] = []
+        self._idle_max = 1 if self.memory else pool_size
         if backend == "sqlite":
             if driver not in ("", "pysqlite", "aiosqlite"):
                 raise ConfigurationError("records: use sqlite:///path or sqlite:// (in memory)")
@@ -176,6 +183,8 @@ class RecordStore:
             raise ConfigurationError(
                 f"records: unsupported database {backend!r} (sqlite or postgresql+psycopg)"
             )
+        # Whoever disposes the pool (close(), a test, a fork's child) drops the kept ones.
+        event.listen(self.engine, "engine_disposed", lambda engine: self._drop_idle())
         if migrate:
             from .migrate import upgrade
 
@@ -211,33 +220,65 @@ class RecordStore:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _run_direct(self, txn: Txn[T]) -> T:
-        """``txn`` on the pool's driver connection, without SQLAlchemy's ``Connection``:
-        the operations on the hot path of a token request (a few statements built once,
-        and inserts) pay for one pool checkout and their statements, not for the
-        connection's begin/commit machinery, which costs more than the statements.  Same
-        transaction semantics as :meth:`run`: ``BEGIN IMMEDIATE`` for SQLite writes,
-        ``BEGIN`` for its reads (our connect hook turned pysqlite's own handling off),
-        the driver's implicit transaction on PostgreSQL; commit at the end, roll back on
-        any failure.  Raises :class:`_NeedsConnection` at the first statement that is not
-        prepared, before anything is committed."""
+        """``txn`` on a pool connection's driver, without SQLAlchemy's ``Connection``: the
+        operations on the hot path of a token request (a few statements built once, and
+        inserts) pay for their statements, not for the connection's begin/commit machinery,
+        which costs more than the statements.  Same transaction semantics as :meth:`run`:
+        ``BEGIN IMMEDIATE`` for SQLite writes, ``BEGIN`` for its reads (our connect hook
+        turned pysqlite's own handling off), the driver's implicit transaction on
+        PostgreSQL; commit at the end, roll back on any failure.  Raises
+        :class:`_NeedsConnection` at the first statement that is not prepared, before
+        anything is committed.
+
+        A connection that committed is kept for the next direct transaction (up to
+        :attr:`_idle_max` of them) instead of going back through the pool's checkin and
+        checkout.  The pool's pre-ping does not see a kept connection: one the database
+        closed meanwhile fails at its first statement, before anything was committed, and
+        the transaction runs again on a connection from the pool."""
         dbapi = self.engine.dialect.loaded_dbapi
+        lock = self._lock
+        idle = self._idle
         for attempt in range(ATTEMPTS):
             try:
-                with self._serialized():
-                    raw = self.engine.raw_connection()
+                if lock is not None:
+                    lock.acquire()
+                try:
+                    kept = True
+                    try:
+                        raw = idle.pop()
+                    except IndexError:
+                        kept = False
+                        raw = self.engine.raw_connection()
+                    committing = False
                     try:
                         driver: Any = raw.dbapi_connection
                         if self.backend == "sqlite":
                             driver.execute("BEGIN IMMEDIATE" if txn.write else "BEGIN")
                         result = drive(txn.work(), partial(self._execute_direct, driver))
+                        committing = True
                         raw.commit()
-                        return result
-                    except BaseException:
+                    except BaseException as exc:
+                        if kept and not committing and self._disconnected(exc, driver):
+                            raw.invalidate()  # closed and checked in: the pool replaces it
+                            raise _Stale from exc
                         with suppress(Exception):  # a broken connection: the pool drops it
                             raw.rollback()
-                        raise
-                    finally:
                         raw.close()
+                        raise
+                    if len(idle) < self._idle_max and not self._closed:
+                        idle.append(raw)
+                    else:
+                        raw.close()
+                    return result
+                finally:
+                    if lock is not None:
+                        lock.release()
+            except _Stale:
+                # Nothing was committed.  The database likely dropped every connection (a
+                # restart): the other kept ones go back too, and the transaction runs again
+                # on a connection from the pool, which pings it first.
+                self._drop_idle()
+                continue
             except dbapi.Error as exc:
                 wrapped = DBAPIError.instance(None, None, exc, dbapi.Error)
                 if not isinstance(wrapped, DBAPIError):  # pragma: no cover - a driver error is one
@@ -251,7 +292,30 @@ class RecordStore:
                 raise _mapped(exc, txn) from exc
             except PoolTimeout as exc:
                 raise RecordsUnavailable("no database connection free") from exc
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        raise RecordsUnavailable(f"the record database is unavailable ({txn.name})")
+
+    def _disconnected(self, exc: BaseException, driver: Any) -> bool:
+        """``exc`` says the connection is gone (the dialect's test, as the pool uses it)."""
+        if not isinstance(exc, self.engine.dialect.loaded_dbapi.Error):
+            return False
+        try:
+            return bool(self.engine.dialect.is_disconnect(exc, driver, None))
+        except Exception:  # pragma: no cover - the dialect's test itself failed
+            return False
+
+    def _drop_idle(self) -> None:
+        """Close the kept connections (the pool they came from may be disposed already).
+        The in-memory database's one connection is its data: it only goes back."""
+        while self._idle:
+            try:
+                raw = self._idle.pop()
+            except IndexError:  # pragma: no cover - another thread took the last one
+                return
+            with suppress(Exception):
+                if self.memory:
+                    raw.close()
+                else:
+                    raw.invalidate()
 
     def _execute_direct(self, driver: Any, op: Op) -> Rows:
         if isinstance(op, InsertIgnore):
@@ -418,6 +482,7 @@ class RecordStore:
     def close(self) -> None:
         """Close the sync pool (and forget async engines of loops that are gone)."""
         self._closed = True
+        self._drop_idle()
         for loop, engine in list(self._aengines.items()):
             if loop.is_closed():
                 self._aengines.pop(loop)
