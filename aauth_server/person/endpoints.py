@@ -48,7 +48,9 @@ PLATFORMS = ("web", "mobile", "desktop", "workload", "self-hosted")
 _TEXT = ("justification", "login_hint", "tenant", "domain_hint", "device")
 
 
-def _request_fields(body: Mapping[str, Any], cfg: PersonServerConfig) -> dict[str, Any]:
+def _request_fields(
+    body: Mapping[str, Any], cfg: PersonServerConfig, limits: FieldLimits | None = None
+) -> dict[str, Any]:
     """The optional parameters both token endpoints share, validated (every agent-supplied
     string within its configured length: it is stored for the pending request's life)."""
     fields: dict[str, Any] = {}
@@ -68,7 +70,8 @@ def _request_fields(body: Mapping[str, Any], cfg: PersonServerConfig) -> dict[st
         if value is not None and value not in allowed:
             raise problem(400, "invalid_request", f"{name} must be one of {', '.join(allowed)}")
         fields[name] = value
-    fields["capabilities"] = FieldLimits.of(cfg).capability_list(body.get("capabilities", []))
+    limits = FieldLimits.of(cfg) if limits is None else limits
+    fields["capabilities"] = limits.capability_list(body.get("capabilities", []))
     return fields
 
 
@@ -94,7 +97,7 @@ class TokenEndpoints:
         resource = body.get("resource")
         if not is_server_identifier(resource, dev_loopback=self.server.config.dev_loopback):
             raise problem(400, "invalid_request", "resource must be a server identifier")
-        fields = _request_fields(body, self.server.config)
+        fields = _request_fields(body, self.server.config, self.server.limits)
         chain = yield from self.chained.facts_steps(verified, body, person)
         person = chain.person
         yield from self._note_capabilities_steps(verified, body)
@@ -129,7 +132,7 @@ class TokenEndpoints:
         if refused is not None:
             raise refused
         assert body is not None
-        fields = _request_fields(body, self.server.config)
+        fields = _request_fields(body, self.server.config, self.server.limits)
         chain = yield from self.chained.facts_steps(verified, body, person)
         person = chain.person
         # Four-party: a resource token for an AS this PS trusts federates (federation.py).

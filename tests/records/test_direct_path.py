@@ -6,6 +6,7 @@ real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import psycopg
@@ -277,3 +278,19 @@ def test_a_kept_connection_the_database_closed_is_replaced_without_an_error(
             assert store.run(_revoke(ops, "s2")) is False
         finally:
             store.close()
+
+
+def test_request_facts_read_the_same_through_the_async_face(store: RecordStore) -> None:
+    ops = RecordOps(ISSUER)
+    store.run(ops.bind(AP, AGENT, "alice", now=1e9 - 10, ttl=3600))
+    store.run(ops.revoke("https://resource.example", "rt-jti", exp=2e9, now=1e9))
+
+    async def read() -> object:
+        try:
+            return await store.arun(_facts(ops))
+        finally:
+            await store.aclose()
+
+    facts = asyncio.run(read())
+    assert facts == store.run(_facts(ops))
+    assert (facts.person, facts.tokens_revoked) == ("alice", (True, False))  # type: ignore[attr-defined]
