@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
@@ -403,7 +404,7 @@ class RecordStore:
                 else values
             )
         elif compiled.positional:
-            args = tuple([params[name] for name in order])
+            args = order(params)
         else:
             args = params if type(params) is dict else dict(params)
         cursor = driver.cursor()
@@ -420,10 +421,10 @@ class RecordStore:
 
     def _plan(self, statement: Any, params: Mapping[str, Any]) -> tuple[str, Any, Any]:
         """``(sql, compiled, order)`` for ``statement`` run with ``params``' names: ``order``
-        is the parameter names in the driver's positional order (or ``()`` for a named
-        driver style, whose parameters pass as they are) when the statement binds exactly
-        our parameters, under their own names; None when SQLAlchemy must merge binds
-        (a literal bind of the statement, an escaped name), per call."""
+        picks the parameters in the driver's positional order (``()`` for a named driver
+        style, whose parameters pass as they are) when the statement binds exactly our
+        parameters, under their own names; None when SQLAlchemy must merge binds (a literal
+        bind of the statement, an escaped name), per call."""
         names = sorted(params)
         compiled = statement.compile(dialect=self.engine.dialect, column_keys=names)
         # Each of our parameters stands for itself: what construct_params makes of them shows
@@ -434,9 +435,7 @@ class RecordStore:
         if all(type(v) is _Marker and values.get(v.name) is v for v in values.values()) and len(
             values
         ) == len(names):
-            order = (
-                tuple(values[n].name for n in compiled.positiontup) if compiled.positional else ()
-            )
+            order = _picker(compiled.positiontup) if compiled.positional else ()
         return compiled.string, compiled, order
 
     async def _aexecute(self, conn: AsyncConnection, op: Op) -> Rows:
@@ -501,6 +500,13 @@ class RecordStore:
         """A sync connection in a transaction (migrations and maintenance)."""
         with self._serialized(), self.engine.begin() as conn:
             yield conn
+
+
+def _picker(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """``params -> tuple(params[name] for name in names)``, in C for two names or more."""
+    if len(names) >= 2:
+        return itemgetter(*names)
+    return lambda params: tuple([params[name] for name in names])
 
 
 def _retryable(exc: DBAPIError) -> bool:
