@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
@@ -184,8 +186,11 @@ class RecordStore:
             raise ConfigurationError(
                 f"records: unsupported database {backend!r} (sqlite or postgresql+psycopg)"
             )
-        # Whoever disposes the pool (close(), a test, a fork's child) drops the kept ones.
+        # Whoever disposes the pool (close(), a test) closes the kept ones; a forked child
+        # forgets them (they are its parent's sessions).
         event.listen(self.engine, "engine_disposed", lambda engine: self._drop_idle())
+        if not self.memory:
+            _FILE_OR_SERVER.add(self)
         if migrate:
             from .migrate import upgrade
 
@@ -500,6 +505,25 @@ class RecordStore:
         """A sync connection in a transaction (migrations and maintenance)."""
         with self._serialized(), self.engine.begin() as conn:
             yield conn
+
+
+#: Stores whose kept connections a forked child must not use (see RecordStore.__init__).
+_FILE_OR_SERVER: weakref.WeakSet[RecordStore] = weakref.WeakSet()
+
+
+#: A forked child's inherited kept connections: referenced for good, so that neither the
+#: pool (a checkin) nor the driver (closing on collection) ever touches the parent's sessions.
+_INHERITED: list[Any] = []
+
+
+def _forget_kept_connections() -> None:
+    for store in list(_FILE_OR_SERVER):
+        _INHERITED.extend(store._idle)
+        store._idle = []
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - POSIX
+    os.register_at_fork(after_in_child=_forget_kept_connections)
 
 
 def _picker(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:

@@ -7,6 +7,7 @@ real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import psycopg
@@ -294,3 +295,25 @@ def test_request_facts_read_the_same_through_the_async_face(store: RecordStore) 
     facts = asyncio.run(read())
     assert facts == store.run(_facts(ops))
     assert (facts.person, facts.tokens_revoked) == ("alice", (True, False))  # type: ignore[attr-defined]
+
+
+def test_a_forked_child_does_not_use_its_parents_kept_connection(tmp_path: Path) -> None:
+    store = RecordStore(f"sqlite:///{tmp_path / 'records.db'}", migrate=True)
+    try:
+        ops = RecordOps(ISSUER)
+        store.run(_revoke(ops, "f1"))
+        assert len(store._idle) == 1
+        pid = os.fork()
+        if pid == 0:  # the child: its own connection, the parent's left alone
+            code = 1
+            try:
+                if store._idle == [] and store.run(ops.is_revoked(AP, "f1")) is True:
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert len(store._idle) == 1
+        assert store.run(ops.is_revoked(AP, "f1")) is True
+    finally:
+        store.close()
