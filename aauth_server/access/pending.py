@@ -25,7 +25,7 @@ from ..identifiers import normalize_interaction_code
 from ..records import IssuedToken
 from ..resource.sessions import new_code
 from ..resource.state import digest_id, new_id
-from ..revocation import json_body, problem
+from ..revocation import json_body, problem, slow_down
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordNotFound, VersionConflict
 from .policy import (
@@ -401,12 +401,7 @@ class AccessPending:
                 "remember_once", ("as-poll:" + record.id, self._cfg.poll_interval)
             )
             if not first:
-                raise problem(
-                    429,
-                    "slow_down",
-                    "poll no sooner than Retry-After allows",
-                    **{"Retry-After": str(self._cfg.poll_interval)},
-                )
+                raise slow_down("poll no sooner than Retry-After allows", self._cfg.poll_interval)
         return (yield from self.answer_steps(record))
 
     def _cancel_steps(self, record: Record) -> Steps[None]:

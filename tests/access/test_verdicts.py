@@ -274,16 +274,7 @@ def test_a_late_delivery_past_every_cap_is_expired() -> None:
 def test_prefer_wait_long_polls_until_the_answer() -> None:
     aw = AsWorld(policy=claims_then_issue)
     path = pending_path(start(aw))
-
-    async def run() -> Any:
-        waiting = asyncio.ensure_future(
-            aw.asend(aw.signed("GET", path, headers=[("Prefer", "wait=5")]))
-        )
-        await asyncio.sleep(0.05)
-        await aw.asend(aw.signed("POST", path, {"email": "c@d"}))
-        return await asyncio.wait_for(waiting, 5)
-
-    answer = asyncio.run(run())
+    answer = aw.long_poll_answered(path, {"email": "c@d"})
     # The parked poll wakes on the answer and hands the token out at once.
     assert answer.status == 200 and "auth_token" in body_of(answer)
     assert poll(aw, path).status == 410
