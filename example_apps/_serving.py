@@ -14,11 +14,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 
-def run_bound(
-    host: str, port: int, serve: Callable[[socket.socket], None], close: Callable[[], None]
-) -> int:
-    """Bind ``host:port``, ``serve`` on the socket until Ctrl-C or SIGTERM, then ``close``
-    the server; 1 (with the reason on stderr) when the address cannot be bound."""
+def bind(host: str, port: int) -> socket.socket | None:
+    """A listening socket on ``host:port``; None (the reason on stderr) when it cannot bind."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -26,8 +23,19 @@ def run_bound(
     except OSError as exc:
         sock.close()
         print(f"cannot bind {host}:{port}: {exc}", file=sys.stderr)
-        return 1
+        return None
     sock.listen(128)
+    return sock
+
+
+def run_bound(
+    host: str, port: int, serve: Callable[[socket.socket], None], close: Callable[[], None]
+) -> int:
+    """Bind ``host:port``, ``serve`` on the socket until Ctrl-C or SIGTERM, then ``close``
+    the server; 1 (with the reason on stderr) when the address cannot be bound."""
+    sock = bind(host, port)
+    if sock is None:
+        return 1
     # SIGTERM ends the server like Ctrl-C, so the exit handlers run (uvicorn installs its
     # own graceful handler while it serves; Werkzeug does not).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
