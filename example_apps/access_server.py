@@ -41,6 +41,7 @@ from aauth_server.access import (
 from aauth_server.access.policy import RESERVED_CLAIMS
 from aauth_server.asgi import RequestLimits
 from aauth_server.keys.jwk import PrivateKey
+from aauth_server.resource.config import ConfigurationError
 
 from ._serving import configure_django, run_bound, serve_uvicorn
 
@@ -136,7 +137,16 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AccessSe
         folder = Path(tempfile.mkdtemp(prefix="aauth-as-"))
         atexit.register(shutil.rmtree, folder, True)
         records = f"sqlite:///{folder / 'records.db'}"
-    config = AccessServerConfig(
+    try:
+        return AccessServer(_config(args, issuer, key, records))
+    except ConfigurationError as exc:
+        parser.error(str(exc))
+
+
+def _config(
+    args: argparse.Namespace, issuer: str, key: PrivateKey, records: str
+) -> AccessServerConfig:
+    return AccessServerConfig(
         issuer=issuer,
         signing_key=key,
         trusted_ps=tuple(args.trust_ps),
@@ -149,7 +159,6 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AccessSe
         poll_interval=args.poll_interval,
         name="Example Access Server",
     )
-    return AccessServer(config)
 
 
 def announce(server: AccessServer, host: str, port: int, framework: str) -> None:

@@ -39,6 +39,7 @@ from aauth_server.keys.jwk import PrivateKey
 from aauth_server.missions.control import MissionControl
 from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
 from aauth_server.person.pages import ConsentPages, DemoLogin
+from aauth_server.resource.config import ConfigurationError
 from aauth_server.storage.uri import open_async_store, open_store
 
 from ._serving import configure_django, run_bound, serve_uvicorn
@@ -151,10 +152,13 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
     if args.store_prefix:
         if args.store == "memory://":
             parser.error("--store-prefix applies to a shared store (redis://...)")
-        stores = {
-            "store": open_store(args.store, prefix=args.store_prefix),
-            "async_store": open_async_store(args.store, prefix=args.store_prefix),
-        }
+        try:
+            stores = {
+                "store": open_store(args.store, prefix=args.store_prefix),
+                "async_store": open_async_store(args.store, prefix=args.store_prefix),
+            }
+        except ValueError as exc:
+            parser.error(f"--store {args.store}: {exc}")
     for access in args.trust_as:
         if not is_server_identifier(access, dev_loopback=args.dev):
             parser.error(f"--trust-as {access}: not a server identifier (https://host)")
@@ -164,7 +168,25 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
         folder = Path(tempfile.mkdtemp(prefix="aauth-ps-"))
         atexit.register(shutil.rmtree, folder, True)
         records = f"sqlite:///{folder / 'records.db'}"
-    config = PersonServerConfig(
+    try:
+        ps = PersonServer(_config(args, issuer, key, records, stores))
+    except ConfigurationError as exc:
+        parser.error(str(exc))
+    password = args.password or secrets.token_urlsafe(12)
+    secret = secrets.token_bytes(32)
+    name = ps.config.name or "Person Server"
+    login = DemoLogin({PERSON: password}, secret, server_name=name)
+    pages = ConsentPages(ps, authenticate=login.authenticate, secret=secret)
+    control = MissionControl(
+        ps, authenticate=login.authenticate, secret=secret, base="/missions", server_name=name
+    )
+    return Built(ps, pages, login, password, control)
+
+
+def _config(
+    args: argparse.Namespace, issuer: str, key: PrivateKey, records: str, stores: dict[str, Any]
+) -> PersonServerConfig:
+    return PersonServerConfig(
         issuer=issuer,
         signing_key=key,
         subject_secret=secrets.token_bytes(32),
@@ -184,19 +206,6 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
         access_claims=demo_claims,
         **stores,
     )
-    ps = PersonServer(config)
-    password = args.password or secrets.token_urlsafe(12)
-    secret = secrets.token_bytes(32)
-    login = DemoLogin({PERSON: password}, secret, server_name=config.name or "Person Server")
-    pages = ConsentPages(ps, authenticate=login.authenticate, secret=secret)
-    control = MissionControl(
-        ps,
-        authenticate=login.authenticate,
-        secret=secret,
-        base="/missions",
-        server_name=config.name or "Person Server",
-    )
-    return Built(ps, pages, login, password, control)
 
 
 def announce(built: Built, host: str, port: int, framework: str) -> None:
