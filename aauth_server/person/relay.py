@@ -226,7 +226,7 @@ class InteractionRelay:
         self.retry_after = cfg.poll_interval if retry_after is None else retry_after
         self.url_for = cfg.url_for
         self.channels: list[Channel] = []
-        self._noted: dict[str, tuple[frozenset[str], float]] = {}
+        self._noted: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
         if page_channel:
             self.channels.append(PageChannel(Presence.present_steps))
 
@@ -370,11 +370,11 @@ class InteractionRelay:
         Only a declaration without ``interaction`` needs keeping (it makes a later relay
         without ``capabilities`` terminal); one with ``interaction`` clears it.
         """
-        key = _capabilities_key(ap, agent)
         now = self.clock.now()
-        cached = self._noted.get(key)
+        cached = self._noted.get((ap, agent))
         if cached is not None and cached[0] == capabilities and cached[1] > now:
             return
+        key = _capabilities_key(ap, agent)
         if "interaction" in capabilities:
             yield StoreOp("delete", (KIND_CAPABILITIES, key))
         else:
@@ -382,7 +382,7 @@ class InteractionRelay:
             yield from upsert_steps(KIND_CAPABILITIES, key, data, CAPABILITIES_TTL)
         if len(self._noted) >= _NOTED_MAX:
             self._noted.clear()
-        self._noted[key] = (capabilities, now + _NOTED_FOR)
+        self._noted[(ap, agent)] = (capabilities, now + _NOTED_FOR)
 
     @staticmethod
     def declared_capabilities_steps(ap: str, agent: str) -> Steps[frozenset[str] | None]:
