@@ -30,7 +30,7 @@ from aauth_server.resource import (
 )
 from aauth_server.resource.config import check_store_reachable, protection_label
 
-from .convert import to_http_request, to_response
+from .convert import read_body, request_head, to_http_request, to_response
 from .redispatch import held_identity, redispatch
 
 P = ParamSpec("P")
@@ -116,13 +116,18 @@ class AAuth:
 
             @functools.wraps(endpoint)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                request = _find_request(endpoint, args, kwargs)
+                request = args[0] if args and type(args[0]) is Request else None
+                if request is None:
+                    request = _find_request(endpoint, args, kwargs)
                 try:
                     held = held_identity(request, guard, protection)
                     if held is not None:
                         request.state.aauth = held
                     else:
-                        checked = await to_http_request(request, guard)
+                        # to_http_request, with no wait when there is no body to read
+                        checked, unread = request_head(request, guard)
+                        if unread:
+                            checked.body = await read_body(request, guard.body_limit)
                         request.state.aauth = await guard.acheck(checked, protection)
                     if is_async:
                         return await endpoint(*args, **kwargs)
