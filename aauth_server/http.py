@@ -48,15 +48,23 @@ class HttpRequest:
         """The field value as RFC 9110 combines repeated lines (``", "``), or None."""
         combined = self._combined
         if combined is None:
+            combined = self.combined_headers()
+        # Most callers already pass the lower-cased name: skip lower() when it is found.
+        found = combined.get(name)
+        return found if found is not None else combined.get(name.lower())
+
+    def combined_headers(self) -> dict[str, str]:
+        """Lower-cased name -> the value :meth:`header` answers, for every field: for code
+        that reads several fields in a row.  The caller must not change it."""
+        combined = self._combined
+        if combined is None:
             combined = {}
             for k, v in self.headers:
                 lname = k.lower()
                 value = v.strip()
                 combined[lname] = combined[lname] + ", " + value if lname in combined else value
             self._combined = combined
-        # Most callers already pass the lower-cased name: skip lower() when it is found.
-        found = combined.get(name)
-        return found if found is not None else combined.get(name.lower())
+        return combined
 
     @classmethod
     def from_wire(
@@ -94,25 +102,48 @@ def decode_header_lines(
     """Header lines as ASGI and most servers hand them (``latin-1`` bytes), in one pass:
     the decoded lines in wire order, the combined index :meth:`HttpRequest.header` reads
     (lower-cased name -> values stripped and joined with ``", "``, exactly as it builds it),
-    and every raw ``Host`` value (for the one-Host rule of RFC 9112 3.2).  Give the first
-    two to :meth:`HttpRequest.from_wire`."""
+    and every raw ``Host`` value in order (for the one-Host rule of RFC 9112 3.2).  Give the
+    first two to :meth:`HttpRequest.from_wire`."""
     headers: Headers = []
     combined: dict[str, str] = {}
     hosts: list[str] = []
     append = headers.append
+    names = _NAMES
     for raw_name, raw_value in lines:
-        name = raw_name.decode("latin-1")
+        # A server sees the same few names on every request: each is decoded and
+        # lower-cased once (the same strings every time, so later lookups compare by identity).
+        try:
+            known = names.get(raw_name)
+        except TypeError:  # a mutable name (bytearray): decoded every time
+            known = None
+        if known is None:
+            known = _remember_name(raw_name)
+        name, lname = known
         value = raw_value.decode("latin-1")
         append((name, value))
-        lname = name.lower()  # servers send lower-case names; ASGI does not insist
         if lname == "host":
             hosts.append(value)
-        stripped = value.strip()
         if lname in combined:
-            combined[lname] = combined[lname] + ", " + stripped
+            combined[lname] = combined[lname] + ", " + value.strip()
         else:
-            combined[lname] = stripped
+            combined[lname] = value.strip()
     return headers, combined, hosts
+
+
+#: Decoded header names, by raw name: (name, lower-cased name).  Bounded whatever clients
+#: send: emptied when full.
+_NAMES: dict[bytes, tuple[str, str]] = {}
+_NAMES_MAX = 512
+
+
+def _remember_name(raw_name: bytes) -> tuple[str, str]:
+    name = raw_name.decode("latin-1")
+    known = (name, name.lower())
+    if type(raw_name) is bytes:  # hashable and immutable: the key cannot change later
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[raw_name] = known
+    return known
 
 
 #: Larger than any count, length or number of seconds a server reads from the wire, and

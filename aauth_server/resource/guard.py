@@ -162,12 +162,11 @@ class ResourceGuard:
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
     ) -> Identity | None:
         try:
-            prelude = self.verifier.fast_prelude(request)
-            if prelude is not None and protection.mode == AGENT_TOKEN:
-                cached = self._cached_agent(request, prelude)
-                if cached is not None:
-                    return cached
-            return self.run(self.check_steps(request, protection, prelude))
+            if protection.mode == AGENT_TOKEN:
+                verified = self.verifier.verify_fast(request)
+                if verified is not None and verified.typ == TYP_AGENT:
+                    return self._agent(verified)
+            return self.run(self.check_steps(request, protection))
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
         except (StorageError, ConfigurationError) as exc:
@@ -177,25 +176,15 @@ class ResourceGuard:
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
     ) -> Identity | None:
         try:
-            prelude = self.verifier.fast_prelude(request)
-            if prelude is not None and protection.mode == AGENT_TOKEN:
-                cached = self._cached_agent(request, prelude)
-                if cached is not None:
-                    return cached
-            return await self.arun(self.check_steps(request, protection, prelude))
+            if protection.mode == AGENT_TOKEN:
+                verified = self.verifier.verify_fast(request)
+                if verified is not None and verified.typ == TYP_AGENT:
+                    return self._agent(verified)
+            return await self.arun(self.check_steps(request, protection))
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
         except (StorageError, ConfigurationError) as exc:
             raise self.driver.server_error(exc) from exc
-
-    def _cached_agent(self, request: HttpRequest, prelude: Prelude) -> AgentIdentity | None:
-        """An agent-token endpoint's answer when the verifier needs nothing from outside
-        (:meth:`RequestVerifier.verify_cached`: the agent's token already verified, the request
-        signature verified now); None to take :meth:`check_steps`, which decides the rest."""
-        verified = self.verifier.verify_cached(request, prelude)
-        if verified is None or verified.typ != TYP_AGENT:
-            return None
-        return self._agent(verified)
 
     def _agent(self, verified: VerifiedRequest) -> AgentIdentity:
         # The identity depends on the agent token alone (its claims, issuer and bound key):
