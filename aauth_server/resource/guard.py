@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ..errors import AAuthError, Forbidden, RequirementChallenge, SignatureFailure
 from ..fields import FieldError, parse_token_list
-from ..http import HttpRequest, HttpResponse, public_url
+from ..http import HttpRequest, HttpResponse, checked_host, public_url
 from ..signatures.message import AAUTH_COMPONENTS
 from ..steps import Driver, Steps, StoreOp, Unavailable
 from ..storage.base import AsyncPendingStore, PendingStore, StorageError
@@ -185,6 +185,19 @@ class ResourceGuard:
             raise self._annotated(error) from error.__cause__
         except (StorageError, ConfigurationError) as exc:
             raise self.driver.server_error(exc) from exc
+
+    def check_agent_fast(self, request: HttpRequest) -> AgentIdentity | None:
+        """An agent-token endpoint's answer when :meth:`RequestVerifier.verify_fast` gives it
+        (a known agent's request in the common form: its signature verified now), without the
+        drivers; None to ask :meth:`check` or :meth:`acheck`, which decide everything else.
+        A refusal raises exactly what they raise."""
+        try:
+            verified = self.verifier.verify_fast(request)
+        except AAuthError as error:
+            raise self._annotated(error) from error.__cause__
+        if verified is None or verified.typ != TYP_AGENT:
+            return None
+        return self._agent(verified)
 
     def _agent(self, verified: VerifiedRequest) -> AgentIdentity:
         # The identity depends on the agent token alone (its claims, issuer and bound key):
@@ -372,6 +385,8 @@ class ResourceGuard:
     def public_url(self, scheme: str, host: str | None, target: str) -> str:
         """The absolute URL a request was sent to: ``public_origin`` wins over Host.
         A Host no URL can be built from raises :class:`~aauth_server.http.MalformedHost`."""
+        if host is not None and not self.config.public_origin:
+            return f"{scheme}://{checked_host(host)}{target}"  # what public_url answers then
         return public_url(
             scheme,
             host,
