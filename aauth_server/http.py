@@ -134,12 +134,14 @@ def decode_header_lines(
 #: send: emptied when full.
 _NAMES: dict[bytes, tuple[str, str]] = {}
 _NAMES_MAX = 512
+_NAME_MAX = 64
 
 
 def _remember_name(raw_name: bytes) -> tuple[str, str]:
     name = raw_name.decode("latin-1")
     known = (name, name.lower())
-    if type(raw_name) is bytes:  # hashable and immutable: the key cannot change later
+    # Only immutable names (a bytearray key could change later) of a sane length are kept.
+    if type(raw_name) is bytes and len(raw_name) <= _NAME_MAX:
         if len(_NAMES) >= _NAMES_MAX:
             _NAMES.clear()
         _NAMES[raw_name] = known

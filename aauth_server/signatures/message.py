@@ -258,9 +258,11 @@ def signature_parts(
     """What :func:`parse_signature_fast` reads, without building the
     :class:`ParsedSignature`: the Signature-Input member (parsed once per value) and the
     signature's bytes; None when the values are not in the common form."""
-    entry = _fast_input(input_value)
+    entry = _INPUTS.get(input_value)
     if entry is None:
-        return None
+        entry = _fast_input(input_value)
+        if entry is None:
+            return None
     # The whole Signature value must be "label=:<content>:" (one member, nothing around it).
     prefix = entry.prefix
     if not signature_value.startswith(prefix) or signature_value[-1] != ":":
@@ -531,11 +533,12 @@ def _plan(components: tuple[str, ...], component_params: tuple[Params, ...]) -> 
 # the text between the covered fields' values, every derived component already in it (and
 # checked for line breaks), and the names of the fields, in order.  A plan with an error or
 # with component parameters has no template (the general code below decides).  Only what the
-# method and URL determine is kept, never a field value, a signature or a base; bounded,
-# emptied when full whatever URLs clients send.
+# method and URL determine is kept, never a field value, a signature or a base; bounded
+# (entries, and URLs of at most 2048 characters), emptied when full whatever clients send.
 _Template = tuple[tuple[str, ...], tuple[str, ...]]
 _TEMPLATES: dict[tuple[_Plan, str, str], _Template | None] = {}
 _TEMPLATES_MAX = 512
+_TEMPLATE_URL_MAX = 2048
 
 
 def _template(plan: _Plan, method: str, url: str) -> _Template | None:
@@ -565,9 +568,10 @@ def _template(plan: _Plan, method: str, url: str) -> _Template | None:
     else:
         texts.append(text + '"@signature-params": ')
         template = (tuple(texts), tuple(names))
-    if len(_TEMPLATES) >= _TEMPLATES_MAX:
-        _TEMPLATES.clear()
-    _TEMPLATES[key] = template
+    if len(url) <= _TEMPLATE_URL_MAX:  # a long URL is worked out every time, never kept
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = template
     return template
 
 
@@ -580,7 +584,10 @@ def signature_base(request: HttpRequest, parsed: ParsedSignature) -> bytes:
 def _base(
     request: HttpRequest, plan: _Plan, component_params: tuple[Params, ...], signature_params: str
 ) -> bytes:
-    template = _template(plan, request.method, request.url)
+    method, url = request.method, request.url
+    template = _TEMPLATES.get((plan, method, url))
+    if template is None:
+        template = _template(plan, method, url)
     if template is not None:
         texts, names = template
         pieces = [texts[0]]

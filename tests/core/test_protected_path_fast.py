@@ -454,3 +454,17 @@ def test_signing_is_unchanged_by_the_templates() -> None:
     signed = HttpRequest("GET", request.url, request.headers + lines)
     parsed = parse_signature(signed)
     assert ("ok", signature_base(signed, parsed)) == _general(signed, parsed)
+
+
+def test_long_urls_and_names_are_never_kept() -> None:
+    plan = message._plan(("@method", "@path"), ((), ()))
+    long_url = RESOURCE + "/" + "p" * message._TEMPLATE_URL_MAX
+    request = HttpRequest("GET", long_url, [])
+    parsed = message.ParsedSignature(
+        "sig", ("@method", "@path"), ((), ()), 1, None, None, None, '("@method" "@path")', b"x"
+    )
+    assert outcome(lambda: signature_base(request, parsed)) == _general(request, parsed)
+    assert (plan, "GET", long_url) not in message._TEMPLATES
+    long_name = b"x-" + b"n" * http_module._NAME_MAX
+    assert decode_header_lines([(long_name, b"v")])[1] == {long_name.decode(): "v"}
+    assert long_name not in http_module._NAMES
