@@ -10,7 +10,7 @@ import ipaddress
 import json
 import json.encoder
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,15 +48,40 @@ class HttpRequest:
         """The field value as RFC 9110 combines repeated lines (``", "``), or None."""
         combined = self._combined
         if combined is None:
+            combined = self.combined_headers()
+        # Most callers already pass the lower-cased name: skip lower() when it is found.
+        found = combined.get(name)
+        return found if found is not None else combined.get(name.lower())
+
+    def combined_headers(self) -> dict[str, str]:
+        """Lower-cased name -> the value :meth:`header` answers, for every field: for code
+        that reads several fields in a row.  The caller must not change it."""
+        combined = self._combined
+        if combined is None:
             combined = {}
             for k, v in self.headers:
                 lname = k.lower()
                 value = v.strip()
                 combined[lname] = combined[lname] + ", " + value if lname in combined else value
             self._combined = combined
-        # Most callers already pass the lower-cased name: skip lower() when it is found.
-        found = combined.get(name)
-        return found if found is not None else combined.get(name.lower())
+        return combined
+
+    @classmethod
+    def from_wire(
+        cls,
+        method: str,
+        url: str,
+        headers: Headers,
+        combined: dict[str, str],
+        body: bytes = b"",
+    ) -> HttpRequest:
+        """A request whose :meth:`header` index an adapter built while decoding the header
+        lines (:func:`decode_header_lines`): the same request as ``HttpRequest(method, url,
+        headers, body)``, without a second pass over the lines on the first lookup.
+        ``combined`` must be what :func:`decode_header_lines` returned with ``headers``."""
+        request = cls(method, url, headers, body)
+        request._combined = combined
+        return request
 
     @property
     def path(self) -> str:
@@ -69,6 +94,58 @@ class HttpRequest:
             _, sep, after = rest.partition("://")
             slash = after.find("/") if sep else rest.find("/")
             return (after if sep else rest)[slash:] if slash >= 0 else "/"
+
+
+def decode_header_lines(
+    lines: Iterable[tuple[bytes, bytes]],
+) -> tuple[Headers, dict[str, str], list[str]]:
+    """Header lines as ASGI and most servers hand them (``latin-1`` bytes), in one pass:
+    the decoded lines in wire order, the combined index :meth:`HttpRequest.header` reads
+    (lower-cased name -> values stripped and joined with ``", "``, exactly as it builds it),
+    and every raw ``Host`` value in order (for the one-Host rule of RFC 9112 3.2).  Give the
+    first two to :meth:`HttpRequest.from_wire`."""
+    headers: Headers = []
+    combined: dict[str, str] = {}
+    hosts: list[str] = []
+    append = headers.append
+    names = _NAMES
+    for raw_name, raw_value in lines:
+        # A server sees the same few names on every request: each is decoded and
+        # lower-cased once (the same strings every time, so later lookups compare by identity).
+        try:
+            known = names.get(raw_name)
+        except TypeError:  # a mutable name (bytearray): decoded every time
+            known = None
+        if known is None:
+            known = _remember_name(raw_name)
+        name, lname = known
+        value = raw_value.decode("latin-1")
+        append((name, value))
+        if lname == "host":
+            hosts.append(value)
+        if lname in combined:
+            combined[lname] = combined[lname] + ", " + value.strip()
+        else:
+            combined[lname] = value.strip()
+    return headers, combined, hosts
+
+
+#: Decoded header names, by raw name: (name, lower-cased name).  Bounded whatever clients
+#: send: emptied when full.
+_NAMES: dict[bytes, tuple[str, str]] = {}
+_NAMES_MAX = 512
+_NAME_MAX = 64
+
+
+def _remember_name(raw_name: bytes) -> tuple[str, str]:
+    name = raw_name.decode("latin-1")
+    known = (name, name.lower())
+    # Only immutable names (a bytearray key could change later) of a sane length are kept.
+    if type(raw_name) is bytes and len(raw_name) <= _NAME_MAX:
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[raw_name] = known
+    return known
 
 
 #: Larger than any count, length or number of seconds a server reads from the wire, and
@@ -128,9 +205,12 @@ def checked_host(host: str) -> str:
     ``[``, ``]`` outside an IPv6 literal, whitespace) is refused, so the URL the core builds
     from it parses back to exactly this authority.
     """
+    if host in _GOOD_HOSTS:  # a server sees a handful of Host values, request after request
+        return host
     if len(host) > 255:
         raise MalformedHost("Host is too long")
     if _REG_NAME_HOST.fullmatch(host):
+        _remember_host(host)
         return host
     literal = _IP_LITERAL_HOST.fullmatch(host)
     if literal:
@@ -139,8 +219,21 @@ def checked_host(host: str) -> str:
         except ValueError:
             pass
         else:
+            _remember_host(host)
             return host
     raise MalformedHost("Host is not a valid host[:port]")
+
+
+#: Host values :func:`checked_host` accepted (only those: a refusal is decided every time).
+#: Bounded whatever clients send: emptied when full.
+_GOOD_HOSTS: set[str] = set()
+_GOOD_HOSTS_MAX = 256
+
+
+def _remember_host(host: str) -> None:
+    if len(_GOOD_HOSTS) >= _GOOD_HOSTS_MAX:
+        _GOOD_HOSTS.clear()
+    _GOOD_HOSTS.add(host)
 
 
 def request_host(request: HttpRequest) -> str | None:

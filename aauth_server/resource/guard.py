@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ..errors import AAuthError, Forbidden, RequirementChallenge, SignatureFailure
 from ..fields import FieldError, parse_token_list
-from ..http import HttpRequest, HttpResponse, public_url
+from ..http import HttpRequest, HttpResponse, checked_host, public_url
 from ..signatures.message import AAUTH_COMPONENTS
 from ..steps import Driver, Steps, StoreOp, Unavailable
 from ..storage.base import AsyncPendingStore, PendingStore, StorageError
@@ -162,12 +162,11 @@ class ResourceGuard:
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
     ) -> Identity | None:
         try:
-            prelude = self.verifier.fast_prelude(request)
-            if prelude is not None and protection.mode == AGENT_TOKEN:
-                cached = self._cached_agent(request, prelude)
-                if cached is not None:
-                    return cached
-            return self.run(self.check_steps(request, protection, prelude))
+            if protection.mode == AGENT_TOKEN:
+                verified = self.verifier.verify_fast(request)
+                if verified is not None and verified.typ == TYP_AGENT:
+                    return self._agent(verified)
+            return self.run(self.check_steps(request, protection))
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
         except (StorageError, ConfigurationError) as exc:
@@ -177,22 +176,25 @@ class ResourceGuard:
         self, request: HttpRequest, protection: Protection = DEFAULT_PROTECTION
     ) -> Identity | None:
         try:
-            prelude = self.verifier.fast_prelude(request)
-            if prelude is not None and protection.mode == AGENT_TOKEN:
-                cached = self._cached_agent(request, prelude)
-                if cached is not None:
-                    return cached
-            return await self.arun(self.check_steps(request, protection, prelude))
+            if protection.mode == AGENT_TOKEN:
+                verified = self.verifier.verify_fast(request)
+                if verified is not None and verified.typ == TYP_AGENT:
+                    return self._agent(verified)
+            return await self.arun(self.check_steps(request, protection))
         except AAuthError as error:
             raise self._annotated(error) from error.__cause__
         except (StorageError, ConfigurationError) as exc:
             raise self.driver.server_error(exc) from exc
 
-    def _cached_agent(self, request: HttpRequest, prelude: Prelude) -> AgentIdentity | None:
-        """An agent-token endpoint's answer when the verifier needs nothing from outside
-        (:meth:`RequestVerifier.verify_cached`: the agent's token already verified, the request
-        signature verified now); None to take :meth:`check_steps`, which decides the rest."""
-        verified = self.verifier.verify_cached(request, prelude)
+    def check_agent_fast(self, request: HttpRequest) -> AgentIdentity | None:
+        """An agent-token endpoint's answer when :meth:`RequestVerifier.verify_fast` gives it
+        (a known agent's request in the common form: its signature verified now), without the
+        drivers; None to ask :meth:`check` or :meth:`acheck`, which decide everything else.
+        A refusal raises exactly what they raise."""
+        try:
+            verified = self.verifier.verify_fast(request)
+        except AAuthError as error:
+            raise self._annotated(error) from error.__cause__
         if verified is None or verified.typ != TYP_AGENT:
             return None
         return self._agent(verified)
@@ -383,6 +385,8 @@ class ResourceGuard:
     def public_url(self, scheme: str, host: str | None, target: str) -> str:
         """The absolute URL a request was sent to: ``public_origin`` wins over Host.
         A Host no URL can be built from raises :class:`~aauth_server.http.MalformedHost`."""
+        if host is not None and not self.config.public_origin:
+            return f"{scheme}://{checked_host(host)}{target}"  # what public_url answers then
         return public_url(
             scheme,
             host,

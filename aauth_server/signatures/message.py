@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
 from urllib.parse import SplitResult, urlsplit
@@ -155,8 +155,9 @@ _FAST_INPUT = re.compile(
 
 
 @dataclass(frozen=True, slots=True)
-class _FastInput:
-    """A Signature-Input value the fast form matched: everything but the signature bytes."""
+class SignatureInput:
+    """A Signature-Input value the fast form matched (:func:`signature_parts`): everything
+    a :class:`ParsedSignature` holds but the signature bytes, and the covered names."""
 
     label: str
     #: What the Signature member must start with: ``label=:``.
@@ -169,16 +170,18 @@ class _FastInput:
     alg: str | None
     signature_params: str
     covered: frozenset[str]
+    #: How the base's lines are made (one object per list of components).
+    plan: _Plan = field(compare=False)
 
 
 # Parsed Signature-Input values by raw value: an agent sends the same one for every request
 # within a second (only ``created`` changes), so a busy agent's requests parse it once.
 # Only values the fast form accepts are kept; bounded, emptied when full.
-_INPUTS: dict[str, _FastInput] = {}
+_INPUTS: dict[str, SignatureInput] = {}
 _INPUTS_MAX = 1024
 
 
-def _fast_input(value: str) -> _FastInput | None:
+def _fast_input(value: str) -> SignatureInput | None:
     hit = _INPUTS.get(value)
     if hit is not None:
         return hit
@@ -200,7 +203,7 @@ def _fast_input(value: str) -> _FastInput | None:
         params[key] = raw[1:-1] if raw.startswith('"') else int(raw)
     created, expires = params.get("created"), params.get("expires")
     keyid, alg = params.get("keyid"), params.get("alg")
-    entry = _FastInput(
+    entry = SignatureInput(
         label=chosen,
         prefix=chosen + "=:",
         components=names,
@@ -211,6 +214,7 @@ def _fast_input(value: str) -> _FastInput | None:
         alg=alg if isinstance(alg, str) else None,
         signature_params=signature_params,
         covered=covered,
+        plan=_plan(names, ((),) * len(names)),
     )
     if len(_INPUTS) >= _INPUTS_MAX:
         _INPUTS.clear()  # many distinct values (an attacker's): start over, stay bounded
@@ -230,6 +234,13 @@ def _fast_signature_bytes(b64: str, accept_base64url: bool) -> bytes | None:
         if not accept_base64url or "+" in b64 or "/" in b64 or "=" in b64:
             return None
         b64 = b64.translate(_URL_TO_STD)
+    elif b64 and len(b64) % 4 == 0 and not b64.endswith("==="):
+        # Already padded as below would pad it (at most two "=", so the unpadded part is
+        # never 1 modulo 4): the very string the general case decodes.
+        try:
+            return binascii.a2b_base64(b64, strict_mode=True)
+        except (binascii.Error, ValueError):
+            return None
     unpadded = b64.rstrip("=")
     if not unpadded or len(b64) - len(unpadded) > 2 or len(unpadded) % 4 == 1:
         return None
@@ -241,18 +252,35 @@ def _fast_signature_bytes(b64: str, accept_base64url: bool) -> bytes | None:
         return None
 
 
-def _parse_fast_parts(
-    input_value: str, signature_value: str, label: str | None, accept_base64url: bool
-) -> tuple[ParsedSignature, frozenset[str]] | None:
-    entry = _fast_input(input_value)
-    if entry is None or (label is not None and label != entry.label):
-        return None
+def signature_parts(
+    input_value: str, signature_value: str, accept_base64url: bool = True
+) -> tuple[SignatureInput, bytes] | None:
+    """What :func:`parse_signature_fast` reads, without building the
+    :class:`ParsedSignature`: the Signature-Input member (parsed once per value) and the
+    signature's bytes; None when the values are not in the common form."""
+    entry = _INPUTS.get(input_value)
+    if entry is None:
+        entry = _fast_input(input_value)
+        if entry is None:
+            return None
     # The whole Signature value must be "label=:<content>:" (one member, nothing around it).
     prefix = entry.prefix
     if not signature_value.startswith(prefix) or signature_value[-1] != ":":
         return None
     signature = _fast_signature_bytes(signature_value[len(prefix) : -1], accept_base64url)
     if not signature:
+        return None
+    return entry, signature
+
+
+def _parse_fast_parts(
+    input_value: str, signature_value: str, label: str | None, accept_base64url: bool
+) -> tuple[ParsedSignature, frozenset[str]] | None:
+    parts = signature_parts(input_value, signature_value, accept_base64url)
+    if parts is None:
+        return None
+    entry, signature = parts
+    if label is not None and label != entry.label:
         return None
     return (
         ParsedSignature(
@@ -460,7 +488,16 @@ def _identifier(name: str, params: Params) -> str:
 # agent covers the same ones on every request): (kind, name, line prefix).  Kinds: "m"
 # @method, "u" a URL-derived component, "f" a plain field, "p" a component with parameters
 # (the general code below), "e" an error raised when the line is reached, in order.
-_Plan = tuple[tuple[str, str, str], ...]
+class _Plan:
+    """The steps of a list of components.  Compared and hashed by identity (one object per
+    list while it is in ``_PLANS``), so a template key hashes in constant time."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: tuple[tuple[str, str, str], ...]) -> None:
+        self.steps = steps
+
+
 _PLANS: dict[tuple[tuple[str, ...], tuple[Params, ...]], _Plan] = {}
 _PLANS_MAX = 256
 
@@ -485,19 +522,98 @@ def _plan(components: tuple[str, ...], component_params: tuple[Params, ...]) -> 
             steps.append(("e", name, f"invalid field component {name!r}"))
         else:
             steps.append(("p" if params else "f", name, f'"{name}": '))
-    plan = tuple(steps)
+    plan = _Plan(tuple(steps))
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     _PLANS[key] = plan
     return plan
 
 
+# The base of a request in the common form, worked out once per (components, method, URL):
+# the text between the covered fields' values, every derived component already in it (and
+# checked for line breaks), and the names of the fields, in order.  A plan with an error or
+# with component parameters has no template (the general code below decides).  Only what the
+# method and URL determine is kept, never a field value, a signature or a base; bounded
+# (entries, and URLs of at most 2048 characters), emptied when full whatever clients send.
+_Template = tuple[tuple[str, ...], tuple[str, ...]]
+_TEMPLATES: dict[tuple[_Plan, str, str], _Template | None] = {}
+_TEMPLATES_MAX = 512
+_TEMPLATE_URL_MAX = 2048
+
+
+def _template(plan: _Plan, method: str, url: str) -> _Template | None:
+    key = (plan, method, url)
+    try:
+        return _TEMPLATES[key]
+    except KeyError:
+        pass
+    texts: list[str] = []
+    names: list[str] = []
+    text = ""
+    template: _Template | None = None
+    try:
+        for kind, name, prefix in plan.steps:
+            if kind == "u":
+                text += prefix + _url_component(name, url) + "\n"
+            elif kind == "m" and "\n" not in method and "\r" not in method:
+                text += prefix + method + "\n"
+            elif kind == "f":
+                texts.append(text + prefix)
+                names.append(name)
+                text = "\n"
+            else:  # parameters, an error, a method with a line break: the general code
+                raise LookupError
+    except (LookupError, SignatureFailure):
+        pass  # a failure is not kept: the general code raises it, in order, every time
+    else:
+        texts.append(text + '"@signature-params": ')
+        template = (tuple(texts), tuple(names))
+    if len(url) <= _TEMPLATE_URL_MAX:  # a long URL is worked out every time, never kept
+        if len(_TEMPLATES) >= _TEMPLATES_MAX:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = template
+    return template
+
+
 def signature_base(request: HttpRequest, parsed: ParsedSignature) -> bytes:
     """The RFC 9421 section 2.5 signature base, as bytes."""
-    lines: list[str] = []
     plan = _plan(parsed.components, parsed.component_params)
+    return _base(request, plan, parsed.component_params, parsed.signature_params)
+
+
+def _base(
+    request: HttpRequest, plan: _Plan, component_params: tuple[Params, ...], signature_params: str
+) -> bytes:
+    method, url = request.method, request.url
+    template = _TEMPLATES.get((plan, method, url))
+    if template is None:
+        template = _template(plan, method, url)
+    if template is not None:
+        texts, names = template
+        pieces = [texts[0]]
+        fields = request.combined_headers()
+        for name, text in zip(names, texts[1:]):  # noqa: B905 - one text more than names
+            value = fields.get(name)
+            if value is None:
+                raise _fail(f"covered field {name!r} is absent")
+            if "\n" in value or "\r" in value:
+                raise _fail(f"component {name!r} contains a line break")
+            pieces.append(value)
+            pieces.append(text)
+        pieces.append(signature_params)
+        try:
+            return "".join(pieces).encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise _fail("signature base is not ASCII") from exc
+    return _general_base(request, component_params, signature_params, plan)
+
+
+def _general_base(
+    request: HttpRequest, component_params: tuple[Params, ...], signature_params: str, plan: _Plan
+) -> bytes:
+    lines: list[str] = []
     # The plan has one step per component (zip(strict=True) built it).
-    for (kind, name, prefix), params in zip(plan, parsed.component_params):  # noqa: B905
+    for (kind, name, prefix), params in zip(plan.steps, component_params):  # noqa: B905
         if kind == "u":
             lines.append(prefix + _url_component(name, request.url))
             continue
@@ -517,7 +633,7 @@ def signature_base(request: HttpRequest, parsed: ParsedSignature) -> bytes:
         if "\n" in value or "\r" in value:
             raise _fail(f"component {name!r} contains a line break")
         lines.append(prefix + value)
-    lines.append(f'"@signature-params": {parsed.signature_params}')
+    lines.append(f'"@signature-params": {signature_params}')
     try:
         return "\n".join(lines).encode("ascii")
     except UnicodeEncodeError as exc:
@@ -577,11 +693,34 @@ def sign_request(
 def verify_signature(request: HttpRequest, parsed: ParsedSignature, key: Verifier) -> None:
     """Verify ``parsed`` over ``request`` with ``key``; a covered digest must match the body."""
     base = signature_base(request, parsed)
+    _verify_base(request, parsed.components, parsed.signature, base, key)
+
+
+def verify_signature_parts(
+    request: HttpRequest, signature_input: SignatureInput, signature: bytes, key: Verifier
+) -> None:
+    """:func:`verify_signature` for what :func:`signature_parts` returned."""
+    base = _base(
+        request,
+        signature_input.plan,
+        signature_input.component_params,
+        signature_input.signature_params,
+    )
+    _verify_base(request, signature_input.components, signature, base, key)
+
+
+def _verify_base(
+    request: HttpRequest,
+    components: tuple[str, ...],
+    signature: bytes,
+    base: bytes,
+    key: Verifier,
+) -> None:
     try:
-        ok = key.verify(parsed.signature, base)
+        ok = key.verify(signature, base)
     except (ValueError, TypeError):
         ok = False
     if not ok:
         raise _fail("signature does not verify")
-    if "content-digest" in parsed.components:
+    if "content-digest" in components:
         verify_content_digest(request.header("content-digest"), request.body)

@@ -13,7 +13,14 @@ from starlette.responses import Response
 
 from aauth_server.asgi import send_refusal
 from aauth_server.errors import RequestRejected
-from aauth_server.http import DEFAULT_MAX_BODY, HttpRequest, HttpResponse, MalformedHost, small_uint
+from aauth_server.http import (
+    DEFAULT_MAX_BODY,
+    HttpRequest,
+    HttpResponse,
+    MalformedHost,
+    decode_header_lines,
+    small_uint,
+)
 
 #: RFC 3986 ``pchar`` plus ``/``: what a path keeps unencoded.
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
@@ -73,38 +80,37 @@ async def to_http_request(request: Request, guard: PublicUrl) -> HttpRequest:
     """Read the body once, within the server's body limit (Starlette caches it for the
     endpoint), and keep raw header lines.  A malformed Host or an oversized body raises
     :class:`RequestRejected` (``400``/``413``)."""
+    checked, unread = request_head(request, guard)
+    if unread:
+        checked.body = await read_body(request, getattr(guard, "body_limit", DEFAULT_MAX_BODY))
+    return checked
+
+
+def request_head(request: Request, guard: PublicUrl) -> tuple[HttpRequest, bool]:
+    """The neutral request without its body, and whether a body must still be read
+    (:func:`read_body`, then set ``body``): what :func:`to_http_request` does before its
+    one wait.  A malformed Host raises :class:`RequestRejected` (``400``)."""
     # Signed header values must reach the verifier byte for byte, in wire order, so the
     # ASGI header list is used rather than Starlette's (combining) Headers mapping.
     scope = request.scope
-    headers = []
-    hosts = 0
-    host = None
-    framed = False
-    for raw_name, raw_value in scope["headers"]:
-        name = raw_name.decode("latin-1")
-        value = raw_value.decode("latin-1")
-        headers.append((name, value))
-        lname = name.lower()  # servers send lower-case names; ASGI does not insist
-        if lname == "host":
-            hosts += 1
-            if host is None:
-                host = value
-        elif lname == "content-length" or lname == "transfer-encoding":
-            framed = True
+    headers, combined, hosts = decode_header_lines(scope["headers"])
     try:
-        if hosts > 1:
+        if len(hosts) > 1:
             raise MalformedHost("more than one Host line")  # RFC 9112 3.2: 400
-        url = guard.public_url(scope.get("scheme", "http"), host, raw_target(request))
+        url = guard.public_url(
+            scope.get("scheme", "http"), hosts[0] if hosts else None, raw_target(request)
+        )
     except MalformedHost:
         raise RequestRejected.malformed_host() from None
     # An HTTP/1.x request without Content-Length or Transfer-Encoding has no body (RFC 9112
     # 6.3): nothing to wait for.  Anything else (HTTP/2, a declared body) is read, once,
     # within the body limit.
-    if not framed and scope.get("http_version") in _FRAMED_BY_HEADERS:
-        body = b""
-    else:
-        body = await read_body(request, getattr(guard, "body_limit", DEFAULT_MAX_BODY))
-    return HttpRequest(request.method, url, headers, body)
+    unread = (
+        "content-length" in combined
+        or "transfer-encoding" in combined
+        or scope.get("http_version") not in _FRAMED_BY_HEADERS
+    )
+    return HttpRequest.from_wire(scope["method"], url, headers, combined), unread
 
 
 class _LingeringResponse(Response):

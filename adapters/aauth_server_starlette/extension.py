@@ -30,8 +30,8 @@ from aauth_server.resource import (
 )
 from aauth_server.resource.config import check_store_reachable, protection_label
 
-from .convert import to_http_request, to_response
-from .redispatch import held_identity, redispatch
+from .convert import read_body, request_head, to_http_request, to_response
+from .redispatch import SCOPE_KEY, held_identity, redispatch
 
 P = ParamSpec("P")
 I = TypeVar("I", bound=Identity)  # noqa: E741 - the conventional name for an identity type
@@ -113,17 +113,32 @@ class AAuth:
         def decorator(endpoint: Callable[P, Any]) -> AsyncEndpoint[P]:
             self.config.check_protection(protection, protection_label(protection, endpoint))
             is_async = _is_async(endpoint)
+            agent_mode = protection.mode == AGENT_TOKEN
 
             @functools.wraps(endpoint)
             async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                request = _find_request(endpoint, args, kwargs)
+                request = args[0] if args and type(args[0]) is Request else None
+                if request is None:
+                    request = _find_request(endpoint, args, kwargs)
                 try:
-                    held = held_identity(request, guard, protection)
+                    held = (
+                        held_identity(request, guard, protection)
+                        if SCOPE_KEY in request.scope
+                        else None
+                    )
                     if held is not None:
                         request.state.aauth = held
                     else:
-                        checked = await to_http_request(request, guard)
-                        request.state.aauth = await guard.acheck(checked, protection)
+                        # to_http_request, with no wait when there is no body to read
+                        checked, unread = request_head(request, guard)
+                        if unread:
+                            checked.body = await read_body(request, guard.body_limit)
+                        found: Identity | None = (
+                            guard.check_agent_fast(checked) if agent_mode else None
+                        )
+                        if found is None:
+                            found = await guard.acheck(checked, protection)
+                        request.state.aauth = found
                     if is_async:
                         return await endpoint(*args, **kwargs)
                     # A sync endpoint must not block the event loop.

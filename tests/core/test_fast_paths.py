@@ -710,6 +710,7 @@ def _guard_outcome(guard: Any, request: HttpRequest, protection: Any = None) -> 
 
 def _without_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RequestVerifier, "fast_prelude", lambda self, request: None)
+    monkeypatch.setattr(RequestVerifier, "verify_fast", lambda self, request: None)
 
 
 @pytest.fixture(scope="module")
@@ -863,12 +864,13 @@ def test_edited_fields_answer_alike_with_and_without_fast_paths(
     edited = value[:at] + insert + value[at + (1 if delete else 0) :]
     request = with_header(request, name, edited)
     fast = [_guard_outcome(_EDIT_GUARDS[0], request) for _ in range(2)]
-    original = RequestVerifier.fast_prelude
+    original = RequestVerifier.fast_prelude, RequestVerifier.verify_fast
     try:
         RequestVerifier.fast_prelude = lambda self, request: None  # type: ignore[method-assign]
+        RequestVerifier.verify_fast = lambda self, request: None  # type: ignore[method-assign]
         full = [_guard_outcome(_EDIT_GUARDS[1], request) for _ in range(2)]
     finally:
-        RequestVerifier.fast_prelude = original  # type: ignore[method-assign]
+        RequestVerifier.fast_prelude, RequestVerifier.verify_fast = original  # type: ignore[method-assign]
     assert fast == full
 
 

@@ -95,3 +95,65 @@ def test_a_second_host_line_is_refused_before_any_body_is_read() -> None:
     with pytest.raises(RequestRejected) as info:
         asyncio.run(to_http_request(request, _Origin()))
     assert info.value.status == 400 and request.state.received == []
+
+
+# -- the protected endpoint's shortcut (issue 9 item 6): once an agent's token is cached, the
+# Starlette wrapper answers from ResourceGuard.check_agent_fast; every answer, good or bad, is
+# the one the full path gives.
+
+
+def _agent_requests(world: Any) -> list[tuple[str, HttpRequest]]:
+    from dataclasses import replace
+
+    from aauth_server.keys.jwk import PrivateKey
+    from tests.support import with_header
+
+    good = world.signed()
+    return [
+        ("good", good),
+        ("again", world.signed()),
+        ("forged", world.signed(key=PrivateKey.generate("Ed25519"))),
+        ("moved", replace(good, url=good.url.replace("/whoami", "/whoami?x"))),
+        ("stale", world.signed(created=world.now() - 120)),
+        ("uncovered", world.signed(components=["@method", "@authority", "@path"])),
+        ("bad-sig", with_header(good, "Signature", "sig=:AAAA:")),
+        ("body", world.signed("POST", body=b'{"a":1}')),
+        ("aauth-authz", with_header(good, "Authorization", "AAuth x")),
+    ]
+
+
+def test_the_starlette_shortcut_answers_as_the_full_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aauth_server.clock import FixedClock
+    from aauth_server.resource import ResourceGuard
+    from tests.adapters.harness_starlette import build_app, send_to
+    from tests.core.test_fast_paths import _without_fast_paths
+    from tests.support import World
+
+    world = World(clock=FixedClock(1_800_000_000))
+    calls: list[object] = []
+    original = ResourceGuard.check_agent_fast
+
+    def counted(self: ResourceGuard, request: HttpRequest) -> object:
+        answer = original(self, request)
+        calls.append(answer)
+        return answer
+
+    answers = {}
+    for fast in (True, False):
+        with monkeypatch.context() as patched:
+            if fast:
+                patched.setattr(ResourceGuard, "check_agent_fast", counted)
+            else:
+                _without_fast_paths(patched)
+            _, app = build_app(world.resource_config())
+            answers[fast] = [
+                (name, send_to(app, request)) for name, request in _agent_requests(world)
+            ]
+    for (name, fast_answer), (_, full_answer) in zip(answers[True], answers[False], strict=True):
+        assert (fast_answer.status, fast_answer.body) == (full_answer.status, full_answer.body), (
+            name
+        )
+        for header in ("signature-error", "aauth-requirement", "link", "content-type"):
+            assert fast_answer.header(header) == full_answer.header(header), (name, header)
+    assert [status for _, status in ((n, a.status) for n, a in answers[True])][:2] == [200, 200]
+    assert any(answer is not None for answer in calls)  # the shortcut answered the second call
