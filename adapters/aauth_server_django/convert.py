@@ -67,9 +67,9 @@ def raw_target(request: DjangoRequest) -> str:
 
 
 #: Host values that passed :func:`request_host`, keyed by the value and the settings it was
-#: judged under (``DEBUG`` and ``ALLOWED_HOSTS``): a server sees the same few Host values on
-#: every request.  Bounded; emptied when full.
-_VALID_HOSTS: dict[tuple[str, bool, tuple[str, ...]], None] = {}
+#: judged under (``ALLOWED_HOSTS``, and ``DEBUG`` when that is empty): a server sees the
+#: same few Host values on every request.  Bounded; emptied when full.
+_VALID_HOSTS: dict[tuple[str, tuple[str, ...], bool | None], None] = {}
 _VALID_HOSTS_MAX = 256
 
 
@@ -83,10 +83,12 @@ def request_host(request: DjangoRequest) -> str:
     raw = meta.get("HTTP_HOST")
     key = None
     if isinstance(raw, str) and not (
-        settings.USE_X_FORWARDED_HOST and "HTTP_X_FORWARDED_HOST" in meta
+        "HTTP_X_FORWARDED_HOST" in meta and settings.USE_X_FORWARDED_HOST
     ):
-        # get_host judges exactly this value: the Host line, no forwarded host in play.
-        key = (raw, bool(settings.DEBUG), tuple(settings.ALLOWED_HOSTS))
+        # get_host judges exactly this value (the Host line, no forwarded host in play)
+        # against ALLOWED_HOSTS, or, when that is empty, against DEBUG's localhost list.
+        allowed = tuple(settings.ALLOWED_HOSTS)
+        key = (raw, allowed, None if allowed else bool(settings.DEBUG))
         if key in _VALID_HOSTS:
             return raw
     try:

@@ -114,7 +114,7 @@ def aauth_required(
             # middleware would otherwise consume a multipart body before we can read it.
             # The mark csrf_exempt sets, on the wrapper itself: csrf_exempt(wrapper) would
             # wrap it once more, a further call (and coroutine) on every request.
-            wrapper.csrf_exempt = True  # type: ignore[attr-defined]
+            cast(Any, wrapper).csrf_exempt = True
         return cast(ViewT, wrapper)
 
     return decorator
