@@ -30,6 +30,11 @@ def problem(status: int, error: str, detail: str, **headers: str) -> AAuthError:
     return AAuthError(detail, error=error, status=status, headers=list(headers.items()))
 
 
+def slow_down(detail: str, retry_after: int) -> AAuthError:
+    """``429 slow_down`` (digest 5.5 polling errors), with the ``Retry-After`` to keep."""
+    return problem(429, "slow_down", detail, **{"Retry-After": str(retry_after)})
+
+
 def json_body(request: HttpRequest) -> Mapping[str, Any]:
     """The request body as a JSON object, parsed with the nesting limit of
     :mod:`aauth_server.safejson`: the one parser of every AAuth request body (token,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO
@@ -193,3 +193,16 @@ def running_apps(
         yield apps
     finally:
         stop_apps(apps)
+
+
+def story_main(label: str, run: Callable[[], int]) -> int:
+    """A demo script's exit status: ``run()``'s, 2 when an app did not start (its output on
+    stderr), 130 on Ctrl-C (the servers are stopped either way)."""
+    try:
+        return run()
+    except AppStartError as exc:
+        print(f"\n{label} FAILED: an example app did not start.\n{exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nInterrupted; servers stopped.", file=sys.stderr)
+        return 130

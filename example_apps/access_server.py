@@ -20,10 +20,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import json
-import os
-import secrets
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -44,6 +41,9 @@ from aauth_server.access import (
 from aauth_server.access.policy import RESERVED_CLAIMS
 from aauth_server.asgi import RequestLimits
 from aauth_server.keys.jwk import PrivateKey
+from aauth_server.resource.config import ConfigurationError
+
+from ._serving import configure_django, run_bound, serve_uvicorn
 
 FRAMEWORKS = ("starlette", "flask", "django")
 
@@ -137,7 +137,16 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AccessSe
         folder = Path(tempfile.mkdtemp(prefix="aauth-as-"))
         atexit.register(shutil.rmtree, folder, True)
         records = f"sqlite:///{folder / 'records.db'}"
-    config = AccessServerConfig(
+    try:
+        return AccessServer(_config(args, issuer, key, records))
+    except ConfigurationError as exc:
+        parser.error(str(exc))
+
+
+def _config(
+    args: argparse.Namespace, issuer: str, key: PrivateKey, records: str
+) -> AccessServerConfig:
+    return AccessServerConfig(
         issuer=issuer,
         signing_key=key,
         trusted_ps=tuple(args.trust_ps),
@@ -150,7 +159,6 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> AccessSe
         poll_interval=args.poll_interval,
         name="Example Access Server",
     )
-    return AccessServer(config)
 
 
 def announce(server: AccessServer, host: str, port: int, framework: str) -> None:
@@ -162,18 +170,12 @@ def announce(server: AccessServer, host: str, port: int, framework: str) -> None
 
 
 def serve_starlette(server: AccessServer, sock: socket.socket, host: str, port: int) -> None:
-    import uvicorn
     from aauth_server_starlette.access import AccessServerApp
     from starlette.applications import Starlette
 
-    from .person_server import _AnnouncingServer
-
     mounted = AccessServerApp(server)
     app = Starlette(routes=mounted.mounted(), lifespan=mounted.lifespan)
-    _AnnouncingServer(
-        uvicorn.Config(app, log_level="warning", lifespan="on"),
-        lambda: announce(server, host, port, "starlette"),
-    ).run(sockets=[sock])
+    serve_uvicorn(app, sock, lambda: announce(server, host, port, "starlette"))
 
 
 def serve_flask(server: AccessServer, sock: socket.socket, host: str, port: int) -> None:
@@ -189,36 +191,17 @@ def serve_flask(server: AccessServer, sock: socket.socket, host: str, port: int)
 
 
 def serve_django(server: AccessServer, sock: socket.socket, host: str, port: int) -> None:
-    import django
-    import uvicorn
-    from django.conf import settings
-    from django.core.asgi import get_asgi_application
-
-    from .person_server import _AnnouncingServer
-
-    settings.configure(
-        DEBUG=server.config.dev_loopback,
-        SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
-        ALLOWED_HOSTS=[host, "127.0.0.1", "localhost"],
-        ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["aauth_server_django"],
-        MIDDLEWARE=[],
-    )
-    django.setup()
+    allowed = configure_django(debug=server.config.dev_loopback, host=host, urlconf=__name__)
     from aauth_server_django.access import use_access_server
+    from django.core.asgi import get_asgi_application
     from django.urls import include, path
 
     use_access_server(server)
     urlpatterns.append(path("", include("aauth_server_django.access_async_urls")))
     app = RequestLimits(
-        get_asgi_application(),
-        max_body=server.config.max_body,
-        allowed_hosts=settings.ALLOWED_HOSTS,
+        get_asgi_application(), max_body=server.config.max_body, allowed_hosts=allowed
     )
-    _AnnouncingServer(
-        uvicorn.Config(app, log_level="warning", lifespan="off"),
-        lambda: announce(server, host, port, "django"),
-    ).run(sockets=[sock])
+    serve_uvicorn(app, sock, lambda: announce(server, host, port, "django"), lifespan="off")
 
 
 #: Django's ROOT_URLCONF is this module; serve_django fills it once Django is set up.
@@ -230,24 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     server = build(args, parser)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((args.host, args.port))
-    except OSError as exc:
-        sock.close()
-        print(f"cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    sock.listen(128)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        SERVERS[args.framework](server, sock, args.host, args.port)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sock.close()
-        server.close()
-    return 0
+    serve = SERVERS[args.framework]
+    return run_bound(
+        args.host, args.port, lambda sock: serve(server, sock, args.host, args.port), server.close
+    )
 
 
 if __name__ == "__main__":

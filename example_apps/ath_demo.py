@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from ._procs import AppSpec, AppStartError, running_apps
+from ._procs import AppSpec, running_apps, story_main
 
 SHOP_PASSWORD = "alice-demo-pw"  # noqa: S105 - a throwaway demo password on loopback
 PROVIDER_PASSWORD = "bob-demo-pw"  # noqa: S105
@@ -632,11 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--store", default="memory://", metavar="URI")
     args = parser.parse_args(argv)
-    try:
-        return run_ath_stories(framework=args.framework, store=args.store)
-    except AppStartError as exc:
-        print(f"\nATH demo FAILED: an example app did not start.\n{exc}", file=sys.stderr)
-        return 2
+    return story_main(
+        "ATH demo", lambda: run_ath_stories(framework=args.framework, store=args.store)
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from typing import Any
 from aauth_server.ath import ATHConfig, ATHServer, ProviderConfig, approve_all, review
 from aauth_server.http import HttpRequest
 
-from .ath_shop import bind, serve, serve_wsgi
+from ._serving import bind, serve_uvicorn
+from .ath_shop import serve_wsgi
 
 SCOPES = {
     "profile:read": "See your profile at the provider",
@@ -179,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.framework == "flask":
             serve_wsgi(app, sock, announce)
         else:
-            serve(app, sock, announce, lifespan="off" if args.framework == "django" else "on")
+            serve_uvicorn(
+                app, sock, announce, lifespan="off" if args.framework == "django" else "on"
+            )
     except KeyboardInterrupt:
         pass
     finally:

@@ -15,7 +15,6 @@ agents at ``/ath/admin`` when ``--approve pending``.  ``--approve subset`` appro
 from __future__ import annotations
 
 import argparse
-import asyncio
 import secrets
 import socket
 import sys
@@ -37,6 +36,8 @@ from aauth_server.ath import (
 from aauth_server.http import HttpRequest, HttpResponse, json_bytes
 from aauth_server.pagekit import origin_of
 from aauth_server.person.pages import DemoLogin
+
+from ._serving import bind, serve_uvicorn
 
 APP_ID = "com.example.ath-shop"
 FRAMEWORKS = ("starlette", "flask", "django")
@@ -397,33 +398,6 @@ def serve_wsgi(app: Any, sock: socket.socket, announce: Callable[[], None]) -> N
     server.serve_forever()
 
 
-def serve(app: Any, sock: socket.socket, announce: Callable[[], None], *, lifespan: str) -> None:
-    """uvicorn on an already bound socket; ``announce`` prints the ready line once it accepts."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if not self.should_exit:
-                announce()
-
-    server = Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
-    asyncio.run(server.serve(sockets=[sock]))
-
-
-def bind(host: str, port: int) -> socket.socket | None:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        print(f"cannot bind {host}:{port}: {exc}", file=sys.stderr)
-        return None
-    sock.listen(128)
-    return sock
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -444,7 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve_wsgi(flask_app(shop), sock, announce)
         else:
             app = asgi_for(args.framework, shop, args.host)
-            serve(app, sock, announce, lifespan="off" if args.framework == "django" else "on")
+            serve_uvicorn(
+                app, sock, announce, lifespan="off" if args.framework == "django" else "on"
+            )
     except KeyboardInterrupt:
         pass
     finally:

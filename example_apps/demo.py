@@ -45,8 +45,10 @@ import httpx
 
 from aauth_server.agent import Agent
 from aauth_server.fields import FieldError, parse_aauth_requirement, parse_signature_error
+from aauth_server.resource.config import ConfigurationError, check_store_uri
+from aauth_server.storage.uri import redis_url
 
-from ._procs import AppSpec, AppStartError, RunningApp, running_apps
+from ._procs import AppSpec, AppStartError, RunningApp, running_apps, story_main
 
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -212,7 +214,7 @@ class StoreChoice:
             return
         import redis
 
-        client = redis.Redis.from_url(self.uri, socket_timeout=2)
+        client = redis.Redis.from_url(redis_url(self.uri), socket_timeout=2)
         try:
             keys = list(client.scan_iter(match=f"{self.prefix}-*", count=500))
             for start in range(0, len(keys), 500):
@@ -343,6 +345,12 @@ def run(
     stories = STORIES or _stories()
     chosen = [s for s in stories if not story_names or s.name in story_names]
     started = time.monotonic()
+    if store is not None:
+        try:
+            check_store_uri(store)
+        except ConfigurationError as exc:
+            print(f"--store: {exc}", file=sys.stderr)
+            return 2
     choice = choose_store(store)
     found = (
         ""
@@ -415,14 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     specs = [spec for spec in RESOURCES if not args.only or spec.name in args.only]
     stories = ["foundation"] if args.no_three_party else args.story
-    try:
-        return run(stories, store=args.store, resources=specs)
-    except AppStartError as exc:
-        print(f"\nDemo FAILED: an example app did not start.\n{exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nInterrupted; servers stopped.", file=sys.stderr)
-        return 130
+    return story_main("Demo", lambda: run(stories, store=args.store, resources=specs))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from aauth_server.agent import Agent
 from aauth_server.agent.flow import AgentFlow, Clarification, FlowError, Interaction
 from aauth_server.tokens.jwt import TokenError, decode_unverified
 
-from ._procs import AppSpec, AppStartError, RunningApp
+from ._procs import AppSpec, RunningApp, story_main
 from .demo import DemoContext, Story, abbreviate
 from .three_party import PASSWORD, ScriptedPerson, requirement, say, show
 
@@ -251,14 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from . import demo
 
-    try:
-        return demo.run([NAME], store=args.store)
-    except AppStartError as exc:
-        print(f"\nFour-party demo FAILED: an app did not start.\n{exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nInterrupted; servers stopped.", file=sys.stderr)
-        return 130
+    return story_main("Four-party demo", lambda: demo.run([NAME], store=args.store))
 
 
 if __name__ == "__main__":

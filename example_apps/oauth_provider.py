@@ -40,7 +40,8 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator  # type: ignore[import-u
 from authlib.oauth2.rfc7636 import CodeChallenge  # type: ignore[import-untyped]
 from flask import Flask, Response, jsonify, redirect, request, session
 
-from .ath_shop import bind, serve_wsgi
+from ._serving import bind
+from .ath_shop import serve_wsgi
 
 USER = "bob"
 SCOPES = {

@@ -21,13 +21,10 @@ answers from ``DEMO_CLAIMS``, never ``sub``) and ask clarifications (passed on t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import atexit
 import json
-import os
 import secrets
 import shutil
-import signal
 import socket
 import sys
 import tempfile
@@ -42,7 +39,10 @@ from aauth_server.keys.jwk import PrivateKey
 from aauth_server.missions.control import MissionControl
 from aauth_server.person import DefaultPolicy, PersonServer, PersonServerConfig
 from aauth_server.person.pages import ConsentPages, DemoLogin
+from aauth_server.resource.config import ConfigurationError
 from aauth_server.storage.uri import open_async_store, open_store
+
+from ._serving import configure_django, run_bound, serve_uvicorn
 
 PERSON = "alice"
 #: What this PS knows about alice and releases to a trusted Access Server that asks.
@@ -152,10 +152,13 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
     if args.store_prefix:
         if args.store == "memory://":
             parser.error("--store-prefix applies to a shared store (redis://...)")
-        stores = {
-            "store": open_store(args.store, prefix=args.store_prefix),
-            "async_store": open_async_store(args.store, prefix=args.store_prefix),
-        }
+        try:
+            stores = {
+                "store": open_store(args.store, prefix=args.store_prefix),
+                "async_store": open_async_store(args.store, prefix=args.store_prefix),
+            }
+        except ValueError as exc:
+            parser.error(f"--store {args.store}: {exc}")
     for access in args.trust_as:
         if not is_server_identifier(access, dev_loopback=args.dev):
             parser.error(f"--trust-as {access}: not a server identifier (https://host)")
@@ -165,7 +168,25 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
         folder = Path(tempfile.mkdtemp(prefix="aauth-ps-"))
         atexit.register(shutil.rmtree, folder, True)
         records = f"sqlite:///{folder / 'records.db'}"
-    config = PersonServerConfig(
+    try:
+        ps = PersonServer(_config(args, issuer, key, records, stores))
+    except ConfigurationError as exc:
+        parser.error(str(exc))
+    password = args.password or secrets.token_urlsafe(12)
+    secret = secrets.token_bytes(32)
+    name = ps.config.name or "Person Server"
+    login = DemoLogin({PERSON: password}, secret, server_name=name)
+    pages = ConsentPages(ps, authenticate=login.authenticate, secret=secret)
+    control = MissionControl(
+        ps, authenticate=login.authenticate, secret=secret, base="/missions", server_name=name
+    )
+    return Built(ps, pages, login, password, control)
+
+
+def _config(
+    args: argparse.Namespace, issuer: str, key: PrivateKey, records: str, stores: dict[str, Any]
+) -> PersonServerConfig:
+    return PersonServerConfig(
         issuer=issuer,
         signing_key=key,
         subject_secret=secrets.token_bytes(32),
@@ -185,19 +206,6 @@ def build(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Built:
         access_claims=demo_claims,
         **stores,
     )
-    ps = PersonServer(config)
-    password = args.password or secrets.token_urlsafe(12)
-    secret = secrets.token_bytes(32)
-    login = DemoLogin({PERSON: password}, secret, server_name=config.name or "Person Server")
-    pages = ConsentPages(ps, authenticate=login.authenticate, secret=secret)
-    control = MissionControl(
-        ps,
-        authenticate=login.authenticate,
-        secret=secret,
-        base="/missions",
-        server_name=config.name or "Person Server",
-    )
-    return Built(ps, pages, login, password, control)
 
 
 def announce(built: Built, host: str, port: int, framework: str) -> None:
@@ -213,17 +221,12 @@ def announce(built: Built, host: str, port: int, framework: str) -> None:
 
 
 def serve_starlette(built: Built, sock: socket.socket, host: str, port: int) -> None:
-    import uvicorn
     from aauth_server_starlette.person import PersonServerApp
     from starlette.applications import Starlette
 
     mounted = PersonServerApp(built.ps, pages=built.handlers)
     app = Starlette(routes=mounted.mounted(), lifespan=mounted.lifespan)
-    server = _AnnouncingServer(
-        uvicorn.Config(app, log_level="warning", lifespan="on"),
-        lambda: announce(built, host, port, "starlette"),
-    )
-    server.run(sockets=[sock])
+    serve_uvicorn(app, sock, lambda: announce(built, host, port, "starlette"))
 
 
 def serve_flask(built: Built, sock: socket.socket, host: str, port: int) -> None:
@@ -240,22 +243,9 @@ def serve_flask(built: Built, sock: socket.socket, host: str, port: int) -> None
 
 
 def serve_django(built: Built, sock: socket.socket, host: str, port: int) -> None:
-    import django
-    import uvicorn
-    from django.conf import settings
-    from django.core.asgi import get_asgi_application
-
-    settings.configure(
-        DEBUG=built.ps.config.dev_loopback,  # the mount refuses DEV_LOOPBACK without DEBUG
-        # Django's error pages (404, DisallowedHost's 400) need one, under DEBUG too.
-        SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
-        ALLOWED_HOSTS=[host, "127.0.0.1", "localhost"],
-        ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["aauth_server_django"],
-        MIDDLEWARE=[],
-    )
-    django.setup()
+    allowed = configure_django(debug=built.ps.config.dev_loopback, host=host, urlconf=__name__)
     from aauth_server_django.person import PersonServerLifespan, use_person_server
+    from django.core.asgi import get_asgi_application
     from django.urls import include, path
 
     use_person_server(built.ps, pages=built.handlers)
@@ -268,34 +258,10 @@ def serve_django(built: Built, sock: socket.socket, host: str, port: int) -> Non
     # Django's error pages under DEBUG fail on a Host it does not allow: refuse it first.
     app = PersonServerLifespan(
         RequestLimits(
-            get_asgi_application(),
-            max_body=built.ps.config.max_body,
-            allowed_hosts=settings.ALLOWED_HOSTS,
+            get_asgi_application(), max_body=built.ps.config.max_body, allowed_hosts=allowed
         )
     )
-    server = _AnnouncingServer(
-        uvicorn.Config(app, log_level="warning", lifespan="on"),
-        lambda: announce(built, host, port, "django"),
-    )
-    server.run(sockets=[sock])
-
-
-class _AnnouncingServer:
-    """uvicorn, printing the ready line once it accepts connections."""
-
-    def __init__(self, config: Any, ready: Any) -> None:
-        import uvicorn
-
-        class Server(uvicorn.Server):
-            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-                await super().startup(sockets)
-                if not self.should_exit:
-                    ready()
-
-        self.server = Server(config)
-
-    def run(self, sockets: list[socket.socket]) -> None:
-        asyncio.run(self.server.serve(sockets=sockets))
+    serve_uvicorn(app, sock, lambda: announce(built, host, port, "django"))
 
 
 #: Django's ROOT_URLCONF is this module; serve_django fills it once Django is set up.
@@ -307,26 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     built = build(args, parser)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((args.host, args.port))
-    except OSError as exc:
-        sock.close()
-        print(f"cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    sock.listen(128)
-    # SIGTERM ends the server like Ctrl-C, so the exit handlers run (uvicorn installs its
-    # own graceful handler while it serves; Werkzeug does not).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        SERVERS[args.framework](built, sock, args.host, args.port)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sock.close()
-        built.ps.close()
-    return 0
+    serve = SERVERS[args.framework]
+    return run_bound(
+        args.host, args.port, lambda sock: serve(built, sock, args.host, args.port), built.ps.close
+    )
 
 
 if __name__ == "__main__":

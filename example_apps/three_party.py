@@ -34,7 +34,7 @@ from aauth_server.agent.flow import AgentFlow, Clarification, FlowError, Interac
 from aauth_server.fields import FieldError, parse_aauth_requirement, parse_signature_error
 from aauth_server.tokens.jwt import decode_unverified
 
-from ._procs import AppSpec, AppStartError, RunningApp
+from ._procs import AppSpec, RunningApp, story_main
 from .demo import SHOWN_RESPONSE_HEADERS, DemoContext, Report, Story, abbreviate, show_request
 
 PASSWORD = "demo-password"  # noqa: S105 - the scripted demo person's, loopback only
@@ -597,14 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resource", choices=sorted(RESOURCE_MODULES), default="starlette")
     parser.add_argument("--store", default="memory://", help="the PS store: memory:// or redis://")
     args = parser.parse_args(argv)
-    try:
-        return run(resource=args.resource, store=args.store)
-    except AppStartError as exc:
-        print(f"\nThree-party demo FAILED: an app did not start.\n{exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\nInterrupted; servers stopped.", file=sys.stderr)
-        return 130
+    return story_main("Three-party demo", lambda: run(resource=args.resource, store=args.store))
 
 
 if __name__ == "__main__":

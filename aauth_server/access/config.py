@@ -13,8 +13,8 @@ from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
 from ..pagekit import MIN_SECRET, Authenticate
 from ..resource.config import ConfigurationError, check_server_settings, identifier_error
-from ..storage.base import AsyncPendingStore, PendingStore, issuer_prefix
-from ..storage.uri import open_store_pair
+from ..server_shell import ServerSettings
+from ..storage.base import AsyncPendingStore, PendingStore
 from .policy import Policy, issue_requested
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ _PATHS = ("token_path", "revocation_path", "jwks_path", "interact_path")
 
 
 @dataclass
-class AccessServerConfig:
+class AccessServerConfig(ServerSettings):
     """Everything an Access Server needs.  ``issuer`` is ``https://host`` (``dev_loopback``
     admits ``http://127.0.0.1:PORT`` for development only).
 
@@ -109,12 +109,7 @@ class AccessServerConfig:
             )
         if not callable(self.policy):
             raise ConfigurationError("policy must be a callable(AccessRequest) -> verdict")
-        for name in _PATHS:
-            path = getattr(self, name)
-            if not path.startswith("/") or "?" in path or "#" in path:
-                raise ConfigurationError(f"{name} must be an absolute path without query")
-        if not (self.pending_prefix.startswith("/") and self.pending_prefix.endswith("/")):
-            raise ConfigurationError("pending_prefix must start and end with '/'")
+        self.check_paths(_PATHS, ("pending_prefix",))
         if not 0 < self.auth_token_lifetime <= 3600:
             raise ConfigurationError("auth_token_lifetime must be 1..3600 seconds (digest 3.7)")
         for name in ("pending_lifetime", "poll_interval", "code_attempts", "max_text"):
@@ -131,23 +126,7 @@ class AccessServerConfig:
                 "aauth_server: the Access Server's interaction page has no authenticate "
                 "hook: requirement=interaction answers no one until one is configured"
             )
-        if self.records is None and self._shared_store():
-            raise ConfigurationError(
-                "records in memory beside a shared store: every worker would keep its own "
-                "issued tokens and revocations; set records to sqlite:///path or "
-                "postgresql+psycopg://..."
-            )
-        if isinstance(self.records, str) and not self.records:
-            raise ConfigurationError("records must be a database URL")
-
-    def _shared_store(self) -> bool:
-        from ..storage.memory import MemoryStore
-
-        if self.store is None:
-            return False
-        if isinstance(self.store, str):
-            return not self.store.startswith("memory:")
-        return not isinstance(self.store, MemoryStore)
+        self.check_records("issued tokens and revocations")
 
     def trusts(self, ps: str) -> bool:
         return self.trust_any_ps or ps in self.trusted_ps
@@ -158,11 +137,4 @@ class AccessServerConfig:
         return open_records(self.records, migrate=self.records_migrate, who="the Access Server")
 
     def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
-        try:
-            prefix = self.store_prefix or issuer_prefix(self.issuer, "as")
-            return open_store_pair(self.store, self.async_store, clock=self.clock, prefix=prefix)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
-
-    def url_for(self, path: str) -> str:
-        return (self.public_origin or self.issuer).rstrip("/") + path
+        return self.open_stores("as")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 from ..fields import FieldError
-from ..http import HttpRequest, HttpResponse, public_url
-from ..records import RecordOp, RecordOps, Txn
+from ..http import HttpRequest, HttpResponse
+from ..records import RecordOps
 from ..resource.config import discovery_for
 from ..revocation import problem, server_verifier
+from ..server_shell import ServerShell
 from ..signatures.signature_key import parse_signature_key, select_signature_key
 from ..steps import Call, Driver, Steps
 from ..storage.base import Record
@@ -30,11 +30,13 @@ from .pending import OPEN, AccessPending
 from .revocation import revocation_for
 from .tokens import AccessTokens
 
-T = TypeVar("T")
 log = logging.getLogger("aauth_server.access")
 
 
-class AccessServer:
+class AccessServer(ServerShell):
+    WELL_KNOWN = WELL_KNOWN_PATH
+    config: AccessServerConfig
+
     def __init__(self, config: AccessServerConfig) -> None:
         self.config = config
         self.discovery = discovery_for(config)
@@ -61,47 +63,16 @@ class AccessServer:
         self.endpoints = AccessEndpoints(self)
         self.pages = InteractionPage(self)
 
-    # -- drivers ------------------------------------------------------------------------------
-
-    def run(self, steps: Steps[T]) -> T:
-        return self.driver.run(steps)
-
-    async def arun(self, steps: Steps[T]) -> T:
-        return await self.driver.arun(steps)
-
-    def rop(self, txn: Txn[T]) -> RecordOp:
-        return self.records.op(txn)
-
-    def close(self) -> None:
+    def stop_workers(self) -> None:
         if "_revocation" in self.__dict__:
-            self.__dict__["_revocation"].close()  # h-rev: the cascade's worker
-        try:
-            self.store.close()
-        finally:
-            self.records.close()
-
-    async def aclose(self) -> None:
-        try:
-            await self.async_store.aclose()
-        finally:
-            await self.records.aclose()
-
-    def handle(self, request: HttpRequest) -> HttpResponse | None:
-        """Answer a request to one of the AS endpoints; None when the path is not ours."""
-        return self.driver.respond(self.handle_steps(request))
-
-    async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
-        return await self.driver.arespond(self.handle_steps(request))
+            self.__dict__["_revocation"].close()  # the revocation cascade's worker
 
     def handle_steps(self, request: HttpRequest) -> Steps[HttpResponse | None]:
         cfg = self.config
         path, method = request.path, request.method
-        if path == WELL_KNOWN_PATH and method in ("GET", "HEAD"):
-            return HttpResponse.json(
-                200, self.metadata(), headers=[("Cache-Control", "public, max-age=3600")]
-            )
-        if path == cfg.jwks_path and method == "GET":
-            return HttpResponse.json(200, {"keys": [cfg.signing_key.public_jwk()]})
+        published = self.published(request)
+        if published is not None:
+            return published
         if path == cfg.token_path and method == "POST":
             return (yield from self.endpoints.token_steps(request))
         if path == cfg.revocation_path or path.startswith(cfg.revocation_path + "/pending/"):
@@ -130,23 +101,6 @@ class AccessServer:
             ("GET", cfg.interact_path),
             ("POST", cfg.interact_path),
         ]
-
-    @property
-    def body_limit(self) -> int:
-        """Bytes of a body the adapters read at most (``413`` above)."""
-        return self.config.max_body
-
-    def public_url(self, scheme: str, host: str | None, target: str) -> str:
-        """The URL a request was signed for, as the adapters rebuild it: ``public_origin``
-        wins over ``Host`` (``Forwarded`` is never trusted)."""
-        cfg = self.config
-        return public_url(
-            scheme,
-            host,
-            target,
-            public_origin=cfg.public_origin,
-            default_host=urlsplit(cfg.issuer).netloc,
-        )
 
     def metadata(self) -> dict[str, Any]:
         cfg = self.config

@@ -14,8 +14,8 @@ from ..keys.discovery import KeyDiscovery
 from ..keys.fetcher import AsyncFetcher, Fetcher
 from ..keys.jwk import SUPPORTED_ALGS, PrivateKey
 from ..resource.config import ConfigurationError, check_server_settings
-from ..storage.base import AsyncPendingStore, PendingStore, issuer_prefix
-from ..storage.uri import open_store_pair
+from ..server_shell import ServerSettings
+from ..storage.base import AsyncPendingStore, PendingStore
 from .policy import DefaultPolicy, Policy
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ UPDATES = ("person", "accept")
 
 
 @dataclass
-class PersonServerConfig:
+class PersonServerConfig(ServerSettings):
     """Everything a Person Server needs.  ``issuer`` is ``https://host`` (``dev_loopback``
     admits ``http://127.0.0.1:PORT`` for development only).
 
@@ -165,14 +165,7 @@ class PersonServerConfig:
             raise ConfigurationError("subject_secret must be at least 32 random bytes")
         if not self.signing_key.kid:
             raise ConfigurationError("the signing key needs a kid")
-        for name in _PATHS:
-            path = getattr(self, name)
-            if not path.startswith("/") or "?" in path or "#" in path:
-                raise ConfigurationError(f"{name} must be an absolute path without query")
-        for prefix in ("pending_prefix", "relay_prefix"):
-            value = getattr(self, prefix)
-            if not (value.startswith("/") and value.endswith("/")):
-                raise ConfigurationError(f"{prefix} must start and end with '/'")
+        self.check_paths(_PATHS, ("pending_prefix", "relay_prefix"))
         for name in ("person_token_lifetime", "auth_token_lifetime"):
             if not 0 < getattr(self, name) <= 3600:
                 raise ConfigurationError(f"{name} must be 1..3600 seconds (digest 3.7)")
@@ -195,14 +188,7 @@ class PersonServerConfig:
             raise ConfigurationError("mission_outside_scope must be 'deny' or 'ask'")
         if self.mission_updates not in UPDATES:
             raise ConfigurationError("mission_updates must be 'person' or 'accept'")
-        if self.records is None and self._shared_store():
-            raise ConfigurationError(
-                "records in memory beside a shared store: every worker would keep its own "
-                "missions, bindings and revocations; set records to sqlite:///path or "
-                "postgresql+psycopg://..."
-            )
-        if isinstance(self.records, str) and not self.records:
-            raise ConfigurationError("records must be a database URL")
+        self.check_records("missions, bindings and revocations")
         if isinstance(self.trusted_access_servers, str):
             raise ConfigurationError("trusted_access_servers must be a list of issuers")
         self.trusted_access_servers = tuple(self.trusted_access_servers)
@@ -213,15 +199,6 @@ class PersonServerConfig:
                 )
         if not 0 < self.access_timeout <= 120:
             raise ConfigurationError("access_timeout must be 0..120 seconds")
-
-    def _shared_store(self) -> bool:
-        from ..storage.memory import MemoryStore
-
-        if self.store is None:
-            return False
-        if isinstance(self.store, str):
-            return not self.store.startswith("memory:")
-        return not isinstance(self.store, MemoryStore)
 
     def record_store(self) -> RecordStore:
         """Open the records (``ConfigurationError`` for a URL or schema we cannot use)."""
@@ -245,12 +222,4 @@ class PersonServerConfig:
         return store
 
     def stores(self) -> tuple[PendingStore, AsyncPendingStore]:
-        try:
-            prefix = self.store_prefix or issuer_prefix(self.issuer, "ps")
-            return open_store_pair(self.store, self.async_store, clock=self.clock, prefix=prefix)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from exc
-
-    def url_for(self, path: str) -> str:
-        """An absolute URL on the public origin (metadata, ``Location``, the consent page)."""
-        return (self.public_origin or self.issuer).rstrip("/") + path
+        return self.open_stores("ps")

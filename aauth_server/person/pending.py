@@ -22,7 +22,7 @@ from ..errors import Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse, prefer_wait
 from ..records import IssuedToken
 from ..resource.state import digest_id
-from ..revocation import json_body, problem
+from ..revocation import json_body, problem, slow_down
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
@@ -193,11 +193,9 @@ class PendingRequests:
                 return
             except (RecordExists, VersionConflict, RecordNotFound):
                 continue
-        raise problem(
-            429,
-            "slow_down",
+        raise slow_down(
             f"this agent already has {cap} open requests; wait for the person to decide",
-            **{"Retry-After": str(cfg.poll_interval)},
+            cfg.poll_interval,
         )
 
     def _still_open_steps(self, ids: list[str]) -> Steps[list[str]]:
@@ -476,12 +474,7 @@ class PendingRequests:
                 "remember_once", ("ps-poll:" + record.id, self._cfg.poll_interval)
             )
             if not first:
-                raise problem(
-                    429,
-                    "slow_down",
-                    "poll no sooner than Retry-After allows",
-                    **{"Retry-After": str(self._cfg.poll_interval)},
-                )
+                raise slow_down("poll no sooner than Retry-After allows", self._cfg.poll_interval)
         if state_of(record) not in TERMINAL and (yield from self.suspended_steps(record)):
             raise self.deferred(record)  # our extension: a suspended mission's requests wait
         return (yield from self.answer_steps(record, verified))

@@ -42,7 +42,7 @@ from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..limits import FieldLimits
 from ..missions.model import valid_s256
 from ..resource.state import digest_id, new_id
-from ..revocation import json_body, problem
+from ..revocation import json_body, slow_down
 from ..steps import Steps, StoreOp, WaitOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
@@ -644,11 +644,9 @@ class InteractionRelay:
                 return
             except (VersionConflict, RecordExists, RecordNotFound):
                 continue
-        raise problem(
-            429,
-            "slow_down",
+        raise slow_down(
             f"this agent already has {cap} open relays; wait for the person to answer",
-            **{"Retry-After": str(self.retry_after)},
+            self.retry_after,
         )
 
     def _still_open_steps(self, entries: list[Any]) -> Steps[list[Any]]:

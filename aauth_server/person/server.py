@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 from ..errors import SignatureFailure
 from ..http import HttpRequest, HttpResponse
@@ -22,11 +22,12 @@ from ..missions.halt import HaltAtResources
 from ..missions.model import Mission
 from ..missions.registry import Missions
 from ..outbound import OutboundClient, ServerSigner
-from ..records import RecordOp, RecordOps, Txn
+from ..records import RecordOps
 from ..resource.config import discovery_for
 from ..resource.state import REVOCATION_GRACE
 from ..revocation import problem, server_verifier
 from ..revocation_client import RevocationClient
+from ..server_shell import ServerShell
 from ..steps import Driver, Steps
 from ..tokens.aauth import DWK_PERSON, TYP_AGENT
 from ..verifier import RequestVerifier, VerifiedRequest, VerifierConfig
@@ -38,13 +39,15 @@ from .questions import AgentQuestions
 from .subjects import Bindings, Presence, directed_sub
 from .tokens import ParamTokens, RecordRevocations
 
-T = TypeVar("T")
 log = logging.getLogger("aauth_server.person")
 # Agent tokens whose KIND_SEEN record this worker has stored; cleared whole when full.
 _REMEMBERED_MAX = 4096
 
 
-class PersonServer:
+class PersonServer(ServerShell):
+    WELL_KNOWN = WELL_KNOWN_PATH
+    config: PersonServerConfig
+
     def __init__(self, config: PersonServerConfig) -> None:
         self.config = config
         discovery = discovery_for(config)
@@ -126,51 +129,18 @@ class PersonServer:
         self.missions.on_halt(self.halt.on_halt_steps)
         self.halt.resume()
 
-    # -- drivers ------------------------------------------------------------------------------
-
-    def run(self, steps: Steps[T]) -> T:
-        return self.driver.run(steps)
-
-    async def arun(self, steps: Steps[T]) -> T:
-        return await self.driver.arun(steps)
-
-    def rop(self, txn: Txn[T]) -> RecordOp:
-        """A record transaction as a step (``result = yield ps.rop(ps.rec.get_mission(s))``)."""
-        return self.records.op(txn)
-
-    def close(self) -> None:
-        """Stop the revocation worker; close the sync store and the records' sync pool."""
+    def stop_workers(self) -> None:
+        """The revocation worker and the outbound clients."""
         self.halt.stop()
         self.outbound.close()
         self.federation.close()
-        try:
-            self.store.close()
-        finally:
-            self.records.close()
-
-    async def aclose(self) -> None:
-        """Close the async store and the records' engine of this event loop."""
-        try:
-            await self.async_store.aclose()
-        finally:
-            await self.records.aclose()
-
-    def handle(self, request: HttpRequest) -> HttpResponse | None:
-        """Answer a request to one of the PS endpoints; None when the path is not ours."""
-        return self.driver.respond(self.handle_steps(request))
-
-    async def ahandle(self, request: HttpRequest) -> HttpResponse | None:
-        return await self.driver.arespond(self.handle_steps(request))
 
     def handle_steps(self, request: HttpRequest) -> Steps[HttpResponse | None]:
         cfg = self.config
         path, method = request.path, request.method
-        if path == WELL_KNOWN_PATH and method in ("GET", "HEAD"):
-            return HttpResponse.json(
-                200, self.metadata(), headers=[("Cache-Control", "public, max-age=3600")]
-            )
-        if path == cfg.jwks_path and method == "GET":
-            return HttpResponse.json(200, {"keys": [cfg.signing_key.public_jwk()]})
+        published = self.published(request)
+        if published is not None:
+            return published
         if path == cfg.person_token_path and method == "POST":
             return (yield from self.endpoints.person_token_steps(request))
         if path == cfg.auth_token_path and method == "POST":

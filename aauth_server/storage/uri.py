@@ -39,9 +39,11 @@ def _backend(uri: str, asynchronous: bool) -> tuple[type[Any], str]:
     return cls, scheme
 
 
-def _redis_url(uri: str, scheme: str) -> str:
-    # redis-py spells a socket path "unix://"; "redis+unix://" is the IANA-style name users write.
-    return "unix" + uri[len(scheme) :] if scheme == "redis+unix" else uri
+def redis_url(uri: str) -> str:
+    """``uri`` as redis-py reads it: redis-py spells a socket path ``unix://``;
+    ``redis+unix://`` is the IANA-style name users write."""
+    prefix = "redis+unix:"
+    return "unix:" + uri[len(prefix) :] if uri[: len(prefix)].lower() == prefix else uri
 
 
 def _open(uri_or_client: str | Any, asynchronous: bool, options: dict[str, Any]) -> Any:
@@ -57,7 +59,7 @@ def _open(uri_or_client: str | Any, asynchronous: bool, options: dict[str, Any])
         return cls(**options)
     # Accepted everywhere so one configuration works for every backend; only memory warns.
     options.pop("production", None)
-    return cls.from_url(_redis_url(uri_or_client, scheme), **options)
+    return cls.from_url(redis_url(uri_or_client), **options)
 
 
 def open_store(uri_or_client: str | Any, **options: Any) -> PendingStore:

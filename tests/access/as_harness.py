@@ -8,6 +8,7 @@ over-the-wire tests (test_wire.py) serve the PS's keys on loopback instead.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -58,6 +59,20 @@ class AsWorld:
 
     async def asend(self, request: HttpRequest) -> HttpResponse:
         return (await self.server.ahandle(request)) or HttpResponse(404, [], b"")
+
+    def long_poll_answered(self, path: str, answer: Any, wait: int = 5) -> HttpResponse:
+        """An async ``Prefer: wait`` poll of ``path``, parked while ``answer`` is POSTed to
+        it; what the woken poll returns."""
+
+        async def run() -> HttpResponse:
+            waiting = asyncio.ensure_future(
+                self.asend(self.signed("GET", path, headers=[("Prefer", f"wait={wait}")]))
+            )
+            await asyncio.sleep(0.05)
+            await self.asend(self.signed("POST", path, answer))
+            return await asyncio.wait_for(waiting, wait)
+
+        return asyncio.run(run())
 
     def signed(
         self,

@@ -24,7 +24,7 @@ from aauth_server.outbound import ServerSigner
 from aauth_server.tokens.aauth import DWK_PERSON
 from aauth_server.tokens.jwt import decode_unverified
 from tests.access.as_harness import AsWorld, body_of, header, pending_path
-from tests.support import PS_ISSUER
+from tests.support import PERSON, PS_ISSUER, RESOURCE
 
 OTHER_PS = "https://other-ps.example"
 
@@ -187,6 +187,71 @@ def test_updated_request_keeps_fixed_claims_and_changes_scope() -> None:
     assert decode_unverified(token).payload["scope"] == "data.read"
 
 
+def test_updated_request_in_a_sub_agent_flow_stays_bound_to_the_sub_agent() -> None:
+    """Digest 7 and 9: an updated pair for a parent-mediated request keeps the sub-agent
+    chain the first request proved; the auth token is bound to the sub-agent's key, and a
+    new pair naming another key is refused."""
+    from aauth_server.tokens.aauth import mint_person_token
+
+    aw = AsWorld(policy=clarify_then_issue)
+    sub_key = PrivateKey.generate("Ed25519")
+    parent = str(decode_unverified(aw.world.agent_token).payload["sub"])
+    sub_token = aw.world.provider.issue_subagent(sub_key.public, parent, "helper")
+
+    def presented_for(key: PrivateKey) -> str:
+        return mint_person_token(
+            aw.world.ps_key,
+            iss=PS_ISSUER,
+            aud=RESOURCE,
+            sub=PERSON,
+            cnf_jwk=key.public,
+            now=aw.clock.now(),
+            lifetime=3600,
+        )
+
+    first = presented_for(sub_key)
+    body = {
+        "resource_token": aw.resource_token(
+            first, "data.read data.write", agent_jkt=sub_key.public.thumbprint
+        ),
+        "agent_token": aw.world.agent_token,
+        "presented_token": first,
+        "subagent_token": sub_token,
+    }
+    response = aw.send(aw.token_request(body))
+    assert response.status == 202, response.body
+    path = pending_path(response)
+    # A new pair bound to the parent's key is not this sub-agent's request.
+    other = aw.world.person_token()
+    refused = poll(
+        aw,
+        path,
+        "POST",
+        {
+            "action": "updated_request",
+            "resource_token": aw.resource_token(other, "data.read"),
+            "presented_token": other,
+        },
+    )
+    assert (refused.status, body_of(refused)["error"]) == (400, "invalid_resource_token")
+    again = presented_for(sub_key)
+    update = {
+        "action": "updated_request",
+        "resource_token": aw.resource_token(
+            again, "data.read", agent_jkt=sub_key.public.thumbprint
+        ),
+        "presented_token": again,
+        "justification": "only reading",
+    }
+    assert poll(aw, path, "POST", update).status == 202
+    aw.clock.advance(1)
+    done = poll(aw, path)
+    assert done.status == 200, done.body
+    claims = decode_unverified(body_of(done)["auth_token"]).payload
+    assert claims["scope"] == "data.read"
+    assert claims["cnf"] == {"jwk": sub_key.public.jwk}
+
+
 def test_updated_request_changing_a_fixed_claim_is_refused() -> None:
     aw = AsWorld(policy=clarify_then_issue)
     path = pending_path(start(aw))
@@ -274,16 +339,7 @@ def test_a_late_delivery_past_every_cap_is_expired() -> None:
 def test_prefer_wait_long_polls_until_the_answer() -> None:
     aw = AsWorld(policy=claims_then_issue)
     path = pending_path(start(aw))
-
-    async def run() -> Any:
-        waiting = asyncio.ensure_future(
-            aw.asend(aw.signed("GET", path, headers=[("Prefer", "wait=5")]))
-        )
-        await asyncio.sleep(0.05)
-        await aw.asend(aw.signed("POST", path, {"email": "c@d"}))
-        return await asyncio.wait_for(waiting, 5)
-
-    answer = asyncio.run(run())
+    answer = aw.long_poll_answered(path, {"email": "c@d"})
     # The parked poll wakes on the answer and hands the token out at once.
     assert answer.status == 200 and "auth_token" in body_of(answer)
     assert poll(aw, path).status == 410

@@ -442,3 +442,18 @@ def test_importing_storage_does_not_import_redis() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("redis+unix:///tmp/r.sock?db=2", "unix:///tmp/r.sock?db=2"),
+        ("REDIS+UNIX:///tmp/r.sock", "unix:///tmp/r.sock"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("rediss://cache.example:6380", "rediss://cache.example:6380"),
+    ],
+)
+def test_redis_url_is_what_redis_py_reads(given: str, expected: str) -> None:
+    from aauth_server.storage.uri import redis_url
+
+    assert redis_url(given) == expected
