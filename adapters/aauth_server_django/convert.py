@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from asgiref.sync import async_to_sync
+from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest as DjangoRequest
@@ -65,19 +66,45 @@ def raw_target(request: DjangoRequest) -> str:
     return request.get_full_path()
 
 
+#: Host values that passed :func:`request_host`, keyed by the value and the settings it was
+#: judged under (``ALLOWED_HOSTS``, and ``DEBUG`` when that is empty): a server sees the
+#: same few Host values on every request.  Bounded; emptied when full.
+_VALID_HOSTS: dict[tuple[str, tuple[str, ...], bool | None], None] = {}
+_VALID_HOSTS_MAX = 256
+
+
 def request_host(request: DjangoRequest) -> str:
     """``request.get_host()`` (ALLOWED_HOSTS enforced), refusing a malformed or disallowed
-    Host with a ``400`` problem (:class:`RequestRejected`) as the other adapters do."""
-    raw = request.META.get("HTTP_HOST")
+    Host with a ``400`` problem (:class:`RequestRejected`) as the other adapters do.
+
+    A Host line value already judged under the same ``DEBUG`` and ``ALLOWED_HOSTS`` is
+    answered from a small cache (``get_host`` returns exactly that value for it)."""
+    meta = request.META
+    raw = meta.get("HTTP_HOST")
+    key = None
+    if isinstance(raw, str) and not (
+        "HTTP_X_FORWARDED_HOST" in meta and settings.USE_X_FORWARDED_HOST
+    ):
+        # get_host judges exactly this value (the Host line, no forwarded host in play)
+        # against ALLOWED_HOSTS, or, when that is empty, against DEBUG's localhost list.
+        allowed = tuple(settings.ALLOWED_HOSTS)
+        key = (raw, allowed, None if allowed else bool(settings.DEBUG))
+        if key in _VALID_HOSTS:
+            return raw
     try:
         if isinstance(raw, str):
             checked_host(raw)
     except MalformedHost:
         raise RequestRejected.malformed_host() from None
     try:
-        return request.get_host()
+        host = request.get_host()
     except DisallowedHost:
         raise RequestRejected("the Host header names a host this server does not serve") from None
+    if key is not None and host == raw:
+        if len(_VALID_HOSTS) >= _VALID_HOSTS_MAX:
+            _VALID_HOSTS.clear()
+        _VALID_HOSTS[key] = None
+    return host
 
 
 def read_body(request: DjangoRequest, limit: int) -> bytes:
@@ -109,6 +136,28 @@ def read_body(request: DjangoRequest, limit: int) -> bytes:
     return body
 
 
+#: ASGI ``http_version`` / WSGI ``SERVER_PROTOCOL`` values whose requests have a body only
+#: when a Content-Length or Transfer-Encoding line says so (RFC 9112 section 6.3).
+_FRAMED_BY_HEADERS = frozenset({"1.1", "1.0"})
+_FRAMED_BY_HEADERS_WSGI = frozenset({"HTTP/1.1", "HTTP/1.0"})
+#: META keys of the lines that announce a body (ASGIRequest files a ``Content-Length`` line
+#: sent in another case under ``HTTP_CONTENT_LENGTH``).
+_FRAMING_KEYS = ("CONTENT_LENGTH", "HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING")
+
+
+def has_no_body(request: DjangoRequest) -> bool:
+    """True for an HTTP/1.x request without Content-Length or Transfer-Encoding, which has no
+    body (RFC 9112 section 6.3): nothing to read.  Anything else (HTTP/2, a declared body, a
+    server that does not say its protocol) is read by :func:`read_body`."""
+    meta = request.META
+    for key in _FRAMING_KEYS:
+        if key in meta:
+            return False
+    if isinstance(request, ASGIRequest):
+        return request.scope.get("http_version") in _FRAMED_BY_HEADERS
+    return meta.get("SERVER_PROTOCOL") in _FRAMED_BY_HEADERS_WSGI
+
+
 def neutral_request(
     request: DjangoRequest, public_url: Callable[[str, str, str], str], limit: int
 ) -> HttpRequest:
@@ -117,7 +166,7 @@ def neutral_request(
         url = public_url(request.scheme or "http", request_host(request), raw_target(request))
     except MalformedHost:
         raise RequestRejected.malformed_host() from None
-    body = read_body(request, limit)
+    body = b"" if has_no_body(request) else read_body(request, limit)
     return HttpRequest(request.method or "GET", url, request_headers(request), body)
 
 

@@ -9,7 +9,6 @@ from typing import Any, TypeVar, cast
 from asgiref.sync import iscoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
-from django.views.decorators.csrf import csrf_exempt
 
 from aauth_server.errors import AAuthError
 from aauth_server.resource import (
@@ -113,7 +112,9 @@ def aauth_required(
             # Every request that reaches such a view carries a verified signature over its
             # method, authority and path, which a cross-site form cannot forge; and the CSRF
             # middleware would otherwise consume a multipart body before we can read it.
-            wrapper = csrf_exempt(wrapper)
+            # The mark csrf_exempt sets, on the wrapper itself: csrf_exempt(wrapper) would
+            # wrap it once more, a further call (and coroutine) on every request.
+            cast(Any, wrapper).csrf_exempt = True
         return cast(ViewT, wrapper)
 
     return decorator

@@ -103,23 +103,46 @@ def environ_headers(environ: dict[str, Any]) -> list[tuple[str, str]]:
     return headers
 
 
+#: ``SERVER_PROTOCOL`` values whose requests have a body only when a Content-Length or
+#: Transfer-Encoding line says so (RFC 9112 section 6.3).
+_FRAMED_BY_HEADERS = frozenset({"HTTP/1.1", "HTTP/1.0"})
+
+
+def has_no_body(environ: dict[str, Any]) -> bool:
+    """True for an HTTP/1.x request without Content-Length or Transfer-Encoding, which has no
+    body (RFC 9112 section 6.3): nothing to read.  An empty ``CONTENT_LENGTH`` is no length
+    (servers built on ``http.server`` always set the key).  Anything else (another protocol,
+    a declared body, a server that does not say its protocol) is read by :func:`read_body`."""
+    if environ.get("CONTENT_LENGTH") or "HTTP_TRANSFER_ENCODING" in environ:
+        return False
+    return environ.get("SERVER_PROTOCOL") in _FRAMED_BY_HEADERS
+
+
 def to_http_request(request: Request, guard: PublicUrls) -> HttpRequest:
     """The neutral request; reads the body once, within the server's body limit, into
     Werkzeug's cache so the view still has it.  A malformed Host or an oversized body
-    raises :class:`RequestRejected` (``400``/``413``)."""
+    raises :class:`RequestRejected` (``400``/``413``).
+
+    ``request`` is best the request object itself rather than Flask's ``request`` proxy
+    (``request._get_current_object()``): every attribute read through the proxy costs a
+    context lookup."""
+    environ = request.environ
     # EnvironHeaders yields the raw environ values; WSGI servers have already joined
     # repeated lines, which is as close to the wire as WSGI gets.
-    headers = environ_headers(request.environ)
+    headers = environ_headers(environ)
     try:
         # Werkzeug reads a Host with invalid characters as no Host at all; refuse it
         # instead, as the other adapters do.
-        raw_host = request.environ.get("HTTP_HOST")
+        raw_host = environ.get("HTTP_HOST")
         if isinstance(raw_host, str):
             checked_host(raw_host)
-        url = guard.public_url(request.scheme, request.host, raw_target(request.environ))
+        url = guard.public_url(request.scheme, request.host, raw_target(environ))
     except MalformedHost:
         raise RequestRejected.malformed_host() from None
-    body = read_body(request, getattr(guard, "body_limit", DEFAULT_MAX_BODY))
+    if has_no_body(environ):
+        body = b""
+    else:
+        body = read_body(request, getattr(guard, "body_limit", DEFAULT_MAX_BODY))
     return HttpRequest(request.method, url, headers, body)
 
 

@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Request, Response, current_app, g, request
 
 from aauth_server.errors import AAuthError, Forbidden, RequestRejected, ServerError
 from aauth_server.http import HttpResponse
@@ -130,12 +130,13 @@ class AAuth:
                 @functools.wraps(view)
                 async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                     guard = guard_for()
+                    current = request._get_current_object()  # type: ignore[attr-defined]
                     try:
-                        held = _held_identity(protection)
+                        held = _held_identity(current, protection)
                         if held is not None:
                             g.aauth = held
                         else:
-                            http_request = to_http_request(request, guard)
+                            http_request = to_http_request(current, guard)
                             g.aauth = await guard.acheck(http_request, protection)
                     except AAuthError as error:
                         return to_flask_response(error.to_response())
@@ -146,12 +147,14 @@ class AAuth:
             @functools.wraps(view)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 guard = guard_for()
+                # The request object itself, once: each read through the proxy is a lookup.
+                current = request._get_current_object()  # type: ignore[attr-defined]
                 try:
-                    held = _held_identity(protection)
+                    held = _held_identity(current, protection)
                     if held is not None:
                         g.aauth = held
                     else:
-                        g.aauth = guard.check(to_http_request(request, guard), protection)
+                        g.aauth = guard.check(to_http_request(current, guard), protection)
                 except AAuthError as error:
                     return to_flask_response(error.to_response())
                 return view(*args, **kwargs)
@@ -178,9 +181,9 @@ def guard_for(app: Flask | None = None) -> ResourceGuard:
     return guard
 
 
-def _held_identity(protection: Protection) -> Identity | None:
+def _held_identity(current: Request, protection: Protection) -> Identity | None:
     """The identity of the held invocation this dispatch runs; None for a wire request."""
-    held = request.environ.get(HELD_IDENTITY_KEY)
+    held = current.environ.get(HELD_IDENTITY_KEY)
     if held is None:
         return None
     if not isinstance(held, PersonIdentity):
@@ -223,7 +226,8 @@ def _guard_endpoint(**_tail: str) -> Response:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     guard = guard_for(app)
     try:
-        answer = guard.handle(to_http_request(request, guard))
+        current = request._get_current_object()  # type: ignore[attr-defined]
+        answer = guard.handle(to_http_request(current, guard))
     except RequestRejected as rejected:
         return to_flask_response(rejected.to_response())
     if answer is None:
