@@ -291,6 +291,23 @@ class RequestVerifier:
             return None
         return self._check_signature(request, parsed, entry, created, resolved)
 
+    def _signature_fields(
+        self, request: HttpRequest
+    ) -> tuple[Mapping[str, str], str, str, str] | None:
+        """The request's fields with its Signature-Input, Signature and Signature-Key values
+        when all three are present within the size limit (step 1 of digest 2.6); None
+        otherwise, for the full path to refuse with its own error."""
+        fields = request.combined_headers()
+        input_value = fields.get("signature-input")
+        signature_value = fields.get("signature")
+        key_value = fields.get("signature-key")
+        if input_value is None or signature_value is None or key_value is None:
+            return None
+        limit = self.config.max_header_bytes
+        if len(input_value) > limit or len(signature_value) > limit or len(key_value) > limit:
+            return None
+        return fields, input_value, signature_value, key_value
+
     def verify_fast(self, request: HttpRequest) -> VerifiedRequest | None:
         """``verify_cached(request, fast_prelude(request))`` in one call, None when either
         would answer None: the whole verification of a request in the common form whose token
@@ -302,15 +319,10 @@ class RequestVerifier:
         if cfg.replay_cache:
             return None
         # 1. the three fields, within the size limit
-        fields = request.combined_headers()
-        input_value = fields.get("signature-input")
-        signature_value = fields.get("signature")
-        key_value = fields.get("signature-key")
-        if input_value is None or signature_value is None or key_value is None:
+        found = self._signature_fields(request)
+        if found is None:
             return None
-        limit = cfg.max_header_bytes
-        if len(input_value) > limit or len(signature_value) > limit or len(key_value) > limit:
-            return None
+        fields, input_value, signature_value, key_value = found
         parts = signature_parts(input_value, signature_value, cfg.accept_base64url)
         if parts is None:
             return None
@@ -437,15 +449,10 @@ class RequestVerifier:
         1 to 4; None for anything else, which :meth:`_prelude` then decides (and refuses with
         its own error).  Each check here is one :meth:`_prelude` makes, on the same values."""
         cfg = self.config
-        fields = request.combined_headers()
-        input_value = fields.get("signature-input")
-        signature_value = fields.get("signature")
-        key_value = fields.get("signature-key")
-        if input_value is None or signature_value is None or key_value is None:
+        found = self._signature_fields(request)
+        if found is None:
             return None
-        limit = cfg.max_header_bytes
-        if len(input_value) > limit or len(signature_value) > limit or len(key_value) > limit:
-            return None
+        fields, input_value, signature_value, key_value = found
         parts = parse_signature_fast(
             input_value, signature_value, accept_base64url=cfg.accept_base64url
         )

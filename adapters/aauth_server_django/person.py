@@ -35,7 +35,6 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import fields
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -47,7 +46,7 @@ from django.urls.resolvers import RegexPattern
 from django.views.decorators.csrf import csrf_exempt
 
 from aauth_server.errors import RequestRejected
-from aauth_server.http import HttpRequest, HttpResponse, public_url
+from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.person import WELL_KNOWN_PATH, PersonServer, PersonServerConfig
 from aauth_server.resource import ConfigurationError
@@ -104,18 +103,7 @@ class PersonMount:
     def to_neutral(self, request: DjangoRequest) -> HttpRequest:
         """Host checked (``400``), body within ``max_body`` (``413``): both raise
         :class:`RequestRejected`."""
-        config = self.ps.config
-
-        def url(scheme: str, host: str, target: str) -> str:
-            return public_url(
-                scheme,
-                host,
-                target,
-                public_origin=config.public_origin,
-                default_host=urlsplit(config.issuer).netloc,
-            )
-
-        return neutral_request(request, url, config.max_body)
+        return neutral_request(request, self.ps.public_url, self.ps.config.max_body)
 
     def handle(self, request: DjangoRequest) -> HttpResponseBase:
         refused = self._refused(request)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.blueprints import BlueprintSetupState
 
 from aauth_server.errors import AAuthError, RequestRejected
-from aauth_server.http import HttpRequest, HttpResponse, public_url
+from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.person import WELL_KNOWN_PATH, PersonServer, PersonServerConfig
 from aauth_server.resource import ConfigurationError
 
@@ -56,26 +55,6 @@ class PersonBlueprint(Blueprint):
     person_server: PersonServer
 
 
-class _Origin:
-    """Rebuilds the public URL a request was signed for: ``public_origin`` wins over Host."""
-
-    def __init__(self, config: PersonServerConfig) -> None:
-        self.config = config
-
-    @property
-    def body_limit(self) -> int:
-        return self.config.max_body
-
-    def public_url(self, scheme: str, host: str | None, target: str) -> str:
-        return public_url(
-            scheme,
-            host,
-            target,
-            public_origin=self.config.public_origin,
-            default_host=urlsplit(self.config.issuer).netloc,
-        )
-
-
 def person_blueprint(
     config: PersonServerConfig | PersonServer,
     *,
@@ -90,7 +69,7 @@ def person_blueprint(
     """
     handlers = list(_as_sequence(pages))
     ps = _server_for(config, handlers)
-    origin = _Origin(ps.config)
+    origin = ps  # rebuilds the URL a request was signed for; caps bodies
     owners: dict[str, dict[str, PageHandler]] = {}
     for handler in (ps, *handlers):
         for method, path in handler.routes():
@@ -183,7 +162,7 @@ def _endpoint_name(config: PersonServerConfig, path: str, index: int) -> str:
     return names.get(path, f"route_{index}")
 
 
-def _view(origin: _Origin, by_method: dict[str, PageHandler]) -> Callable[..., Response]:
+def _view(origin: PersonServer, by_method: dict[str, PageHandler]) -> Callable[..., Response]:
     def view(**_tail: str) -> Response:
         # Werkzeug adds HEAD to every GET rule; the core decides what HEAD means.
         handler = by_method.get(request.method) or by_method.get("GET")

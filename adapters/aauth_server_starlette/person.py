@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias, TypedDict, runtime_checkable
-from urllib.parse import urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -18,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from aauth_server.errors import RequestRejected
-from aauth_server.http import HttpRequest, HttpResponse, public_url
+from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.person import PersonServer, PersonServerConfig
 from aauth_server.person.config import WELL_KNOWN_PATH
 from aauth_server.resource.config import ConfigurationError
@@ -82,27 +80,6 @@ def person_paths(mount_path: str) -> PersonPaths:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Origin:
-    """Builds the URL a request was sent to, as the resource guard does: ``public_origin``
-    wins over ``Host`` (a proxy's ``Forwarded`` is never trusted)."""
-
-    config: PersonServerConfig
-
-    @property
-    def body_limit(self) -> int:
-        return self.config.max_body
-
-    def public_url(self, scheme: str, host: str | None, target: str) -> str:
-        return public_url(
-            scheme,
-            host,
-            target,
-            public_origin=self.config.public_origin,
-            default_host=urlsplit(self.config.issuer).netloc,
-        )
-
-
 class PersonServerApp:
     """A Person Server's Starlette routes.
 
@@ -129,7 +106,8 @@ class PersonServerApp:
             self.ps = PersonServer(config)
         self.config = self.ps.config
         self.pages = _pages(pages, self.ps)
-        self._origin = _Origin(self.config)
+        # Builds the URL a request was sent to (public_origin wins over Host) and caps bodies.
+        self._origin = self.ps
         self._handlers = self._route_table()
 
     # -- routes ------------------------------------------------------------------------------
