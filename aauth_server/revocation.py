@@ -30,6 +30,15 @@ def problem(status: int, error: str, detail: str, **headers: str) -> AAuthError:
     return AAuthError(detail, error=error, status=status, headers=list(headers.items()))
 
 
+def json_request_body(request: HttpRequest) -> Mapping[str, Any]:
+    """A token endpoint's body: ``Content-Type: application/json`` and a JSON object
+    (:func:`json_body`); anything else is ``400 invalid_request``."""
+    media = (request.header("content-type") or "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise problem(400, "invalid_request", "the body must be application/json")
+    return json_body(request)
+
+
 def slow_down(detail: str, retry_after: int) -> AAuthError:
     """``429 slow_down`` (digest 5.5 polling errors), with the ``Retry-After`` to keep."""
     return problem(429, "slow_down", detail, **{"Retry-After": str(retry_after)})

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..http import HttpRequest, HttpResponse
 from ..resource.state import REVOCATION_GRACE
-from ..revocation import RateLimit, json_body, problem, revocation_steps
+from ..revocation import RateLimit, json_request_body, problem, revocation_steps
 from ..steps import Steps
 from ..tokens.aauth import DWK_PERSON, DWK_RESOURCE
 from .pending import UNREACHABLE
@@ -15,13 +15,6 @@ from .tokens import request_data
 
 if TYPE_CHECKING:
     from .server import AccessServer
-
-
-def _body(request: HttpRequest) -> Mapping[str, Any]:
-    media = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if media != "application/json":
-        raise problem(400, "invalid_request", "the body must be application/json")
-    return json_body(request)
 
 
 class AccessEndpoints:
@@ -32,7 +25,7 @@ class AccessEndpoints:
     def token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
         """``POST /token`` from a Person Server: verify, ask the policy, answer."""
         ps = yield from self.server.verify_ps_steps(request)
-        return (yield from self.request_steps(ps, _body(request)))
+        return (yield from self.request_steps(ps, json_request_body(request)))
 
     def request_steps(self, ps: str, body: Mapping[str, Any]) -> Steps[HttpResponse]:
         """The token request ``body`` of the PS ``ps`` (already authenticated)."""

@@ -20,7 +20,7 @@ from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..limits import FieldLimits
 from ..resource.sessions import new_code
 from ..resource.state import REVOCATION_GRACE, digest_id
-from ..revocation import RateLimit, json_body, problem, revocation_steps
+from ..revocation import RateLimit, json_request_body, problem, revocation_steps
 from ..steps import Steps
 from ..tokens.aauth import DWK_AGENT, DWK_RESOURCE
 from ..verifier import VerifiedRequest
@@ -75,13 +75,6 @@ def _request_fields(
     return fields
 
 
-def _body(request: HttpRequest) -> Mapping[str, Any]:
-    media = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if media != "application/json":
-        raise problem(400, "invalid_request", "the body must be application/json")
-    return json_body(request)
-
-
 class TokenEndpoints:
     def __init__(self, server: PersonServer) -> None:
         self.server = server
@@ -93,7 +86,7 @@ class TokenEndpoints:
 
     def person_token_steps(self, request: HttpRequest) -> Steps[HttpResponse]:
         verified, person = yield from self.server.agent_steps(request, token_request=True)
-        body = _body(request)
+        body = json_request_body(request)
         resource = body.get("resource")
         if not is_server_identifier(resource, dev_loopback=self.server.config.dev_loopback):
             raise problem(400, "invalid_request", "resource must be a server identifier")
@@ -119,7 +112,7 @@ class TokenEndpoints:
         # it carries has its revocation facts read in the agent's transaction.  Every check
         # still answers where it always did: the agent's first, then the body's.
         try:
-            body: Mapping[str, Any] | None = _body(request)
+            body: Mapping[str, Any] | None = json_request_body(request)
             refused = None
         except AAuthError as exc:
             body, refused = None, exc
