@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -22,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Deferred, ServerError
 from ..http import HttpRequest, HttpResponse, prefer_wait
 from ..identifiers import normalize_interaction_code
+from ..polling import pace_steps, park_steps
 from ..records import IssuedToken
 from ..resource.sessions import new_code
 from ..resource.state import digest_id, new_id
-from ..revocation import json_body, problem, slow_down
-from ..steps import Steps, StoreOp, WaitOp
+from ..revocation import json_body, problem
+from ..steps import Steps, StoreOp
 from ..storage.base import Record, RecordNotFound, VersionConflict
 from .policy import (
     AccessRequest,
@@ -383,25 +383,15 @@ class AccessPending:
             return (yield from self._action_steps(body or {}, record))
         paced = True  # a poll that did not wait is paced by Retry-After
         if wait and record.data["state"] == OPEN:
-            limit = min(wait, self._cfg.max_wait)
-            started = time.monotonic()
-            changed = yield WaitOp(KIND_PENDING, record.id, record.version, limit)
-            if changed is None:
-                raise problem(410, "gone", "this pending request is finished")
-            # Real time: did the driver park this poll?  The sync driver cannot, so its
-            # long polls are paced like plain ones.
-            waited = time.monotonic() - started >= limit / 2
-            paced = changed.version == record.version and not waited
+            changed, paced = yield from park_steps(
+                KIND_PENDING, record, min(wait, self._cfg.max_wait)
+            )
             record = yield from self.settle_steps(changed)
         if paced and record.data["state"] == OPEN:
             # Digest 5.5 polling errors: a PS polling an open request sooner than the
             # Retry-After it was given gets 429 slow_down (and adds 5 s).  A settled outcome
             # ("resume polling at once") is never held back.
-            first = yield StoreOp(
-                "remember_once", ("as-poll:" + record.id, self._cfg.poll_interval)
-            )
-            if not first:
-                raise slow_down("poll no sooner than Retry-After allows", self._cfg.poll_interval)
+            yield from pace_steps("as-poll:" + record.id, self._cfg.poll_interval)
         return (yield from self.answer_steps(record))
 
     def _cancel_steps(self, record: Record) -> Steps[None]:

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import math
 import re
-import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import Deferred, Forbidden
 from ..http import HttpRequest, HttpResponse, prefer_wait
+from ..polling import pace_steps, park_steps
 from ..records import IssuedToken
 from ..resource.state import digest_id
 from ..revocation import json_body, problem, slow_down
-from ..steps import Steps, StoreOp, WaitOp
+from ..steps import Steps, StoreOp
 from ..storage.base import Record, RecordExists, RecordNotFound, VersionConflict
 from ..verifier import VerifiedRequest
 from .chained import bound_key
@@ -456,25 +456,15 @@ class PendingRequests:
         # like a plain poll), never held until the wait ends.
         asking = self.open_question(record.data) is not None
         if wait is not None and wait > 0 and state_of(record) in OPEN and not asking:
-            limit = min(wait, self._cfg.max_wait)
-            started = time.monotonic()
-            changed = yield WaitOp(KIND_PENDING, record.id, record.version, limit)
-            if changed is None:
-                raise problem(410, "gone", "this pending request is finished")
-            # Real time, not the injected clock: did the driver actually park this poll?
-            # The sync driver cannot, so its "long polls" are paced like plain ones.
-            waited = time.monotonic() - started >= limit / 2
-            paced = changed.version == record.version and not waited
+            changed, paced = yield from park_steps(
+                KIND_PENDING, record, min(wait, self._cfg.max_wait)
+            )
             record = yield from self.settle_steps(changed)
         elif wait is not None and wait > 0 and not asking:
             paced = False  # settled already: the answer goes out at once
         if paced:
             # Plain polls, `Prefer: wait=0`, and unparked long polls wait Retry-After.
-            first = yield StoreOp(
-                "remember_once", ("ps-poll:" + record.id, self._cfg.poll_interval)
-            )
-            if not first:
-                raise slow_down("poll no sooner than Retry-After allows", self._cfg.poll_interval)
+            yield from pace_steps("ps-poll:" + record.id, self._cfg.poll_interval)
         if state_of(record) not in TERMINAL and (yield from self.suspended_steps(record)):
             raise self.deferred(record)  # our extension: a suspended mission's requests wait
         return (yield from self.answer_steps(record, verified))
