@@ -86,6 +86,8 @@ class AccessServerConfig(ServerSettings):
     max_text: int = 4096
     #: Most claims one answer may carry.
     max_claims: int = 32
+    #: Revocations one caller may send per minute, counted across workers (digest 5.7).
+    revocations_per_minute: int = 600
     name: str | None = None
     max_body: int = DEFAULT_MAX_BODY
 
@@ -112,7 +114,13 @@ class AccessServerConfig(ServerSettings):
         self.check_paths(_PATHS, ("pending_prefix",))
         if not 0 < self.auth_token_lifetime <= 3600:
             raise ConfigurationError("auth_token_lifetime must be 1..3600 seconds (digest 3.7)")
-        for name in ("pending_lifetime", "poll_interval", "code_attempts", "max_text"):
+        for name in (
+            "pending_lifetime",
+            "poll_interval",
+            "code_attempts",
+            "max_text",
+            "revocations_per_minute",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be positive")
         if self.max_wait < 0 or self.clarification_rounds < 0 or self.max_claims <= 0:

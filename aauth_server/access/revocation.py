@@ -62,13 +62,8 @@ class AccessRevocation:
             hold=getattr(cfg, "revocation_hold", None),
             report_downstream=True,  # AS -> PS: the outcome per resource
         )
-        # One count per caller, however the endpoint is reached (AccessEndpoints keeps one).
-        shared = getattr(server.endpoints, "rate_limit", None)
-        self.rate_limit: RateLimit = (
-            shared
-            if isinstance(shared, RateLimit)
-            else RateLimit(int(getattr(cfg, "revocations_per_minute", 600)))
-        )
+        # One count per caller (shared across workers through the pending store).
+        self.rate_limit = RateLimit(cfg.revocations_per_minute)
         self.worker.resume()
 
     def close(self) -> None:

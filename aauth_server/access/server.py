@@ -144,12 +144,6 @@ class AccessServer(ServerShell):
             raise problem(403, "denied", "this Access Server does not trust that Person Server")
         return caller
 
-    def revoked_steps(self, caller: str, dwk: object, jti: str) -> Steps[HttpResponse]:
-        """After a revocation is recorded: the cascade (h-rev's access/revocation.py) goes
-        here.  Without one, the revocation is terminal now: ``200``, empty body."""
-        return HttpResponse(200, [("Cache-Control", "no-store")], b"")
-        yield  # a generator: the cascade will need steps
-
     # -- in process (PS-AS collapse: one deployment is both, no network hop) ------------------
 
     def token_request_steps(self, ps: str, body: Mapping[str, Any]) -> Steps[HttpResponse]:

@@ -34,6 +34,7 @@ BASE: dict[str, Any] = {
         ({"pending_prefix": "/pending"}, "pending_prefix"),
         ({"auth_token_lifetime": 7200}, "auth_token_lifetime"),
         ({"pending_lifetime": 0}, "pending_lifetime"),
+        ({"revocations_per_minute": 0}, "revocations_per_minute must be positive"),
         ({"clarification_rounds": -1}, "clarification_rounds"),
         ({"page_secret": b"short"}, "page_secret"),
         ({"store": "redis://localhost:6379/0"}, "records in memory beside a shared store"),

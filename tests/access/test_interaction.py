@@ -182,8 +182,7 @@ def test_revocation_errors() -> None:
         json.dumps({"jti": "x", "exp": 1}).encode(),
     )
     assert aw.send(unsigned).status == 401
-    limited = AsWorld()
-    limited.server.endpoints.rate_limit.limit = 1
+    limited = AsWorld(revocations_per_minute=1)
     revoke(limited, None, {"jti": "a", "exp": int(aw.clock.now()) + 60})
     slow = revoke(limited, None, {"jti": "b", "exp": int(aw.clock.now()) + 60})
     assert (slow.status, body_of(slow)["error"], header(slow, "retry-after")) == (
