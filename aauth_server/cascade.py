@@ -112,6 +112,21 @@ class Guarded(Call):
             raise _records_down(exc) from exc
 
 
+def revocation_recorder(
+    records: RecordStore, ops: RecordOps
+) -> Callable[[str, str, int, float], Steps[None]]:
+    """``record`` for :func:`~aauth_server.revocation.revocation_steps` at a server with
+    durable records (PS, AS): the caller's revocation of ``jti``, kept until its ``exp``
+    plus the grace, recorded before any cascade (a store failure is ``500``)."""
+    from .resource.state import REVOCATION_GRACE  # lazy, as in revocation_steps
+
+    def record(caller: str, jti: str, exp: int, now: float) -> Steps[None]:
+        txn = ops.revoke(caller, jti, exp=exp + REVOCATION_GRACE, now=now, source="caller")
+        yield Guarded(records.op(txn))
+
+    return record
+
+
 def _records_down(exc: StorageError) -> AAuthError:
     log.error("revocation: the record store failed: %s", exc)
     return ServerError("the revocation could not be recorded")
@@ -486,4 +501,5 @@ __all__ = [
     "Sleep",
     "closure_steps",
     "prefer_wait",
+    "revocation_recorder",
 ]

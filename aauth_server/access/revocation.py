@@ -19,11 +19,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..cascade import CascadeAnswer, CascadeWorker, Guarded, Target, closure_steps
+from ..cascade import (
+    CascadeAnswer,
+    CascadeWorker,
+    Target,
+    closure_steps,
+    revocation_recorder,
+)
 from ..http import HttpRequest, HttpResponse
 from ..keys.egress import EgressPolicy
 from ..outbound import OutboundClient, ServerSigner
-from ..resource.state import REVOCATION_GRACE
 from ..revocation import RateLimit, revocation_steps
 from ..revocation_client import RevocationClient
 from ..steps import Steps
@@ -89,19 +94,13 @@ class AccessRevocation:
             # tokens it issued for us.
             return (dwk == DWK_PERSON and cfg.trusts(caller)) or dwk == DWK_RESOURCE
 
-        def record(caller: str, jti: str, exp: int, now: float) -> Steps[None]:
-            txn = server.rec.revoke(
-                caller, jti, exp=exp + REVOCATION_GRACE, now=now, source="caller"
-            )
-            yield Guarded(server.rop(txn))
-
         caller, dwk, jti = yield from revocation_steps(
             request,
             server.server_verifier,
             accepts=accepts,
             rate_limit=self.rate_limit,
             clock=cfg.clock,
-            record=record,
+            record=revocation_recorder(server.records, server.rec),
         )
         targets: list[Target] = []
         if dwk == DWK_PERSON:

@@ -13,13 +13,13 @@ import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..cascade import CascadeAnswer, Guarded, closure_steps
+from ..cascade import CascadeAnswer, Guarded, closure_steps, revocation_recorder
 from ..errors import AAuthError, Deferred
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier, normalize_interaction_code
 from ..limits import FieldLimits
 from ..resource.sessions import new_code
-from ..resource.state import REVOCATION_GRACE, digest_id
+from ..resource.state import digest_id
 from ..revocation import RateLimit, json_request_body, problem, revocation_steps
 from ..steps import Steps
 from ..tokens.aauth import DWK_AGENT, DWK_RESOURCE
@@ -338,18 +338,13 @@ class TokenEndpoints:
 
         server = self.server
 
-        def record(caller: str, jti: str, exp: int, now: float) -> Steps[None]:
-            until = exp + REVOCATION_GRACE
-            txn = server.rec.revoke(caller, jti, exp=until, now=now, source="caller")
-            yield Guarded(server.rop(txn))
-
         caller, dwk, jti = yield from revocation_steps(
             request,
             server.server_verifier,
             accepts=accepts,
             rate_limit=self.rate_limit,
             clock=cfg.clock,
-            record=record,
+            record=revocation_recorder(server.records, server.rec),
         )
         targets: list[Any] = []
         if dwk == DWK_AGENT:
