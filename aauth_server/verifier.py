@@ -185,6 +185,9 @@ class RequestVerifier:
         # Verified-token cache: an agent presents the same agent token on every call, so the
         # token's own signature and claims are checked once; the request signature never is cached.
         self._tokens: OrderedDict[str, _VerifiedToken] = OrderedDict()
+        # Tokens remembered into a full cache since its last sweep for expired ones (see
+        # _remember); the first overflow sweeps.
+        self._since_sweep = self.config.token_cache_size
         self._keys: dict[tuple[object, ...], PublicKey] = {}
         # The components a request must cover, by (body covered by rule, AAuth
         # Authorization present): what required_components gives, as a set.
@@ -663,12 +666,20 @@ class RequestVerifier:
     def _remember(self, raw: str, verified: _VerifiedToken) -> None:
         tokens = self._tokens
         tokens[raw] = verified
-        if len(tokens) > self.config.token_cache_size:
+        size = self.config.token_cache_size
+        if len(tokens) <= size:
+            return
+        # Full: drop expired tokens first, but sweep at most once per half a cache of new
+        # tokens, so a full cache of live tokens costs O(1) per insert (amortised), not a
+        # scan of every entry on every new token.  Otherwise the oldest entry goes.
+        if self._since_sweep >= size // 2:
+            self._since_sweep = 0
             now = self.clock.now()
             for stale in [t for t, v in tokens.items() if v.exp <= now]:
                 del tokens[stale]
-            while len(tokens) > self.config.token_cache_size:
-                tokens.popitem(last=False)
+        self._since_sweep += 1
+        while len(tokens) > size:
+            tokens.popitem(last=False)
 
 
 class _Resolved(NamedTuple):

@@ -1,0 +1,77 @@
+"""The verifier's verified-token cache: bounded, expired tokens dropped first, and a full
+cache of live tokens costs a new token O(1) (no scan of every entry per insert)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import replace
+
+from aauth_server.clock import FixedClock
+from aauth_server.resource import ResourceGuard
+from tests.support import World
+
+NOW = 1_800_000_000
+SIZE = 16
+
+
+class _CountingDict(OrderedDict):  # type: ignore[type-arg]
+    scans = 0
+
+    def items(self):  # type: ignore[no-untyped-def]
+        type(self).scans += 1
+        return super().items()
+
+
+def _setup() -> tuple[World, FixedClock, ResourceGuard]:
+    clock = FixedClock(NOW)
+    world = World(clock=clock)
+    guard = ResourceGuard(world.resource_config())
+    verifier = guard.verifier
+    verifier.config = replace(verifier.config, token_cache_size=SIZE)
+    verifier._tokens = _CountingDict()
+    _CountingDict.scans = 0
+    return world, clock, guard
+
+
+def _fresh(world: World, lifetime: int = 3600) -> tuple[str, object]:
+    token = world.provider.issue(world.agent_key.public, "assistant", lifetime=lifetime)
+    return token, world.signed("GET", "/api/documents", token=token)
+
+
+def test_the_cache_stays_bounded_and_keeps_the_newest_tokens() -> None:
+    world, _, guard = _setup()
+    tokens = []
+    for _ in range(5 * SIZE):
+        token, request = _fresh(world)
+        guard.check(request)
+        tokens.append(token)
+        assert len(guard.verifier._tokens) <= SIZE
+    assert list(guard.verifier._tokens) == tokens[-SIZE:]
+    # The newest token is served from the cache: verify_fast answers without the full path.
+    assert guard.verifier.verify_fast(world.signed("GET", "/x", token=tokens[-1])) is not None
+
+
+def test_a_full_cache_of_live_tokens_is_not_scanned_on_every_insert() -> None:
+    world, _, guard = _setup()
+    for _ in range(SIZE):
+        guard.check(_fresh(world)[1])
+    inserts = 4 * SIZE
+    for _ in range(inserts):
+        guard.check(_fresh(world)[1])
+    # One sweep per half a cache of new tokens at most (was: one per insert).
+    assert _CountingDict.scans <= inserts // (SIZE // 2)
+    assert len(guard.verifier._tokens) == SIZE
+
+
+def test_expired_tokens_go_before_live_ones() -> None:
+    world, clock, guard = _setup()
+    live, _ = _fresh(world, lifetime=3600)
+    guard.check(world.signed("GET", "/api/documents", token=live))
+    for _ in range(SIZE - 1):  # the cache is full, nothing evicted yet
+        guard.check(_fresh(world, lifetime=60)[1])
+    assert len(guard.verifier._tokens) == SIZE
+    clock.advance(120)  # every short-lived token has expired; the first one has not
+    for _ in range(SIZE // 2):
+        guard.check(_fresh(world, lifetime=3600)[1])
+    assert live in guard.verifier._tokens
+    assert len(guard.verifier._tokens) == 1 + SIZE // 2
