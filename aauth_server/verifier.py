@@ -42,7 +42,7 @@ from .tokens.aauth import (
     check_header,
     server_identifier,
 )
-from .tokens.jwt import TokenError, decode_unverified, verify_jwt_signature
+from .tokens.jwt import TokenError, UnverifiedJWT, decode_unverified, verify_jwt_signature
 
 #: Schemes this package can resolve to a verified key.  ``self-jwt``, ``x509`` and
 #: ``cached`` are parsed but always answer ``unsupported_scheme`` (documented choice).
@@ -312,12 +312,14 @@ class RequestVerifier:
         return fields, input_value, signature_value, key_value
 
     def verify_fast(self, request: HttpRequest) -> VerifiedRequest | None:
-        """``verify_cached(request, fast_prelude(request))`` in one call, None when either
-        would answer None: the whole verification of a request in the common form whose token
-        this verifier has already verified, when it needs nothing from outside.  The same
-        checks in the same order (steps 1 to 4, the cached token, its type's revocation rule,
-        the algorithm, the request signature, always verified); what the protected path of a
-        known agent runs on every request, without the intermediate objects."""
+        """The whole verification of a request in the common form when it needs nothing from
+        outside, in one call and without the intermediate objects; None to let
+        :meth:`steps` decide.  For a token verified before, what ``verify_cached(request,
+        fast_prelude(request))`` answers; for a ``jwt`` token not seen yet, what the full
+        steps answer when its issuer's key is already in discovery's cache and its type
+        needs no revocation lookup (it is then verified and kept, as they keep it).  The same
+        checks in the same order (steps 1 to 7), the request signature always verified; a
+        refusal raises what the full steps raise."""
         cfg = self.config
         if cfg.replay_cache:
             return None
@@ -350,15 +352,20 @@ class RequestVerifier:
             entry = select_signature_key(key_value, label, accept_schemes=cfg.accept_schemes)
         except SignatureFailure:
             return None
-        # 5. the token, verified before
+        # 5. the token: verified before, or verified now when that needs nothing from outside
         if entry.scheme != "jwt":
             return None
-        cached = self._tokens.get(entry.params["jwt"])  # type: ignore[arg-type]
-        if cached is None or now >= cached.exp:
-            return None
-        resolved = cached.resolved
-        if self.state is not None and resolved.typ in cfg.revocable_types:
-            return None
+        raw = entry.params["jwt"]
+        cached = self._tokens.get(raw)  # type: ignore[arg-type]
+        if cached is not None and now < cached.exp:
+            resolved = cached.resolved
+            if self.state is not None and resolved.typ in cfg.revocable_types:
+                return None
+        else:
+            fresh = self._token_now(raw, now)
+            if fresh is None:
+                return None
+            resolved = fresh
         # 6. the algorithm, 7. the signature itself, always verified
         key = resolved.key
         if key.alg not in cfg.accept_algs:
@@ -379,6 +386,23 @@ class RequestVerifier:
                 resolved.issuer,
             ),
         )
+
+    def _token_now(self, raw: object, now: float) -> _Resolved | None:
+        """Step 5 of the ``jwt`` scheme for a token not verified before, as :meth:`steps`
+        does it, when it needs nothing from outside: its issuer's key already at hand in
+        discovery, no revocation lookup for its type.  None otherwise (the full path then
+        decides); a refusal raises what the full path raises."""
+        if not isinstance(raw, str) or not raw:
+            return None
+        token, typ, iss, dwk, kid = self._unverified_token(raw)
+        if self.state is not None and typ in self.config.revocable_types:
+            return None
+        issuer_key = self.discovery.hot_key(iss, dwk, kid)
+        if issuer_key is None:
+            return None
+        resolved, exp = self._verified_token(raw, token, typ, iss, issuer_key, now)
+        self._remember(raw, _VerifiedToken(resolved, exp))
+        return resolved
 
     def _alg_failure(self, key: PublicKey) -> SignatureFailure:
         return SignatureFailure(
@@ -561,6 +585,17 @@ class RequestVerifier:
             assert resolved.typ is not None and resolved.issuer is not None
             yield from self._check_revocation(resolved.typ, resolved.issuer, resolved.claims)
             return resolved
+        token, typ, iss, dwk, kid = self._unverified_token(raw)
+        issuer_key = yield KeyNeed(iss, dwk, kid)
+        resolved, exp = self._verified_token(raw, token, typ, iss, issuer_key, now)
+        yield from self._check_revocation(typ, iss, resolved.claims)
+        self._remember(raw, _VerifiedToken(resolved, exp))
+        return resolved
+
+    def _unverified_token(self, raw: str) -> tuple[UnverifiedJWT, str, str, str, str]:
+        """A ``jwt`` scheme token up to its issuer key's fetch: decoded, its type, and the
+        ``iss``, ``dwk`` and ``kid`` that name the key, each validated before anything is
+        fetched (the token names the URL), and the issuer admitted."""
         cfg = self.config
         try:
             token = decode_unverified(raw)
@@ -569,7 +604,6 @@ class RequestVerifier:
             raise self._token_failure(exc) from exc
         payload = token.payload
         iss, dwk = payload.get("iss"), payload.get("dwk")
-        # Validate what decides the fetch before fetching: the token names the URL.
         if not isinstance(iss, str) or not server_identifier(iss, cfg.dev_loopback):
             raise SignatureFailure("invalid_jwt", "iss is not a server identifier")
         if not isinstance(dwk, str) or dwk not in EXPECTED_DWK[typ]:
@@ -577,9 +611,22 @@ class RequestVerifier:
         kid = token.header.get("kid")
         if not isinstance(kid, str):
             raise SignatureFailure("invalid_jwt", "token header has no kid")
-        if self.config.admit_issuer is not None:
-            self.config.admit_issuer(typ, payload)
-        issuer_key = yield KeyNeed(iss, dwk, kid)
+        if cfg.admit_issuer is not None:
+            cfg.admit_issuer(typ, payload)
+        return token, typ, iss, dwk, kid
+
+    def _verified_token(
+        self,
+        raw: str,
+        token: UnverifiedJWT,
+        typ: str,
+        iss: str,
+        issuer_key: PublicKey,
+        now: float,
+    ) -> tuple[_Resolved, float]:
+        """The token's signature under its issuer's key, its claims and its bound key; with
+        the ``exp`` until which the verification may be kept."""
+        cfg = self.config
         try:
             verify_jwt_signature(token, issuer_key, allow_eddsa=cfg.allow_eddsa)
             claims = check_claims(
@@ -598,12 +645,9 @@ class RequestVerifier:
         if not isinstance(jwk, dict):
             raise SignatureFailure("invalid_jwt", "token has no cnf.jwk")
         key = self._key_from_jwk(jwk)
-        yield from self._check_revocation(typ, iss, claims)
         exp = claims["exp"]
         assert isinstance(exp, int | float)
-        resolved = _Resolved(key, typ, raw, claims, iss)
-        self._remember(raw, _VerifiedToken(resolved, float(exp)))
-        return resolved
+        return _Resolved(key, typ, raw, claims, iss), float(exp)
 
     def _scheme_jkt_jwt(self, entry: SignatureKey, now: float) -> _Resolved:
         raw = _str_param(entry, "jwt")

@@ -121,6 +121,14 @@ class KeyDiscovery:
     async def ametadata(self, issuer: str, dwk: str) -> Document:
         return (await self._arun(self._metadata_plan(issuer, dwk)))[0]
 
+    def hot_key(self, issuer: str, dwk: str, kid: str) -> PublicKey | None:
+        """What :meth:`key` answers when it can answer at once (the key found and fresh in
+        this cache); None when it would need to look further (and perhaps fetch)."""
+        hit = self._hot.get((issuer, dwk, kid))
+        if hit is not None and self._clock.now() < hit[1]:
+            return hit[0]
+        return None
+
     def key(self, issuer: str, dwk: str, kid: str) -> PublicKey:
         hit = self._hot.get((issuer, dwk, kid))
         if hit is not None and self._clock.now() < hit[1]:

@@ -188,7 +188,8 @@ class ResourceGuard:
 
     def check_agent_fast(self, request: HttpRequest) -> AgentIdentity | None:
         """An agent-token endpoint's answer when :meth:`RequestVerifier.verify_fast` gives it
-        (a known agent's request in the common form: its signature verified now), without the
+        (a request in the common form whose agent token is known, or verifiable at once with
+        its issuer's key at hand: its signature verified now), without the
         drivers; None to ask :meth:`check` or :meth:`acheck`, which decide everything else.
         A refusal raises exactly what they raise."""
         try:
