@@ -130,15 +130,15 @@ class KeyDiscovery:
         return None
 
     def key(self, issuer: str, dwk: str, kid: str) -> PublicKey:
-        hit = self._hot.get((issuer, dwk, kid))
-        if hit is not None and self._clock.now() < hit[1]:
-            return hit[0]
+        hit = self.hot_key(issuer, dwk, kid)
+        if hit is not None:
+            return hit
         return self._run(self._key_plan(issuer, dwk, kid))
 
     async def akey(self, issuer: str, dwk: str, kid: str) -> PublicKey:
-        hit = self._hot.get((issuer, dwk, kid))
-        if hit is not None and self._clock.now() < hit[1]:
-            return hit[0]
+        hit = self.hot_key(issuer, dwk, kid)
+        if hit is not None:
+            return hit
         return await self._arun(self._key_plan(issuer, dwk, kid))
 
     def jwks_key(self, url: str, kid: str) -> PublicKey:
