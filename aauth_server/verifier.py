@@ -9,6 +9,7 @@ are the sync and async drivers.  Everything else is pure.
 from __future__ import annotations
 
 import hmac
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
@@ -148,6 +149,8 @@ class VerifierConfig:
             raise ValueError(f"unsupported algorithms: {bad_algs}")
         if self.window <= 0:
             raise ValueError("window must be positive")
+        if isinstance(self.token_cache_size, bool) or self.token_cache_size < 1:
+            raise ValueError("token_cache_size must be a positive integer")
 
 
 class _VerifiedToken(NamedTuple):
@@ -186,8 +189,10 @@ class RequestVerifier:
         # token's own signature and claims are checked once; the request signature never is cached.
         self._tokens: OrderedDict[str, _VerifiedToken] = OrderedDict()
         # Tokens remembered into a full cache since its last sweep for expired ones (see
-        # _remember); the first overflow sweeps.
+        # _remember); the first overflow sweeps.  Lookups are single dict operations; every
+        # change goes through _remember under this lock (threaded servers share a verifier).
         self._since_sweep = self.config.token_cache_size
+        self._tokens_lock = threading.Lock()
         self._keys: dict[tuple[object, ...], PublicKey] = {}
         # The components a request must cover, by (body covered by rule, AAuth
         # Authorization present): what required_components gives, as a set.
@@ -573,7 +578,8 @@ class RequestVerifier:
         )
         if cache_key is not None:
             if len(self._keys) >= self.config.token_cache_size:
-                self._keys.pop(next(iter(self._keys)))
+                # Another thread may have taken the same oldest key meanwhile.
+                self._keys.pop(next(iter(self._keys)), None)
             self._keys[cache_key] = key
         return key
 
@@ -709,21 +715,22 @@ class RequestVerifier:
 
     def _remember(self, raw: str, verified: _VerifiedToken) -> None:
         tokens = self._tokens
-        tokens[raw] = verified
         size = self.config.token_cache_size
-        if len(tokens) <= size:
-            return
-        # Full: drop expired tokens first, but sweep at most once per half a cache of new
-        # tokens, so a full cache of live tokens costs O(1) per insert (amortised), not a
-        # scan of every entry on every new token.  Otherwise the oldest entry goes.
-        if self._since_sweep >= size // 2:
-            self._since_sweep = 0
-            now = self.clock.now()
-            for stale in [t for t, v in tokens.items() if v.exp <= now]:
-                del tokens[stale]
-        self._since_sweep += 1
-        while len(tokens) > size:
-            tokens.popitem(last=False)
+        with self._tokens_lock:
+            tokens[raw] = verified
+            if len(tokens) <= size:
+                return
+            # Full: drop expired tokens first, but sweep at most once per half a cache of
+            # new tokens, so a full cache of live tokens costs O(1) per insert (amortised),
+            # not a scan of every entry on every new token.  Otherwise the oldest entry goes.
+            if self._since_sweep >= size // 2:
+                self._since_sweep = 0
+                now = self.clock.now()
+                for stale in [t for t, v in tokens.items() if v.exp <= now]:
+                    del tokens[stale]
+            self._since_sweep += 1
+            while len(tokens) > size:
+                tokens.popitem(last=False)
 
 
 class _Resolved(NamedTuple):
