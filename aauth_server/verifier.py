@@ -12,6 +12,7 @@ import hmac
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NamedTuple, ParamSpec, Protocol, TypeVar
@@ -578,8 +579,11 @@ class RequestVerifier:
         )
         if cache_key is not None:
             if len(self._keys) >= self.config.token_cache_size:
-                # Another thread may have taken the same oldest key meanwhile.
-                self._keys.pop(next(iter(self._keys)), None)
+                # Oldest first.  Another thread may change the table between iter and next,
+                # or take the same key; the table is then at most one over until the next
+                # insert evicts again.
+                with suppress(StopIteration, RuntimeError):
+                    self._keys.pop(next(iter(self._keys)), None)
             self._keys[cache_key] = key
         return key
 
