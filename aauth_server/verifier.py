@@ -188,7 +188,9 @@ class RequestVerifier:
         # Tokens remembered into a full cache since its last sweep for expired ones (see
         # _remember); the first overflow sweeps.
         self._since_sweep = self.config.token_cache_size
-        self._keys: dict[tuple[object, ...], PublicKey] = {}
+        # Parsed agent keys, oldest first (evicted in O(1): popping the first key of a plain
+        # dict scans the holes its earlier evictions left, O(cache size) per new key).
+        self._keys: OrderedDict[tuple[object, ...], PublicKey] = OrderedDict()
         # The components a request must cover, by (body covered by rule, AAuth
         # Authorization present): what required_components gives, as a set.
         base = tuple(self.config.required_components)
@@ -573,7 +575,7 @@ class RequestVerifier:
         )
         if cache_key is not None:
             if len(self._keys) >= self.config.token_cache_size:
-                self._keys.pop(next(iter(self._keys)))
+                self._keys.popitem(last=False)
             self._keys[cache_key] = key
         return key
 
