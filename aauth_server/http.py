@@ -59,10 +59,16 @@ class HttpRequest:
         combined = self._combined
         if combined is None:
             combined = {}
+            repeated: dict[str, list[str]] = {}
             for k, v in self.headers:
                 lname = k.lower()
                 value = v.strip()
-                combined[lname] = combined[lname] + ", " + value if lname in combined else value
+                if lname in combined:
+                    _repeat(combined, repeated, lname, value)
+                else:
+                    combined[lname] = value
+            if repeated:
+                _join_repeated(combined, repeated)
             self._combined = combined
         return combined
 
@@ -106,6 +112,7 @@ def decode_header_lines(
     first two to :meth:`HttpRequest.from_wire`."""
     headers: Headers = []
     combined: dict[str, str] = {}
+    repeated: dict[str, list[str]] = {}
     hosts: list[str] = []
     append = headers.append
     names = _NAMES
@@ -124,10 +131,30 @@ def decode_header_lines(
         if lname == "host":
             hosts.append(value)
         if lname in combined:
-            combined[lname] = combined[lname] + ", " + value.strip()
+            _repeat(combined, repeated, lname, value.strip())
         else:
             combined[lname] = value.strip()
+    if repeated:
+        _join_repeated(combined, repeated)
     return headers, combined, hosts
+
+
+def _repeat(
+    combined: dict[str, str], repeated: dict[str, list[str]], lname: str, value: str
+) -> None:
+    """Note one more line of a field already in ``combined``; :func:`_join_repeated` joins
+    them all once at the end (adding each to the joined string so far would copy it per line:
+    quadratic in the number of lines a client repeats)."""
+    parts = repeated.get(lname)
+    if parts is None:
+        repeated[lname] = [combined[lname], value]
+    else:
+        parts.append(value)
+
+
+def _join_repeated(combined: dict[str, str], repeated: dict[str, list[str]]) -> None:
+    for lname, parts in repeated.items():
+        combined[lname] = ", ".join(parts)
 
 
 #: Decoded header names, by raw name: (name, lower-cased name).  Bounded whatever clients

@@ -34,6 +34,7 @@ Usage in a protected endpoint (framework-neutral: ``work`` gets a :class:`Chaine
 
 from __future__ import annotations
 
+import heapq
 import logging
 import secrets
 import threading
@@ -80,6 +81,7 @@ class _Pending:
     response: HttpResponse | None = None
     delivered: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+    pruned: bool = False  # expired and dropped from the pending table
 
 
 class ChainedCall:
@@ -151,6 +153,9 @@ class Intermediary:
         self.jwks_path = str(self.provider.metadata()["jwks_uri"])[len(issuer) :]
         self._pending: dict[str, _Pending] = {}
         self._codes: dict[str, str] = {}
+        #: ``(expires_at, id)`` of each entry in ``_pending``, soonest first: what ``_prune``
+        #: drops, without a scan of every entry (and code) on each new pending request.
+        self._expiry: list[tuple[float, str]] = []
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -234,7 +239,8 @@ class Intermediary:
                 entry.requirement = "interaction"
                 entry.downstream = interaction
                 entry.code = new_code()
-                self._codes[normalize_interaction_code(entry.code)] = entry.id
+                if not entry.pruned:  # else its code could only lead to a 410
+                    self._codes[normalize_interaction_code(entry.code)] = entry.id
             asked.set()
 
         def chain() -> None:
@@ -259,6 +265,7 @@ class Intermediary:
             if entry.response is not None and entry.code is None:
                 return entry.response  # finished within the hold: no pending URL needed
             self._pending[entry.id] = entry
+            heapq.heappush(self._expiry, (entry.expires_at, entry.id))
             self._prune()
             return self._deferred(entry).to_response()
 
@@ -295,13 +302,19 @@ class Intermediary:
         )
 
     def _prune(self) -> None:
+        """Drop the expired entries and their codes (with the lock held)."""
         now = self.clock.now()
-        for key, entry in list(self._pending.items()):
-            if entry.expires_at <= now:
-                del self._pending[key]
-        for code, pending_id in list(self._codes.items()):
-            if pending_id not in self._pending:
-                del self._codes[code]
+        expiry = self._expiry
+        while expiry and expiry[0][0] <= now:
+            _, pending_id = heapq.heappop(expiry)
+            entry = self._pending.pop(pending_id, None)
+            if entry is None:
+                continue
+            entry.pruned = True
+            if entry.code is not None:
+                code = normalize_interaction_code(entry.code)
+                if self._codes.get(code) == pending_id:
+                    del self._codes[code]
 
     # -- the interaction page ------------------------------------------------------------------
 

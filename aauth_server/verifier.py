@@ -194,7 +194,9 @@ class RequestVerifier:
         # change goes through _remember under this lock (threaded servers share a verifier).
         self._since_sweep = self.config.token_cache_size
         self._tokens_lock = threading.Lock()
-        self._keys: dict[tuple[object, ...], PublicKey] = {}
+        # Parsed agent keys, oldest first (evicted in O(1): popping the first key of a plain
+        # dict scans the holes its earlier evictions left, O(cache size) per new key).
+        self._keys: OrderedDict[tuple[object, ...], PublicKey] = OrderedDict()
         # The components a request must cover, by (body covered by rule, AAuth
         # Authorization present): what required_components gives, as a set.
         base = tuple(self.config.required_components)
@@ -579,11 +581,9 @@ class RequestVerifier:
         )
         if cache_key is not None:
             if len(self._keys) >= self.config.token_cache_size:
-                # Oldest first.  Another thread may change the table between iter and next,
-                # or take the same key; the table is then at most one over until the next
-                # insert evicts again.
-                with suppress(StopIteration, RuntimeError):
-                    self._keys.pop(next(iter(self._keys)), None)
+                # Oldest first; threads evicting at once may have emptied it meanwhile.
+                with suppress(KeyError):
+                    self._keys.popitem(last=False)
             self._keys[cache_key] = key
         return key
 

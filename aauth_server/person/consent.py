@@ -222,7 +222,9 @@ class Consent:
             record = yield from fire_steps(record, Event.INTERACTION_STARTED, _set(person=person))
         except Refused:
             raise InvalidCode("this interaction can no longer be started") from None
-        yield from self.server.pending.add_to_inbox_steps(person, record.id)
+        yield from self.server.pending.add_to_inbox_steps(
+            person, record.id, float(record.data["expires_at"])
+        )
         return record
 
     def _code_failure_steps(self, pending_id: str) -> Steps[None]:

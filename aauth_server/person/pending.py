@@ -46,6 +46,16 @@ RETENTION = 300
 _PENDING_ID = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 
 
+def _inbox_until(record: Record) -> list[int]:
+    """When each request on a consent list expires (its ``expires_at``, rounded up).  A list
+    written before those were kept gives each id the list's own expiry: every id on it was
+    added at or before the list's last write, which set that expiry past the request's."""
+    until = record.data.get("until")
+    if isinstance(until, list) and len(until) == len(record.data["ids"]):
+        return until
+    return [math.ceil(record.expires_at)] * len(record.data["ids"])
+
+
 class Refused(Exception):
     """The lifecycle refused the event; ``record`` is the request as it now stands."""
 
@@ -162,7 +172,9 @@ class PendingRequests:
         # The first 202 counts as an answer: the agent waits Retry-After before its first poll.
         yield StoreOp("remember_once", ("ps-poll:" + pending_id, cfg.poll_interval))
         if data.get("person"):
-            yield from self.add_to_inbox_steps(str(data["person"]), pending_id)
+            yield from self.add_to_inbox_steps(
+                str(data["person"]), pending_id, float(data["expires_at"])
+            )
         return record
 
     def _track_open_steps(self, agent_iss: str, agent: str, pending_id: str) -> Steps[None]:
@@ -211,20 +223,39 @@ class PendingRequests:
                 kept.append(pending_id)
         return kept
 
-    def add_to_inbox_steps(self, person: str, pending_id: str) -> Steps[None]:
-        ttl = self._cfg.pending_lifetime + RETENTION
+    def add_to_inbox_steps(
+        self, person: str, pending_id: str, expires_at: float | None = None
+    ) -> Steps[None]:
+        """Put ``pending_id`` on ``person``'s consent list with its request's ``expires_at``
+        (by default now + ``pending_lifetime``, past that of any request made until now).
+
+        Each rewrite drops the ids whose request record is gone (``RETENTION`` past its
+        ``expires_at``; already past its deadline, it could not have been open either), so the
+        list holds the requests of the last ``pending_lifetime + RETENTION`` seconds, not every
+        request the person was ever asked: each new request and each read of the list would
+        otherwise cost O(all of them), and the list would grow as long as requests keep coming.
+        """
+        cfg = self._cfg
+        ttl = cfg.pending_lifetime + RETENTION
         inbox_id = digest_id(person)
         for _ in range(8):
+            now = cfg.clock.now()
+            deadline = math.ceil(now + cfg.pending_lifetime if expires_at is None else expires_at)
             record = yield StoreOp("get", (KIND_INBOX, inbox_id))
-            ids = [] if record is None else list(record.data["ids"])
+            ids: list[str] = [] if record is None else record.data["ids"]
             if pending_id in ids:
                 return
-            ids.append(pending_id)
+            untils = [] if record is None else _inbox_until(record)
+            keep = [k for k, u in enumerate(untils) if u + RETENTION > now]
+            data = {
+                "ids": [ids[k] for k in keep] + [pending_id],
+                "until": [untils[k] for k in keep] + [deadline],
+            }
             try:
                 if record is None:
-                    yield StoreOp("create", (KIND_INBOX, inbox_id, {"ids": ids}, ttl))
+                    yield StoreOp("create", (KIND_INBOX, inbox_id, data, ttl))
                 else:
-                    args = (KIND_INBOX, inbox_id, record.version, {"ids": ids}, ttl)
+                    args = (KIND_INBOX, inbox_id, record.version, data, ttl)
                     yield StoreOp("compare_and_set", args)
                 return
             except (RecordExists, VersionConflict, RecordNotFound):
