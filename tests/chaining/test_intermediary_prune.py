@@ -15,29 +15,10 @@ from aauth_server.fields import parse_aauth_requirement
 from aauth_server.http import HttpResponse
 from aauth_server.intermediary import ChainedCall, Intermediary, json_response
 from tests.chaining.test_intermediary import MID, caller, get
+from tests.scans import ScanCountingDict
 
 T0 = 1_900_000_000
 LIFETIME = 600
-
-
-class _Counting(dict):  # type: ignore[type-arg]
-    scans = 0
-
-    def items(self):  # type: ignore[no-untyped-def]
-        type(self).scans += 1
-        return super().items()
-
-    def keys(self):  # type: ignore[no-untyped-def]
-        type(self).scans += 1
-        return super().keys()
-
-    def values(self):  # type: ignore[no-untyped-def]
-        type(self).scans += 1
-        return super().values()
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        type(self).scans += 1
-        return super().__iter__()
 
 
 @pytest.fixture
@@ -74,11 +55,11 @@ def _page_status(mid: Intermediary, code: str) -> int:
 
 def test_deferring_a_request_does_not_scan_the_pending_table(release: threading.Event) -> None:
     mid = _intermediary(FixedClock(T0))
-    mid._pending, mid._codes = _Counting(), _Counting()
-    _Counting.scans = 0
+    mid._pending, mid._codes = ScanCountingDict(), ScanCountingDict()
+    ScanCountingDict.scans = 0
     for _ in range(30):
         _defer(mid, release)
-    assert _Counting.scans == 0  # was: every entry and every code, per deferred request
+    assert ScanCountingDict.scans == 0  # was: every entry and every code, per deferred request
     assert len(mid._pending) == len(mid._codes) == 30
     mid.close()
 

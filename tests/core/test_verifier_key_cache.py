@@ -12,18 +12,11 @@ from aauth_server.clock import FixedClock
 from aauth_server.keys.jwk import PrivateKey, PublicKey
 from aauth_server.resource import ResourceGuard
 from aauth_server.verifier import _KEY_MEMBERS
+from tests.scans import ScanCountingOrderedDict
 from tests.support import World
 
 NOW = 1_800_000_000
 SIZE = 8
-
-
-class _CountingKeys(OrderedDict):  # type: ignore[type-arg]
-    iterations = 0
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        type(self).iterations += 1
-        return super().__iter__()
 
 
 def _setup(counting: bool = True) -> tuple[World, ResourceGuard]:
@@ -32,8 +25,8 @@ def _setup(counting: bool = True) -> tuple[World, ResourceGuard]:
     verifier = guard.verifier
     verifier.config = replace(verifier.config, token_cache_size=SIZE)
     if counting:
-        verifier._keys = _CountingKeys()
-        _CountingKeys.iterations = 0
+        verifier._keys = ScanCountingOrderedDict()
+        ScanCountingOrderedDict.scans = 0
     return world, guard
 
 
@@ -64,11 +57,11 @@ def test_a_full_key_cache_evicts_without_iterating_it() -> None:
     world, guard = _setup()
     for _ in range(SIZE):
         _check_with_new_key(world, guard)
-    _CountingKeys.iterations = 0
+    ScanCountingOrderedDict.scans = 0
     for _ in range(3 * SIZE):
         _check_with_new_key(world, guard)
     # Each of these new keys evicted one (was: next(iter(cache)) per eviction).
-    assert _CountingKeys.iterations == 0
+    assert ScanCountingOrderedDict.scans == 0
     assert len(guard.verifier._keys) == SIZE
 
 

@@ -15,18 +15,11 @@ from aauth_server.clock import FixedClock
 from aauth_server.keys.jwk import PublicKey
 from aauth_server.resource import ResourceGuard
 from aauth_server.verifier import VerifierConfig
+from tests.scans import ScanCountingOrderedDict
 from tests.support import World
 
 NOW = 1_800_000_000
 SIZE = 16
-
-
-class _CountingDict(OrderedDict):  # type: ignore[type-arg]
-    scans = 0
-
-    def items(self):  # type: ignore[no-untyped-def]
-        type(self).scans += 1
-        return super().items()
 
 
 def _setup() -> tuple[World, FixedClock, ResourceGuard]:
@@ -35,8 +28,8 @@ def _setup() -> tuple[World, FixedClock, ResourceGuard]:
     guard = ResourceGuard(world.resource_config())
     verifier = guard.verifier
     verifier.config = replace(verifier.config, token_cache_size=SIZE)
-    verifier._tokens = _CountingDict()
-    _CountingDict.scans = 0
+    verifier._tokens = ScanCountingOrderedDict()
+    ScanCountingOrderedDict.scans = 0
     return world, clock, guard
 
 
@@ -66,7 +59,7 @@ def test_a_full_cache_of_live_tokens_is_not_scanned_on_every_insert() -> None:
     for _ in range(inserts):
         guard.check(_fresh(world)[1])
     # One sweep per half a cache of new tokens at most (was: one per insert).
-    assert _CountingDict.scans <= inserts // (SIZE // 2)
+    assert ScanCountingOrderedDict.scans <= inserts // (SIZE // 2)
     assert len(guard.verifier._tokens) == SIZE
 
 
