@@ -713,14 +713,6 @@ def _without_fast_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(RequestVerifier, "verify_fast", lambda self, request: None)
 
 
-@pytest.fixture(scope="module")
-def hostile_server() -> Any:
-    from tests.hostile import local_server
-
-    with local_server() as running:
-        yield running
-
-
 def _hostile_cases() -> list[Any]:
     from tests.core.test_hostile_requests import CASES
 

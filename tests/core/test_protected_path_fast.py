@@ -37,7 +37,13 @@ from aauth_server.resource.guard import AGENT_TOKEN, Protection
 from aauth_server.signatures import message
 from aauth_server.signatures.message import parse_signature, sign_request, signature_base
 from aauth_server.verifier import RequestVerifier, VerifierConfig
-from tests.core.test_fast_paths import _edits, _guard_outcome, _without_fast_paths, outcome
+from tests.core.test_fast_paths import (
+    _edits,
+    _guard_outcome,
+    _hostile_cases,
+    _without_fast_paths,
+    outcome,
+)
 from tests.support import RESOURCE, World, with_header
 
 NOW = 1_800_000_000
@@ -91,20 +97,6 @@ def test_verify_fast_answers_as_the_prelude_and_the_cached_verification(
     if name == "unchanged":
         assert fast[0] == "ok" and fast[1] is not None
         assert fast[1] == verifier.verify(request)  # and what the full steps establish
-
-
-@pytest.fixture(scope="module")
-def hostile_server() -> Any:
-    from tests.hostile import local_server
-
-    with local_server() as running:
-        yield running
-
-
-def _hostile_cases() -> list[Any]:
-    from tests.core.test_hostile_requests import CASES
-
-    return CASES
 
 
 @pytest.mark.parametrize("case", _hostile_cases(), ids=lambda c: c.id)

@@ -23,7 +23,12 @@ from aauth_server.person import PersonServer, PersonServerConfig
 from aauth_server.signatures.message import AAUTH_COMPONENTS, sign_request
 from aauth_server.signatures.signature_key import SignatureKey, serialize_signature_key
 from aauth_server.storage.memory import AsyncMemoryStore, MemoryState, MemoryStore
-from aauth_server.tokens.aauth import DWK_AGENT, mint_person_token, mint_resource_token
+from aauth_server.tokens.aauth import (
+    DWK_AGENT,
+    DWK_RESOURCE,
+    mint_person_token,
+    mint_resource_token,
+)
 from aauth_server.tokens.jwt import decode_unverified
 from tests.support import AP_ISSUER, PS_ISSUER, RESOURCE, SCOPES, World
 
@@ -237,6 +242,14 @@ class PsWorld:
             request, key, components=list(components), created=int(self.clock.now())
         )
         return replace(request, headers=request.headers + signed)
+
+    def resource_revocation(self, resource_token: str) -> HttpRequest:
+        """The resource's revocation of one of its resource tokens, signed to the PS."""
+        claims = decode_unverified(resource_token).payload
+        body = json.dumps({"jti": claims["jti"], "exp": claims["exp"]}).encode()
+        return self.server_signed(
+            body, issuer=RESOURCE, dwk=DWK_RESOURCE, key=self.world.resource_key
+        )
 
     def new_agent_token(self) -> str:
         """A fresh agent token for the same agent and key (another token instance)."""

@@ -3,7 +3,6 @@ every token-endpoint error of digest 5.6 that a three-party PS can produce, and 
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,6 @@ from aauth_server.person import Approve, Decision, DefaultPolicy, Deny, TokenReq
 from aauth_server.person.subjects import directed_sub
 from aauth_server.tokens.aauth import (
     DWK_PERSON,
-    DWK_RESOURCE,
     TYP_AUTH,
     TYP_PERSON,
     check_claims,
@@ -412,12 +410,7 @@ def test_an_unbound_agent_cannot_use_a_resource_token(mode: str) -> None:
 def test_a_revoked_resource_token(mode: str) -> None:
     pw, send = bound(mode, policy=auto(auto_approve_scopes=("data.read",)))
     body = _rt(pw)
-    claims = decode_unverified(body["resource_token"]).payload
-    revocation = json.dumps({"jti": claims["jti"], "exp": claims["exp"]}).encode()
-    request = pw.server_signed(
-        revocation, issuer=RESOURCE, dwk=DWK_RESOURCE, key=pw.world.resource_key
-    )
-    assert send(request).status == 200
+    assert send(pw.resource_revocation(body["resource_token"])).status == 200
     assert_error(send(pw.post("/token", body)), 400, "revoked_resource_token")
 
 

@@ -4,7 +4,6 @@ check still answers where, and in the order, it always did."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -12,11 +11,9 @@ from typing import Any
 import pytest
 
 from aauth_server.records import RecordStore, Txn
-from aauth_server.tokens.aauth import DWK_RESOURCE
 from aauth_server.tokens.jwt import decode_unverified
 from tests.person.ps_harness import PsWorld, body_of
 from tests.person.test_ps_endpoints import _rt, assert_error, auto, bound
-from tests.support import RESOURCE
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -67,12 +64,7 @@ def test_an_issued_auth_token_takes_one_read_and_one_write(world: Any) -> None:
 def test_a_revoked_pair_is_found_by_the_one_read(world: Any) -> None:
     pw, send, txns = world
     body = _rt(pw)
-    claims = decode_unverified(body["resource_token"]).payload
-    revocation = json.dumps({"jti": claims["jti"], "exp": claims["exp"]}).encode()
-    request = pw.server_signed(
-        revocation, issuer=RESOURCE, dwk=DWK_RESOURCE, key=pw.world.resource_key
-    )
-    assert send(request).status == 200
+    assert send(pw.resource_revocation(body["resource_token"])).status == 200
     txns.take()
     assert_error(send(pw.post("/token", body)), 400, "revoked_resource_token")
     assert txns.take() == ["request_facts"]
