@@ -408,9 +408,9 @@ class RequestVerifier:
         issuer_key = self.discovery.hot_key(iss, dwk, kid)
         if issuer_key is None:
             return None
-        resolved, exp = self._verified_token(raw, token, typ, iss, issuer_key, now)
-        self._remember(raw, _VerifiedToken(resolved, exp))
-        return resolved
+        verified = self._verified_token(raw, token, typ, iss, issuer_key, now)
+        self._remember(raw, verified)
+        return verified.resolved
 
     def _alg_failure(self, key: PublicKey) -> SignatureFailure:
         return SignatureFailure(
@@ -597,10 +597,10 @@ class RequestVerifier:
             return resolved
         token, typ, iss, dwk, kid = self._unverified_token(raw)
         issuer_key = yield KeyNeed(iss, dwk, kid)
-        resolved, exp = self._verified_token(raw, token, typ, iss, issuer_key, now)
-        yield from self._check_revocation(typ, iss, resolved.claims)
-        self._remember(raw, _VerifiedToken(resolved, exp))
-        return resolved
+        verified = self._verified_token(raw, token, typ, iss, issuer_key, now)
+        yield from self._check_revocation(typ, iss, verified.resolved.claims)
+        self._remember(raw, verified)
+        return verified.resolved
 
     def _unverified_token(self, raw: str) -> tuple[UnverifiedJWT, str, str, str, str]:
         """A ``jwt`` scheme token up to its issuer key's fetch: decoded, its type, and the
@@ -633,9 +633,9 @@ class RequestVerifier:
         iss: str,
         issuer_key: PublicKey,
         now: float,
-    ) -> tuple[_Resolved, float]:
-        """The token's signature under its issuer's key, its claims and its bound key; with
-        the ``exp`` until which the verification may be kept."""
+    ) -> _VerifiedToken:
+        """The token's signature under its issuer's key, its claims and its bound key, kept
+        until its ``exp``."""
         cfg = self.config
         try:
             verify_jwt_signature(token, issuer_key, allow_eddsa=cfg.allow_eddsa)
@@ -657,7 +657,7 @@ class RequestVerifier:
         key = self._key_from_jwk(jwk)
         exp = claims["exp"]
         assert isinstance(exp, int | float)
-        return _Resolved(key, typ, raw, claims, iss), float(exp)
+        return _VerifiedToken(_Resolved(key, typ, raw, claims, iss), float(exp))
 
     def _scheme_jkt_jwt(self, entry: SignatureKey, now: float) -> _Resolved:
         raw = _str_param(entry, "jwt")
