@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import random
+import re
+import string
 from typing import Any
 
 import pytest
@@ -19,6 +22,7 @@ from aauth_server.signatures import (
     serialize_signature_key,
 )
 from aauth_server.signatures import signature_key as signature_key_module
+from tests.scans import ScanCountingOrderedDict
 from tests.vectors import vectors_dir
 
 GO_CASES = json.loads(
@@ -211,3 +215,96 @@ def test_parse_cache_is_bounded_and_reused() -> None:
         select_signature_key(f'sig=jwt;jwt="t{i}"', "sig")
     assert len(cache) == signature_key_module._CACHE_MAX
     assert 'sig=jwt;jwt="same"' not in cache
+
+
+def test_parse_cache_evicts_the_oldest_without_walking_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every new agent token is a new Signature-Key value: once the cache is full each one
+    # evicts, and an eviction that iterates the table (pop(next(iter(dict)))) walks the
+    # holes earlier evictions left in a plain dict.
+    cache: ScanCountingOrderedDict = ScanCountingOrderedDict()
+    monkeypatch.setattr(signature_key_module, "_cache", cache)
+    size = signature_key_module._CACHE_MAX
+    for i in range(size + 50):
+        select_signature_key(f'sig=jwt;jwt="v{i}"', "sig")
+    ScanCountingOrderedDict.scans = 0
+    for i in range(size + 50, 2 * size):
+        select_signature_key(f'sig=jwt;jwt="v{i}"', "sig")
+    assert ScanCountingOrderedDict.scans == 0
+    assert len(cache) == size
+    assert next(iter(cache)) == f'sig=jwt;jwt="v{size}"'  # the oldest ones went first
+
+
+# The fast form's definition, as one regex: the fast path must answer exactly for these.
+_REFERENCE = re.compile(r'([a-z*][a-z0-9_\-.*]{0,63})=jwt; ?jwt="([A-Za-z0-9_\-.]{1,16384})"')
+_TOKEN = "eyJhbGciOiJFZDI1NTE5In0.eyJpc3MiOiJodHRwczovL2FwLmV4YW1wbGUifQ.c2lnbmF0dXJl-_"
+
+
+def _fast_form_cases() -> list[str]:
+    rng = random.Random(9)
+    base = f'sig=jwt;jwt="{_TOKEN}"'
+    cases = [
+        base,
+        f'sig=jwt; jwt="{_TOKEN}"',
+        f'sig=jwt;  jwt="{_TOKEN}"',
+        f'*a.b-c_d=jwt;jwt="{_TOKEN}"',
+        "a" * 64 + f'=jwt;jwt="{_TOKEN}"',
+        "a" * 65 + f'=jwt;jwt="{_TOKEN}"',
+        'sig=jwt;jwt=""',
+        'sig=jwt;jwt="',
+        'sig=jwt;jwt="x"',
+        'sig=jwt;jwt="' + "a" * 16384 + '"',
+        'sig=jwt;jwt="' + "a" * 16385 + '"',
+        f'sig=jwt;jwt="{_TOKEN}" ',
+        f'sig=jwt;jwt="{_TOKEN}"\n',
+        f'sig=jwt;jwt="{_TOKEN}"x"',
+        f'sig=jwt;jwt="{_TOKEN}", other=jwt;jwt="{_TOKEN}"',
+        f'Sig=jwt;jwt="{_TOKEN}"',
+        f'sig=jwt;jwt={_TOKEN}',
+        f'sig=jwt;jwt="{_TOKEN}";cache=?1',
+        f'sig=jwt;jwt="{_TOKEN}\u00e9"',
+        f'sig=jwt;jwt="{_TOKEN}\uff41"',
+        "",
+        '"',
+    ]
+    alphabet = string.printable + "\u00e9\u0100\uff41"
+    for _ in range(3000):
+        chars = list(base)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(chars) + 1)
+            roll = rng.random()
+            if roll < 0.4 and chars:
+                chars[min(at, len(chars) - 1)] = rng.choice(alphabet)
+            elif roll < 0.7:
+                chars.insert(at, rng.choice(alphabet))
+            elif chars:
+                del chars[min(at, len(chars) - 1)]
+        cases.append("".join(chars))
+    return cases
+
+
+def _members(keys: Any) -> tuple[object, ...]:
+    return (
+        {k: (v.label, v.scheme, dict(v.params), v.other_params) for k, v in keys.items()},
+        keys.non_token_labels,
+    )
+
+
+def test_fast_form_is_exactly_the_reference_form_and_parses_as_the_full_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fast_answers = 0
+    for value in _fast_form_cases():
+        reference = _REFERENCE.fullmatch(value)
+        fast = signature_key_module._fast_jwt(value)
+        assert fast == (None if reference is None else reference.groups()), value
+        if fast is None:
+            continue
+        fast_answers += 1
+        via_fast = parse_signature_key(value)
+        with monkeypatch.context() as patched:
+            patched.setattr(signature_key_module, "_fast_jwt", lambda _value: None)
+            via_full = parse_signature_key(value)
+        assert _members(via_fast) == _members(via_full), value
+    assert fast_answers > 100  # the random edits keep many values in the fast form
