@@ -317,7 +317,7 @@ class RecordOps:
         if seq is None:
             if max_updates is not None:
                 # Why not: ended or suspended (None), or full.  ``update_seq`` only grows, so
-                # a full mission read now was full when the statement above ran.
+                # an active mission read full now stays full: that answer cannot go stale.
                 row = yield from self._get_mission(s256)
                 if row is not None and row.status == ACTIVE and row.update_seq >= max_updates:
                     raise MissionUpdatesFull(max_updates)
