@@ -20,6 +20,7 @@ from ..errors import AAuthError
 from ..http import HttpRequest, HttpResponse
 from ..identifiers import is_server_identifier
 from ..limits import FieldLimits, invalid_request
+from ..records.ops import MissionUpdatesFull
 from ..revocation import json_body
 from ..steps import Steps
 from ..verifier import VerifiedRequest
@@ -96,6 +97,9 @@ class MissionHost(Protocol):
     @property
     def update_policy(self) -> str: ...
 
+    @property
+    def max_updates(self) -> int: ...
+
     def agent_steps(
         self, request: HttpRequest, *, token_request: bool = False
     ) -> Steps[tuple[VerifiedRequest, str | None]]: ...
@@ -134,6 +138,20 @@ def _agent_data(verified: VerifiedRequest, kind: str, caps: list[str]) -> dict[s
 
 def _inactive() -> AAuthError:
     return AAuthError("the mission is no longer active", error="invalid_state", status=409)
+
+
+def update_limit(limit: int) -> AAuthError:
+    """A mission already holding ``limit`` accepted updates takes no more.  Digest 8.5: a
+    change too big for an update is a new mission (the old one ends ``superseded``); the
+    mission error table (8.6) has no code for it, so this one is ours, ``409`` as the
+    mission's state conflicts with the request (the mission itself stays active)."""
+    return AAuthError(
+        f"this mission holds its {limit} accepted updates, the most it may: propose a new "
+        "mission for this change",
+        error="mission_update_limit",
+        status=409,
+        extra={"mission_status": "active", "max_updates": limit},
+    )
 
 
 def _json(status: int, body: Mapping[str, Any]) -> HttpResponse:
@@ -237,11 +255,20 @@ class MissionEndpoints:
     ) -> Steps[HttpResponse]:
         description = self.host.limits.string(body, "description", required=True)
         assert description is not None
+        cap = self.host.max_updates
         if self.host.update_policy == "accept":
-            update = yield from self.missions.accept_update_steps(mission.s256, description, "ps")
+            try:
+                update = yield from self.missions.accept_update_steps(
+                    mission.s256, description, "ps", max_updates=cap
+                )
+            except MissionUpdatesFull:
+                raise update_limit(cap) from None
             if update is None:
                 raise status_error(mission) or mission_not_found()
             return _json(200, {"s256": update.s256})
+        if len(mission.updates) >= cap:
+            # Full already: the person is not asked for what could not be recorded.
+            raise update_limit(cap)
         data = _agent_data(verified, KIND_UPDATE, _capabilities(body, self.host.limits))
         data["mission_s256"] = mission.s256
         data["proposal"] = {"description": description}
@@ -395,9 +422,25 @@ class MissionEndpoints:
             return {"mission_s256": mission.s256, "mission_expires": mission.expires_at}
         s256 = str(data["mission_s256"])
         if kind == KIND_UPDATE:
-            update = yield from self.missions.accept_update_steps(
-                s256, str(proposal["description"]), person
-            )
+            cap = self.host.max_updates
+            try:
+                update = yield from self.missions.accept_update_steps(
+                    s256, str(proposal["description"]), person, max_updates=cap
+                )
+            except MissionUpdatesFull:
+                # The mission filled up while the person was deciding: the approval stands
+                # (the request ends), the update is not recorded, and the agent's poll is
+                # told why (deliver_steps); the log keeps the refusal beside the proposal.
+                yield from self.missions.log_steps(
+                    s256,
+                    {
+                        "event": "update_refused",
+                        "agent": data["agent"],
+                        "actor": "ps",
+                        "reason": f"the mission holds its {cap} accepted updates",
+                    },
+                )
+                return {"update_refused": cap}
             if update is None:
                 raise _inactive()
             return {"update_s256": update.s256}
@@ -429,6 +472,8 @@ class MissionEndpoints:
             body = mission.approval(capabilities=self.host.capabilities(), person_tokens=tokens)
             return _json(200, body)
         if kind == KIND_UPDATE:
+            if data.get("update_refused") is not None:
+                raise update_limit(int(data["update_refused"]))
             return _json(200, {"s256": data["update_s256"]})
         if kind == KIND_COMPLETION:
             return _json(

@@ -263,9 +263,11 @@ class Missions:
         return moved_to
 
     def accept_update_steps(
-        self, s256: str, description: str, actor: str
+        self, s256: str, description: str, actor: str, *, max_updates: int | None = None
     ) -> Steps[MissionUpdate | None]:
-        """Persist an accepted update (digest 8.5); None when the mission is not active."""
+        """Persist an accepted update (digest 8.5); None when the mission is not active;
+        :class:`~aauth_server.records.ops.MissionUpdatesFull` when it holds ``max_updates``
+        accepted updates already (None: no cap)."""
         if not isinstance(description, str) or not description.strip():
             raise ValueError("an update needs a description")
         now = self.clock.now()
@@ -274,7 +276,13 @@ class Missions:
         entry = {"event": "update_accepted", "update_s256": digest, "actor": actor}
         seq = yield self.op(
             self.ops.add_mission_update(
-                s256, blob=blob, digest=digest, now=now, accepted_by=actor, entry=entry
+                s256,
+                blob=blob,
+                digest=digest,
+                now=now,
+                accepted_by=actor,
+                entry=entry,
+                max_updates=max_updates,
             )
         )
         if seq is None:

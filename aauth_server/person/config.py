@@ -100,6 +100,10 @@ class PersonServerConfig(ServerSettings):
     mission_grants_person_tokens: bool = True
     #: A mission update is decided by the ``person`` or ``accept``-ed by the PS itself.
     mission_updates: str = "person"
+    #: Accepted updates one mission may hold (each read of the mission, every token request
+    #: naming it included, reads them all); one more -> ``409 mission_update_limit``: a
+    #: bigger change is a new mission (digest 8.5).
+    max_mission_updates: int = 50
     #: Outbound revocations (suspend/revoke): retries until the token's ``exp``, at most.
     revocation_attempts: int = 8
     #: Seconds the revocation endpoint holds a cascade before it answers ``202`` (None: about
@@ -188,6 +192,9 @@ class PersonServerConfig(ServerSettings):
             raise ConfigurationError("mission_outside_scope must be 'deny' or 'ask'")
         if self.mission_updates not in UPDATES:
             raise ConfigurationError("mission_updates must be 'person' or 'accept'")
+        cap = self.max_mission_updates
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
+            raise ConfigurationError("max_mission_updates must be a positive integer")
         self.check_records("missions, bindings and revocations")
         if isinstance(self.trusted_access_servers, str):
             raise ConfigurationError("trusted_access_servers must be a list of issuers")

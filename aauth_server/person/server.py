@@ -314,6 +314,10 @@ class _MissionHost:
     def update_policy(self) -> str:
         return self.ps.config.mission_updates
 
+    @property
+    def max_updates(self) -> int:
+        return self.ps.config.max_mission_updates
+
     def agent_steps(
         self, request: HttpRequest, *, token_request: bool = False
     ) -> Steps[tuple[VerifiedRequest, str | None]]:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     update,
 )
 
+from ..storage.base import StorageError
 from . import schema as t
 from .rows import IssuedToken, LogEntry, MissionRow, MissionUpdateRow, OutboxItem, log_columns
 from .txn import InsertIgnore, Rows, Sql, Work, prepared, transaction
@@ -159,6 +160,16 @@ class RequestFacts:
         return list(self.tokens_revoked), self.cut
 
 
+class MissionUpdatesFull(StorageError):
+    """:meth:`RecordOps.add_mission_update` refused: the mission is active but holds
+    ``limit`` accepted updates already.  A storage error, like a lost compare-and-set, so
+    the drivers hand it to the steps that ran the operation (they answer for it)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the mission holds {limit} accepted updates already")
+        self.limit = limit
+
+
 class RecordOps:
     """Operations on the rows of one issuer (``RecordOps("https://ps.example")``)."""
 
@@ -284,17 +295,32 @@ class RecordOps:
         now: float,
         accepted_by: str,
         entry: Mapping[str, Any] | None = None,
+        max_updates: int | None = None,
     ) -> Work[int | None]:
         """Append an accepted update (its bytes exactly as hashed); its number, or None
-        when the mission is not active."""
+        when the mission is not active.  :class:`MissionUpdatesFull` when the mission
+        holds ``max_updates`` accepted updates already (None: no cap).
+
+        The cap is checked by the statement that takes the number (the row's lock orders
+        them), so parallel updates at ``max_updates - 1`` cannot both get in."""
+        missions = t.missions.c
+        where = [self._mission_key(s256), missions.status == ACTIVE]
+        if max_updates is not None:
+            where.append(missions.update_seq < max_updates)
         bumped = yield Sql(
             update(t.missions)
-            .where(self._mission_key(s256), t.missions.c.status == ACTIVE)
-            .values(update_seq=t.missions.c.update_seq + 1)
-            .returning(t.missions.c.update_seq)
+            .where(*where)
+            .values(update_seq=missions.update_seq + 1)
+            .returning(missions.update_seq)
         )
         seq = bumped.scalar()
         if seq is None:
+            if max_updates is not None:
+                # Why not: ended or suspended (None), or full.  ``update_seq`` only grows, so
+                # an active mission read full now stays full: that answer cannot go stale.
+                row = yield from self._get_mission(s256)
+                if row is not None and row.status == ACTIVE and row.update_seq >= max_updates:
+                    raise MissionUpdatesFull(max_updates)
             return None
         yield Sql(
             insert(t.mission_updates).values(
@@ -837,6 +863,7 @@ __all__ = [
     "STATUSES",
     "SUSPENDED",
     "TERMINATED",
+    "MissionUpdatesFull",
     "RecordOps",
     "RequestFacts",
 ]
