@@ -56,16 +56,46 @@ def test_http_benchmark_serves_every_framework_and_prints_its_ratios() -> None:
     assert "django    server: uvicorn with httptools, uvloop" in out, out
     assert "flask     server: gunicorn (1 worker)" in out, out
     for name, target in (("starlette", "1.3"), ("django", "1.3"), ("flask", "1.5")):
-        for path in ("health", "whoami"):
+        for path in ("health", "whoami", "floor"):
             assert re.search(
                 rf"{name} +/{path} +: +\d+ requests/s +server CPU +[\d.]+ us/request", out
             ), out
-        assert re.search(rf"{name} +raw Ed25519 verify: [\d.]+ us", out), out
+        # The floor is measured in the server: the control endpoint minus /health.
         assert re.search(
-            rf"{name} +protection overhead = -?[\d.]+ us/request = -?[\d.]+ raw verifies +"
-            rf"\(target <= {re.escape(target)};",
+            rf"{name} +floor in the server = /floor - /health = -?[\d.]+ us \(one Ed25519 "
+            r"verify over \d+ bytes, same server, same load\)",
             out,
         ), out
+        assert re.search(
+            rf"{name} +protection overhead = /whoami - /health = -?[\d.]+ us/request = "
+            rf"-?[\d.]+ x the floor +\(target <= {re.escape(target)};",
+            out,
+        ), out
+        assert re.search(
+            rf"{name} +for reference: raw Ed25519 verify in this process \(idle tight loop\): "
+            r"[\d.]+ us; overhead = -?[\d.]+ of those",
+            out,
+        ), out
+
+
+def test_http_control_server_adds_only_the_floor_endpoint() -> None:
+    # The control runs the example app itself: /floor answers as /health does, and the
+    # protected endpoint still refuses an unsigned request.
+    from example_apps._procs import AppSpec, running_apps
+
+    spec = AppSpec(
+        "starlette",
+        "bench.control_servers",
+        ("--framework", "starlette", "--dev", "--trust-any-ps"),
+    )
+    with running_apps([spec]) as (app,):
+        import httpx
+
+        with httpx.Client(base_url=app.url, trust_env=False, timeout=10) as client:
+            health, floor = client.get("/health"), client.get("/floor")
+            assert floor.status_code == health.status_code == 200
+            assert floor.json() == health.json() == {"status": "ok"}
+            assert client.get("/whoami").status_code == 401
 
 
 def test_mission_decision_benchmark_prints_its_ratio() -> None:
