@@ -261,7 +261,7 @@ def _fast_form_cases() -> list[str]:
         f'sig=jwt;jwt="{_TOKEN}"x"',
         f'sig=jwt;jwt="{_TOKEN}", other=jwt;jwt="{_TOKEN}"',
         f'Sig=jwt;jwt="{_TOKEN}"',
-        f'sig=jwt;jwt={_TOKEN}',
+        f"sig=jwt;jwt={_TOKEN}",
         f'sig=jwt;jwt="{_TOKEN}";cache=?1',
         f'sig=jwt;jwt="{_TOKEN}\u00e9"',
         f'sig=jwt;jwt="{_TOKEN}\uff41"',
