@@ -308,6 +308,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7, help="phases of each endpoint")
     parser.add_argument("--concurrency", type=int, default=4, help="connections")
     parser.add_argument("--timeout", type=float, default=25.0, help="seconds a phase may take")
+    parser.add_argument(
+        "--verbose", action="store_true", help="also print each round's CPU per request"
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -369,6 +372,13 @@ def measure(name: str, pid: int, origin: str, agent: Agent, size: int, args: Any
             )  # fmt: skip
             getattr(results, kind).append(phase)
         raws.append(raw_verify_seconds(size))
+        if args.verbose:
+            cpu = {kind: getattr(results, kind)[-1].cpu_per_request * 1e6 for kind in kinds}
+            print(
+                f"{name:9} round {round_ + 1}: "
+                + "   ".join(f"/{k} {v:7.1f}" for k, v in cpu.items())
+                + " us/request"
+            )
     report(name, results, statistics.median(raws), size)
 
 

@@ -51,7 +51,7 @@ def test_verify_benchmark_prints_min_and_median_ratios() -> None:
 
 
 def test_http_benchmark_serves_every_framework_and_prints_its_ratios() -> None:
-    out = _run("http.py", "--requests", "40", "--rounds", "1", timeout=300)
+    out = _run("http.py", "--requests", "40", "--rounds", "1", "--verbose", timeout=300)
     assert "starlette server: uvicorn with httptools, uvloop" in out, out
     assert "django    server: uvicorn with httptools, uvloop" in out, out
     assert "flask     server: gunicorn (1 worker)" in out, out
@@ -60,6 +60,9 @@ def test_http_benchmark_serves_every_framework_and_prints_its_ratios() -> None:
             assert re.search(
                 rf"{name} +/{path} +: +\d+ requests/s +server CPU +[\d.]+ us/request", out
             ), out
+        assert re.search(
+            rf"{name} +round 1: /health +[\d.]+ +/whoami +[\d.]+ +/floor +[\d.]+ us/request", out
+        ), out
         # The floor is measured in the server: the control endpoint minus /health.
         assert re.search(
             rf"{name} +floor in the server = /floor - /health = -?[\d.]+ us \(one Ed25519 "
