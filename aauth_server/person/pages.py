@@ -195,6 +195,9 @@ class PageRequest:
     mission_status: str | None = None
     #: The mission's accepted updates (sanitised Markdown), oldest first.
     mission_updates: tuple[Markup, ...] = ()
+    #: A proposed update (``mission_update`` only): how many accepted updates the mission
+    #: may hold (``max_mission_updates``), so the page says how much room is left.
+    mission_update_limit: int | None = None
     #: What the agent proposes (mission kinds only; all agent-asserted, sanitised).
     proposal_description: Markup | None = None
     #: The proposed description as text, for the person to edit before approving.
@@ -237,7 +240,8 @@ def _page_proposal(view: ConsentView) -> dict[str, Any]:
     return out
 
 
-def _page_request(view: ConsentView) -> PageRequest:
+def _page_request(view: ConsentView, update_limit: int | None = None) -> PageRequest:
+    """``update_limit``: the PS's ``max_mission_updates``, shown on an update's page."""
     state = str(view.state)
     is_open = state in {s.value for s in OPEN}
     rounds = tuple(
@@ -268,6 +272,7 @@ def _page_request(view: ConsentView) -> PageRequest:
             "%Y-%m-%dT%H:%M:%SZ"
         ),
         binds_agent=view.binds_agent,
+        mission_update_limit=update_limit if view.kind == "mission_update" else None,
         **_page_mission(view),
         **_page_proposal(view),
     )
@@ -517,7 +522,7 @@ class ConsentPages:
                 link_text="Review the request",
                 person=person,
             )
-        req = _page_request(view)
+        req = _page_request(view, self.ps.config.max_mission_updates)
         nonce, set_nonce = self._nonce(request)
         headers = list(set_nonce)
         relays = yield _Call("relay", "pending_for", (person,))
@@ -727,7 +732,7 @@ class ConsentPages:
         if pending_id:
             view = yield from self._view_or_none(pending_id, person)
             if view is not None:
-                req = _page_request(view)
+                req = _page_request(view, self.ps.config.max_mission_updates)
                 context = self._consent_context(req, person, nonce, callback)
                 payload["view"] = {
                     "id": req.id,

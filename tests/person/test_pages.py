@@ -70,6 +70,7 @@ class PagesEnv:
         resource_metadata: Mapping[str, object] | None = None,
         poll_interval: int = 5,
         dev_loopback: bool = False,
+        max_mission_updates: int = 50,
     ) -> None:
         self.clock = clock
         self.world = World(clock=clock) if clock is not None else World()
@@ -99,6 +100,7 @@ class PagesEnv:
             poll_interval=poll_interval,
             # Development only: admits loopback http:// interaction URLs in relays.
             dev_loopback=dev_loopback,
+            max_mission_updates=max_mission_updates,
         )
         self.ps = PersonServer(self.config)
         self.login = DemoLogin(USERS, SECRET, clock=self.world.clock)
@@ -753,6 +755,43 @@ def test_a_request_within_a_mission_shows_the_mission_sanitised() -> None:
     plain = env.start_interaction()
     other = browser.get(f"/consent?request={browser.open_code(plain.code)}").body.decode()
     assert 'id="mission"' not in other
+
+
+def test_an_update_page_says_how_much_room_the_mission_has_left() -> None:
+    # The person sees the cumulative picture (digest 8.5) and whether approving can still
+    # be recorded: a mission holds at most max_mission_updates accepted updates.
+    env = make_env(max_mission_updates=2)
+    env._bound_person_token(env.agent)  # alice approved this agent before
+    claims = json.loads(base64.urlsafe_b64decode(env.agent.token.split(".")[1] + "=="))
+    mission = env.ps.missions.approve(
+        agent_issuer=claims["iss"], agent=claims["sub"], person="alice", description="Trip"
+    )
+    missions = env.ps.missions
+    missions._run(missions.accept_update_steps(mission.s256, "Also *Osaka*.", "alice"))
+    body = {"action": "update", "description": "Also Nara.", "capabilities": ["interaction"]}
+    request = env.agent_request(env.agent, "POST", f"{env.origin}/mission/{mission.s256}", body)
+    started = env._started(env.agent, env.send(request))
+    browser = env.logged_in()
+    pending_id = browser.open_code(started.code)
+
+    def room() -> str:
+        page = browser.get(f"/consent?request={pending_id}").body.decode()
+        assert "An agent asks to update its mission" in page
+        found = re.search(r'<p class="update-room" id="update-room">([^<]*)</p>', page)
+        assert found is not None, page
+        return found.group(1)
+
+    assert room() == "Approving makes this update 2 of at most 2 for this mission."
+    # Filled meanwhile (another update approved): approving this one cannot be recorded.
+    missions._run(missions.accept_update_steps(mission.s256, "Also Kobe.", "alice"))
+    assert room() == (
+        "This mission already holds 2 accepted updates, the most it may: approving cannot "
+        "record this one (the agent is told to propose a new mission instead)."
+    )
+    # A request that is not an update (a token request within the mission) says nothing.
+    token = env.start_interaction(mission_s256=mission.s256)
+    page = browser.get(f"/consent?request={browser.open_code(token.code)}").body.decode()
+    assert 'id="mission"' in page and "update-room" not in page
 
 
 def test_csrf_missing_or_wrong_is_403(env: PagesEnv) -> None:
