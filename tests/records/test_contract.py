@@ -3,7 +3,6 @@ PostgreSQL, through the sync and the async face."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 
@@ -17,13 +16,20 @@ from aauth_server.records import (
     RecordOps,
     RecordStore,
 )
-from tests.records.conftest import ISSUER, Backend, Face, database_url
-
-T0 = 1_900_000_000.0
-S256 = "A" * 43
-OTHER = "B" * 43
-AGENT = "aauth:assistant@agent.example"
-AP = "https://agent.example"
+from tests.records.conftest import (
+    AGENT,
+    AP,
+    ISSUER,
+    OTHER,
+    S256,
+    T0,
+    Backend,
+    Face,
+    alices_mission,
+    database_url,
+    run_in_tasks,
+    run_in_threads,
+)
 
 
 async def _mission(face: Face, s256: str = S256, **kw: object) -> None:
@@ -377,17 +383,7 @@ def test_records_survive_a_new_store(backend_name: str, tmp_path: Path) -> None:
     with database_url(backend_name, tmp_path) as url:
         ops = RecordOps(ISSUER)
         first = RecordStore(url, migrate=True)
-        first.run(
-            ops.create_mission(
-                s256=S256,
-                blob=b"blob",
-                agent_issuer=AP,
-                agent=AGENT,
-                person="alice",
-                approved_at=T0,
-                expires_at=None,
-            )
-        )
+        first.run(alices_mission(ops))
         first.run(ops.append_log(S256, {"event": "note"}, now=T0))
         first.run(ops.revoke(AP, "j1", exp=T0 + 60, now=T0))
         first.close()
@@ -404,47 +400,22 @@ def test_records_survive_a_new_store(backend_name: str, tmp_path: Path) -> None:
 
 def _concurrent_appends(store: RecordStore, asynchronous: bool) -> None:
     ops = RecordOps(ISSUER)
-    store.run(
-        ops.create_mission(
-            s256=S256,
-            blob=b"b",
-            agent_issuer=AP,
-            agent=AGENT,
-            person="alice",
-            approved_at=T0,
-            expires_at=None,
-        )
-    )
+    store.run(alices_mission(ops, blob=b"b"))
     writers, each = 8, 25
     if asynchronous:
 
-        async def writer(n: int) -> None:
+        async def in_task(n: int) -> None:
             for i in range(each):
                 await store.arun(ops.append_log(S256, {"event": "note", "n": n, "i": i}, now=T0))
 
-        async def main() -> None:
-            try:
-                await asyncio.gather(*(writer(n) for n in range(writers)))
-            finally:
-                await store.aclose()
-
-        asyncio.run(main())
+        run_in_tasks(store, writers, in_task)
     else:
-        errors: list[BaseException] = []
 
-        def writer(n: int) -> None:
-            try:
-                for i in range(each):
-                    store.run(ops.append_log(S256, {"event": "note", "n": n, "i": i}, now=T0))
-            except BaseException as exc:
-                errors.append(exc)
+        def in_thread(n: int) -> None:
+            for i in range(each):
+                store.run(ops.append_log(S256, {"event": "note", "n": n, "i": i}, now=T0))
 
-        threads = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert not errors, errors
+        run_in_threads(writers, in_thread)
     entries = store.run(ops.log_since(S256, limit=10_000))
     assert [e.seq for e in entries] == list(range(1, writers * each + 1))  # contiguous, ordered
     seen = {(e.detail["n"], e.detail["i"]) for e in entries}

@@ -4,8 +4,6 @@ through both faces, and under concurrent writers on a SQLite file and a real Pos
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,26 +11,18 @@ import pytest
 
 from aauth_server.records import ACTIVE, SUSPENDED, TERMINATED, RecordOps, RecordStore, Txn
 from aauth_server.records.ops import MissionUpdatesFull
-from aauth_server.records.rows import MissionRow
-from tests.records.conftest import ISSUER, Backend, Face, database_url
-
-T0 = 1_900_000_000.0
-S256 = "A" * 43
-OTHER = "B" * 43
-AGENT = "aauth:assistant@agent.example"
-AP = "https://agent.example"
-
-
-def _create(ops: RecordOps, s256: str = S256) -> Txn[tuple[MissionRow, bool]]:
-    return ops.create_mission(
-        s256=s256,
-        blob=b'{"agent":"x"}',
-        agent_issuer=AP,
-        agent=AGENT,
-        person="alice",
-        approved_at=T0,
-        expires_at=None,
-    )
+from tests.records.conftest import (
+    ISSUER,
+    OTHER,
+    S256,
+    T0,
+    Backend,
+    Face,
+    alices_mission,
+    database_url,
+    run_in_tasks,
+    run_in_threads,
+)
 
 
 def _update(ops: RecordOps, n: int, cap: int | None, s256: str = S256) -> Txn[int | None]:
@@ -50,8 +40,8 @@ def _update(ops: RecordOps, n: int, cap: int | None, s256: str = S256) -> Txn[in
 def test_a_full_mission_refuses_the_next_update_and_keeps_what_it_has(backend: Backend) -> None:
     async def body(face: Face) -> None:
         ops = face.ops
-        await face(_create(ops))
-        await face(_create(ops, OTHER))
+        await face(alices_mission(ops))
+        await face(alices_mission(ops, OTHER))
         for n in (1, 2, 3):
             assert await face(_update(ops, n, 3)) == n
         with pytest.raises(MissionUpdatesFull) as refused:
@@ -74,7 +64,7 @@ def test_a_full_mission_refuses_the_next_update_and_keeps_what_it_has(backend: B
 def test_not_active_is_told_apart_from_full(backend: Backend) -> None:
     async def body(face: Face) -> None:
         ops = face.ops
-        await face(_create(ops))
+        await face(alices_mission(ops))
         assert await face(_update(ops, 1, 1)) == 1
         await face(ops.set_mission_status(S256, SUSPENDED, now=T0 + 5, allowed_from=[ACTIVE]))
         # Full and suspended: the answer is "not active" (None), as without a cap.
@@ -104,47 +94,30 @@ def _race(
     outcomes: list[object] = []
     if asynchronous:
 
-        async def writer(n: int) -> None:
+        async def in_task(n: int) -> None:
             for i in range(tries):
                 try:
                     outcomes.append(await store.arun(_update(ops, n * 100 + i, cap)))
                 except MissionUpdatesFull as full:
                     outcomes.append(full)
 
-        async def main() -> None:
-            try:
-                await asyncio.gather(*(writer(n) for n in range(writers)))
-            finally:
-                await store.aclose()
+        run_in_tasks(store, writers, in_task)
+    else:
 
-        asyncio.run(main())
-        return outcomes
-    errors: list[BaseException] = []
-    start = threading.Barrier(writers)
-
-    def thread_writer(n: int) -> None:
-        try:
-            start.wait()
+        def in_thread(n: int) -> None:
             for i in range(tries):
                 try:
                     outcomes.append(store.run(_update(ops, n * 100 + i, cap)))
                 except MissionUpdatesFull as full:
                     outcomes.append(full)
-        except BaseException as exc:
-            errors.append(exc)
 
-    threads = [threading.Thread(target=thread_writer, args=(n,)) for n in range(writers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+        run_in_threads(writers, in_thread)
     return outcomes
 
 
 def _check_race(store: RecordStore, asynchronous: bool) -> None:
     ops = RecordOps(ISSUER)
-    store.run(_create(ops))
+    store.run(alices_mission(ops))
     store.run(_update(ops, 0, None))
     # Two parallel updates at cap - 1: exactly one gets in.
     cap = 2
@@ -157,7 +130,7 @@ def _check_crowd(store: RecordStore, asynchronous: bool) -> None:
     """Eight writers racing from empty to a cap of ten: ten numbers, contiguous, the rest
     refused, and the mission holds exactly ten updates."""
     ops = RecordOps(ISSUER)
-    store.run(_create(ops))
+    store.run(alices_mission(ops))
     outcomes = _race(store, asynchronous, writers=8, tries=3, cap=10)
     assert sorted(o for o in outcomes if isinstance(o, int)) == list(range(1, 11))
     assert sum(isinstance(o, MissionUpdatesFull) for o in outcomes) == 8 * 3 - 10
