@@ -37,6 +37,7 @@ test: $(STAMP) sysdeps
 lint: $(STAMP)
 	$(BIN)/mypy aauth_server adapters
 	$(BIN)/ruff check aauth_server adapters example_apps tests bench
+	$(BIN)/ruff format --check aauth_server adapters example_apps tests bench
 
 bench: $(STAMP)
 	$(BIN)/python bench/verify.py
