@@ -55,7 +55,9 @@ def test_verify_benchmark_prints_min_and_median_ratios() -> None:
 
 
 def test_http_benchmark_serves_every_framework_and_prints_its_ratios() -> None:
-    out = _run("http.py", "--requests", "40", "--rounds", "1", "--verbose", timeout=300)
+    out = _run(
+        "http.py", "--requests", "40", "--rounds", "1", "--verbose", "--paired", "5", timeout=300
+    )
     assert "starlette server: uvicorn with httptools, uvloop" in out, out
     assert "django    server: uvicorn with httptools, uvloop" in out, out
     assert "flask     server: gunicorn (1 worker)" in out, out
@@ -76,6 +78,13 @@ def test_http_benchmark_serves_every_framework_and_prints_its_ratios() -> None:
         assert re.search(
             rf"{name} +protection overhead = /whoami - /health = -?[\d.]+ us/request = "
             rf"-?[\d.]+ x the floor +\(target <= {re.escape(target)};",
+            out,
+        ), out
+        # The same ratio from requests one at a time, 5 shuffled triples.
+        assert re.search(
+            rf"{name} +one request at a time \(5 shuffled triples, the server idle between "
+            r"requests; medians\): /health [\d.]+ us, overhead -?[\d.]+ us, floor -?[\d.]+ us = "
+            r"-?[\d.]+ x the floor",
             out,
         ), out
         assert re.search(
