@@ -11,7 +11,6 @@ import base64
 import datetime
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,15 +21,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 
-from aauth_server.agent import AgentProvider
 from aauth_server.fields import parse_aauth_requirement
-from aauth_server.keys.jwk import PrivateKey
-from aauth_server.tokens.aauth import mint_agent_token
 from aauth_server.tokens.jwt import decode_unverified
-from example_apps._procs import AppSpec, RunningApp, running_apps
+from example_apps._procs import RunningApp
 from example_apps.demo import RESOURCES
-from example_apps.three_party import ScriptedPerson
-from tests.threaded_uvicorn import ThreadedUvicorn
+from tests.e2e.outside import Outside, outside_world
 
 PASSWORD = "other-stack-password"  # the scripted person's, loopback only
 LOCAL = "other-stack"
@@ -96,49 +91,30 @@ class OtherAgent:
 
 @dataclass
 class Stack:
-    client: httpx.Client
-    ps: RunningApp
-    resources: dict[str, RunningApp]
+    world: Outside
     agent: OtherAgent
+
+    @property
+    def client(self) -> httpx.Client:
+        return self.world.client
+
+    @property
+    def ps(self) -> RunningApp:
+        return self.world.ps
+
+    @property
+    def resources(self) -> dict[str, RunningApp]:
+        return self.world.resources
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     # The other stack's agent provider: its own key, its own (portless) agent ids.
-    holder: list[Any] = []
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await holder[0](scope, receive, send)
-
-    server = ThreadedUvicorn(app, lifespan="off")
-    ap_key = PrivateKey.generate("Ed25519", kid="other-ap")
-    holder.append(AgentProvider(server.origin, ap_key, dev_loopback=True).asgi())
-    server.start()
     key = Ed25519PrivateKey.generate()
     raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw), "alg": "Ed25519"}
-    ps_spec = AppSpec(
-        "person-server", "example_apps.person_server", ("--dev", "--password", PASSWORD)
-    )
-    try:
-        with running_apps([ps_spec]) as (ps,):
-            specs = [AppSpec(s.name, s.module, ("--dev", "--ps", ps.url)) for s in RESOURCES]
-            token = mint_agent_token(
-                ap_key,
-                iss=server.origin,
-                sub=AGENT,
-                cnf_jwk=jwk,
-                now=time.time(),
-                ps=ps.url,
-                dev_loopback=True,
-            )
-            with (
-                running_apps(specs) as apps,
-                httpx.Client(timeout=20, trust_env=False) as client,
-            ):
-                yield Stack(client, ps, {a.name: a for a in apps}, OtherAgent(key, jwk, token))
-    finally:
-        server.stop()
+    with outside_world(AGENT, jwk, PASSWORD) as world:
+        yield Stack(world, OtherAgent(key, jwk, world.agent_token))
 
 
 @pytest.mark.parametrize("name", [spec.name for spec in RESOURCES])
@@ -160,16 +136,7 @@ def test_the_ps_answers_202_relays_answer_424_and_tokens_carry_both_jtis(stack: 
     started = agent.post(
         client, ps.url + "/person", {"resource": resource, "capabilities": ["interaction"]}
     )
-    assert started.status_code == 202, started.text
-    requirement = parse_aauth_requirement(started.headers["aauth-requirement"])
-    assert requirement.requirement == "interaction"
-    person = ScriptedPerson(ps.url, password=PASSWORD)
-    try:
-        person.open(f"{requirement.url}?code={requirement.code}")
-        person.approve()
-    finally:
-        person.close()
-    pending = ps.url + started.headers["location"].removeprefix(ps.url)
+    pending = stack.world.approve(started)
     issued = agent.get(client, pending, wait=5)  # a long poll: not paced by Retry-After
     assert issued.status_code == 200, issued.text
     person_token = issued.json()["person_token"]
