@@ -13,23 +13,25 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 import pytest
 from aauth import generate_ed25519_keypair, public_key_to_jwk
 from aauth.agent.signer import AgentRequestSigner
 from aauth.keys.jwk import calculate_jwk_thumbprint
+from aauth.missions import mission_request, parse_mission_approval
 from aauth.resource.verifier import RequestVerifier
 from aauth.tokens.common import verify_token
 from aauth.tokens.resource_token import create_resource_token
 
 from aauth_server.agent import AAuthSigner
 from aauth_server.clock import FixedClock
-from aauth_server.http import HttpRequest
+from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.person import DefaultPolicy
 from tests.peer import ps_post
-from tests.person.ps_harness import PsApp, PsWorld
+from tests.person.ps_harness import ALICE, PsApp, PsWorld
 from tests.support import AP_ISSUER, PS_ISSUER, RESOURCE
 
 PEER_KID = "peer-rs-1"
@@ -64,18 +66,31 @@ class Peer:
             )
         )
 
-    def token_request(self, body: dict[str, Any]) -> HttpRequest:
-        """A token request signed as the peer's agent signs one for a PS."""
-        url = PS_ISSUER + self.pw.config.auth_token_path
+    def post(self, url: str, body: dict[str, Any]) -> HttpResponse:
+        """A call to the PS signed as the peer's token exchange signs one."""
         headers, content = ps_post(self.agent_key, self.pw.world.agent_token, url, body)
-        return HttpRequest("POST", url, list(headers.items()), content)
+        response = self.pw.ps.handle(HttpRequest("POST", url, list(headers.items()), content))
+        assert response is not None
+        return response
+
+    def get(self, url: str) -> HttpResponse:
+        """A poll signed by the peer's agent; ``Prefer: wait`` so the answer is not paced."""
+        headers = {"Prefer": "wait=5"}
+        headers.update(
+            AgentRequestSigner(self.agent_key).sign_request(
+                "GET", url, headers, token=self.pw.world.agent_token
+            )
+        )
+        response = self.pw.ps.handle(HttpRequest("GET", url, list(headers.items())))
+        assert response is not None
+        return response
 
     def auth_token(self) -> str:
         """Our PS's answer to the peer agent's request with the peer resource's token."""
         presented = self.pw.person_token()
         body = {"resource_token": self.resource_token(presented), "presented_token": presented}
-        response = self.pw.ps.handle(self.token_request(body))
-        assert response is not None and response.status == 200, response
+        response = self.post(PS_ISSUER + self.pw.config.auth_token_path, body)
+        assert response.status == 200, response
         return str(json.loads(response.body)["auth_token"])
 
 
@@ -86,7 +101,8 @@ def peer() -> Peer:
     policy = DefaultPolicy(
         auto_approve_agents=(PsWorld().world.agent_id,), auto_approve_scopes=("data.read",)
     )
-    pw = PsWorld(clock=FixedClock(int(time.time())), policy=policy)
+    # Mission updates accepted by the PS itself: the mission test's update answers at once.
+    pw = PsWorld(clock=FixedClock(int(time.time())), policy=policy, mission_updates="accept")
     world = pw.world
     # The peer's keys in our world: the agent's (its agent token from our provider) and the
     # resource's (published in the resource's JWKS, which our PS fetches).
@@ -186,3 +202,44 @@ def test_the_peers_resource_refuses_our_agents_rfc8941_signature(peer: Peer) -> 
     assert verified["valid"] is False
     assert verified["error_code"] == "invalid_signature", verified
     assert "Invalid Signature format" in verified["error"], verified
+
+
+def test_a_mission_the_peer_proposes_approves_and_updates(peer: Peer) -> None:
+    """The peer's mission helpers on our mission endpoint: its check of the approval body
+    (s256 over the blob, no approver) passes, its person token check passes, and the update
+    URL and body it builds are ours."""
+    pw = peer.pw
+    endpoint = PS_ISSUER + pw.config.mission_path
+    proposal = {
+        "description": "# Plan a trip\n\nFlights to *Kyoto*.",
+        "resources": [RESOURCE],
+        "capabilities": ["interaction"],
+    }
+    started = peer.post(endpoint, proposal)
+    assert started.status == 202, started.body
+    code = re.search(r'code="([0-9A-Z-]+)"', str(started.header("AAuth-Requirement")))
+    assert code is not None
+    view = pw.ps.consent.open(code.group(1), ALICE)
+    pw.ps.consent.approve(view.pending_id, ALICE)
+    approved = peer.get(urljoin(endpoint, str(started.header("Location"))))
+    assert approved.status == 200, approved.body
+
+    mission = parse_mission_approval(json.loads(approved.body))  # raises if it disagrees
+    assert mission["mission"]["agent"] == pw.world.agent_id
+    person_token = mission["person_tokens"][RESOURCE]
+    claims = verify_token(
+        person_token,
+        peer.fetch,
+        expected_typ="aa-person+jwt",
+        expected_iss=PS_ISSUER,
+        expected_aud=RESOURCE,
+        request_signing_jwk=peer.agent_jwk,
+    )
+    assert claims["mission_s256"] == mission["mission_s256"]
+
+    url, body = mission_request(
+        endpoint, mission["mission_s256"], "update", description="Also *Osaka*."
+    )
+    updated = peer.post(url, body)
+    assert updated.status == 200, updated.body
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", json.loads(updated.body)["s256"])
