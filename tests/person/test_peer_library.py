@@ -50,6 +50,18 @@ class Peer:
     def agent_jwk(self) -> dict[str, str]:
         return dict(public_key_to_jwk(self.agent_key.public_key()))
 
+    def ours(self, token: str, typ: str) -> dict[str, Any]:
+        """The peer's agent-side check of a token our PS issued for the resource."""
+        claims = verify_token(
+            token,
+            self.fetch,
+            expected_typ=typ,
+            expected_iss=PS_ISSUER,
+            expected_aud=RESOURCE,
+            request_signing_jwk=self.agent_jwk,
+        )
+        return dict(claims)
+
     def resource_token(self, presented: str) -> str:
         """What the peer's resource mints after verifying ``presented`` with its own rules
         (``presented_jti`` only, as -11 names it; no ``person_token_jti``)."""
@@ -133,28 +145,14 @@ def test_the_peer_accepts_our_agent_and_person_tokens(peer: Peer) -> None:
         request_signing_jwk=peer.agent_jwk,
     )
     assert agent["sub"] == peer.pw.world.agent_id
-    person = verify_token(
-        peer.pw.person_token(),
-        peer.fetch,
-        expected_typ="aa-person+jwt",
-        expected_iss=PS_ISSUER,
-        expected_aud=RESOURCE,
-        request_signing_jwk=peer.agent_jwk,
-    )
+    person = peer.ours(peer.pw.person_token(), "aa-person+jwt")
     assert person["sub"] == peer.pw.sub_for()
 
 
 def test_our_ps_issues_for_the_peers_resource_token_and_the_peer_accepts_it(peer: Peer) -> None:
     auth_token = peer.auth_token()
     # The peer checks what its agent library checks before using an auth token.
-    claims = verify_token(
-        auth_token,
-        peer.fetch,
-        expected_typ="aa-auth+jwt",
-        expected_iss=PS_ISSUER,
-        expected_aud=RESOURCE,
-        request_signing_jwk=peer.agent_jwk,
-    )
+    claims = peer.ours(auth_token, "aa-auth+jwt")
     assert claims["scope"] == "data.read"
     assert claims["ps"] == PS_ISSUER and claims["sub"] == peer.pw.sub_for()
 
@@ -227,14 +225,7 @@ def test_a_mission_the_peer_proposes_approves_and_updates(peer: Peer) -> None:
     mission = parse_mission_approval(json.loads(approved.body))  # raises if it disagrees
     assert mission["mission"]["agent"] == pw.world.agent_id
     person_token = mission["person_tokens"][RESOURCE]
-    claims = verify_token(
-        person_token,
-        peer.fetch,
-        expected_typ="aa-person+jwt",
-        expected_iss=PS_ISSUER,
-        expected_aud=RESOURCE,
-        request_signing_jwk=peer.agent_jwk,
-    )
+    claims = peer.ours(person_token, "aa-person+jwt")
     assert claims["mission_s256"] == mission["mission_s256"]
 
     url, body = mission_request(
