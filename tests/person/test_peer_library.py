@@ -22,6 +22,7 @@ from aauth.agent.signer import AgentRequestSigner
 from aauth.keys.jwk import calculate_jwk_thumbprint
 from aauth.missions import mission_request, parse_mission_approval
 from aauth.resource.verifier import RequestVerifier
+from aauth.revocation import sign_revocation_request
 from aauth.tokens.common import verify_token
 from aauth.tokens.resource_token import create_resource_token
 
@@ -30,6 +31,7 @@ from aauth_server.clock import FixedClock
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.person import DefaultPolicy
+from aauth_server.tokens.jwt import decode_unverified
 from tests.peer import ps_post
 from tests.person.ps_harness import ALICE, PsApp, PsWorld
 from tests.support import AP_ISSUER, PS_ISSUER, RESOURCE
@@ -234,3 +236,30 @@ def test_a_mission_the_peer_proposes_approves_and_updates(peer: Peer) -> None:
     updated = peer.post(url, body)
     assert updated.status == 200, updated.body
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", json.loads(updated.body)["s256"])
+
+
+def test_the_peers_resource_revokes_its_resource_token_at_our_ps(peer: Peer) -> None:
+    """Server to server: the peer signs with the ``jwks_uri`` scheme as the resource (its
+    revocation helper); our PS verifies it from the resource's JWKS, records the revocation,
+    and a token request with that resource token is refused."""
+    presented = peer.pw.person_token()
+    resource_token = peer.resource_token(presented)
+    claims = decode_unverified(resource_token).payload
+    endpoint = PS_ISSUER + peer.pw.config.revocation_path
+    headers, content = sign_revocation_request(
+        endpoint,
+        claims["jti"],
+        claims["exp"],
+        peer.resource_key,
+        RESOURCE,
+        PEER_KID,
+        "aauth-resource.json",
+    )
+    assert headers["Signature-Key"].startswith("sig=jwks_uri;"), headers
+    revoked = peer.pw.ps.handle(HttpRequest("POST", endpoint, list(headers.items()), content))
+    assert revoked is not None and revoked.status == 200, revoked
+
+    body = {"resource_token": resource_token, "presented_token": presented}
+    refused = peer.post(PS_ISSUER + peer.pw.config.auth_token_path, body)
+    assert refused.status == 400, refused.body
+    assert json.loads(refused.body)["error"] == "revoked_resource_token"  # digest 5.6
