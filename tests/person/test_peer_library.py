@@ -19,7 +19,9 @@ import httpx
 import pytest
 from aauth import generate_ed25519_keypair, public_key_to_jwk
 from aauth.agent.signer import AgentRequestSigner
+from aauth.errors import MetadataError
 from aauth.keys.jwk import calculate_jwk_thumbprint
+from aauth.metadata.common import validate_metadata
 from aauth.missions import mission_request, parse_mission_approval
 from aauth.resource.verifier import RequestVerifier
 from aauth.revocation import sign_revocation_request
@@ -31,12 +33,15 @@ from aauth_server.clock import FixedClock
 from aauth_server.http import HttpRequest, HttpResponse
 from aauth_server.keys.jwk import PrivateKey
 from aauth_server.person import DefaultPolicy
+from aauth_server.resource import ResourceGuard
 from aauth_server.tokens.jwt import decode_unverified
 from tests.peer import ps_post
 from tests.person.ps_harness import ALICE, PsApp, PsWorld
 from tests.support import AP_ISSUER, PS_ISSUER, RESOURCE
 
 PEER_KID = "peer-rs-1"
+#: What the peer's agent requires of a PS metadata document (aauth.metadata.mission_manager).
+PS_REQUIRED = ("jwks_uri", "auth_token_endpoint", "person_token_endpoint")
 
 
 @dataclasses.dataclass
@@ -263,3 +268,21 @@ def test_the_peers_resource_revokes_its_resource_token_at_our_ps(peer: Peer) -> 
     refused = peer.post(PS_ISSUER + peer.pw.config.auth_token_path, body)
     assert refused.status == 400, refused.body
     assert json.loads(refused.body)["error"] == "revoked_resource_token"  # digest 5.6
+
+
+def test_the_peer_validates_our_metadata_documents(peer: Peer) -> None:
+    """Its discovery check (issuer matches, every ``*_endpoint`` and ``jwks_uri`` https, no
+    query or fragment) on what our PS, resource and agent provider publish."""
+    world = peer.pw.world
+    resource = ResourceGuard(world.resource_config(authorization_path="/aauth/authorize"))
+    documents = [
+        (peer.pw.ps.metadata(), PS_ISSUER, PS_REQUIRED),
+        (resource.metadata(), RESOURCE, ("jwks_uri",)),
+        (world.provider.metadata(), AP_ISSUER, ("jwks_uri",)),
+    ]
+    for document, issuer, required in documents:
+        assert validate_metadata(document, issuer, required) == document
+    # And it can fail: an endpoint with a query is refused.
+    bad = {**peer.pw.ps.metadata(), "auth_token_endpoint": PS_ISSUER + "/token?x=1"}
+    with pytest.raises(MetadataError):
+        validate_metadata(bad, PS_ISSUER, PS_REQUIRED)
