@@ -210,7 +210,7 @@ def main() -> int:
         chunk = split_requests[batch * args.iterations : (batch + 1) * args.iterations]
         splits.append(crypto_split(pw.ps.handle, chunk))
         split_floors.append(per_call(floor, args.iterations))
-    request = statistics.median(total for total, _ in splits)
+    request = statistics.median(whole for whole, _ in splits)
     crypto = statistics.median(spent for _, spent in splits)
     split_floor = statistics.median(split_floors)
     print(f"-- where the request's time goes (medians of {split_batches} batches)")
